@@ -1,0 +1,27 @@
+# Two commands for a newcomer:  `make demo`  and  `make test`.
+# Both create .venv if it is missing and install everything (a second run only
+# checks the stamp file and skips installing).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.fvbench-installed
+
+.PHONY: setup demo test london clean-cache
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps facenet-pytorch==2.6.0
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/fvbench
+
+test: setup
+	$(PY) -m pytest -q
+
+london: setup
+	$(VENV)/bin/fvbench experiment=frl_london_dlib

@@ -1,0 +1,64 @@
+"""Exception and warning hierarchy of fvbench.
+
+Every error the harness raises on purpose derives from :class:`BenchError`, so a
+caller can catch "anything fvbench refused" in one clause. Messages name the bad
+value (file, column, row, config key) and what was expected.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BenchError",
+    "ConfigError",
+    "DataError",
+    "ImageLoadError",
+    "WeightsError",
+    "InsufficientDataWarning",
+    "ScoreSanityWarning",
+]
+
+
+class BenchError(Exception):
+    """Root of every error fvbench raises deliberately."""
+
+
+class ConfigError(BenchError, ValueError):
+    """A configuration value is missing, unknown or out of range."""
+
+
+class DataError(BenchError, ValueError):
+    """A dataset manifest, image, score table or result file is malformed."""
+
+
+class ImageLoadError(DataError):
+    """An image file cannot be decoded into an 8-bit RGB array.
+
+    Attributes
+    ----------
+    path : str
+        The file that failed.
+    reason : str
+        A short machine-readable reason code (e.g. ``"corrupt"``, ``"empty_file"``,
+        ``"too_large"``, ``"not_an_image"``), used as the failure-to-acquire reason.
+    """
+
+    def __init__(self, path: str, reason: str, detail: str = "") -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+        msg = f"cannot load image {self.path!r}: {reason}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
+class WeightsError(BenchError):
+    """Model weights are missing, fail their checksum, or cannot be loaded."""
+
+
+class InsufficientDataWarning(UserWarning):
+    """The data cannot support the requested estimate (e.g. a target FMR below 1/N)."""
+
+
+class ScoreSanityWarning(UserWarning):
+    """Scores look inverted (mated comparisons score lower than non-mated ones)."""
