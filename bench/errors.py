@@ -15,6 +15,7 @@ __all__ = [
     "WeightsError",
     "InsufficientDataWarning",
     "ScoreSanityWarning",
+    "InsufficientDataError",
 ]
 
 
@@ -62,3 +63,11 @@ class InsufficientDataWarning(UserWarning):
 
 class ScoreSanityWarning(UserWarning):
     """Scores look inverted (mated comparisons score lower than non-mated ones)."""
+
+
+class InsufficientDataError(DataError):
+    """The data cannot support the requested estimate at all.
+
+    Raised, for example, when a target FMR ``f`` is asked of ``N < 1/f`` non-mated
+    scores: no threshold can resolve it (metrics-reference §0, §5.5).
+    """

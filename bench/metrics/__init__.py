@@ -1,0 +1,38 @@
+"""Exact error rates, thresholds, intervals, group disaggregation and differentials.
+
+Public API (metrics-reference §0–§5); every rate carries its counts.
+"""
+
+from bench.metrics.intervals import (
+    clopper_pearson_interval,
+    wilson_interval,
+    zero_error_upper_bound,
+)
+from bench.metrics.rates import (
+    DetCurve,
+    EqualErrorRate,
+    ErrorRates,
+    ThresholdAtFMR,
+    det_curve,
+    equal_error_rate,
+    error_rates,
+    score_sanity_check,
+    threshold_at_fmr,
+    transaction_rates,
+)
+
+__all__ = [
+    "ErrorRates",
+    "ThresholdAtFMR",
+    "EqualErrorRate",
+    "DetCurve",
+    "error_rates",
+    "threshold_at_fmr",
+    "equal_error_rate",
+    "det_curve",
+    "score_sanity_check",
+    "transaction_rates",
+    "wilson_interval",
+    "clopper_pearson_interval",
+    "zero_error_upper_bound",
+]
