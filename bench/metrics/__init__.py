@@ -3,6 +3,12 @@
 Public API (metrics-reference §0–§5); every rate carries its counts.
 """
 
+from bench.metrics.groups import (
+    ALL_GROUP,
+    cross_group_fmr,
+    per_group_rates,
+    validate_comparisons,
+)
 from bench.metrics.intervals import (
     clopper_pearson_interval,
     wilson_interval,
@@ -35,4 +41,8 @@ __all__ = [
     "wilson_interval",
     "clopper_pearson_interval",
     "zero_error_upper_bound",
+    "ALL_GROUP",
+    "per_group_rates",
+    "cross_group_fmr",
+    "validate_comparisons",
 ]

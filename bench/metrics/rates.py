@@ -77,7 +77,7 @@ def _as_scores(values: ArrayLike, name: str) -> NDArray[np.float64]:
         idx = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"{name}: {int(bad.sum())} non-finite score(s) (first at index {idx}: "
-            f"{arr[idx]!r}); scores must be finite similarities"
+            f"{float(arr[idx])!r}); scores must be finite similarities"
         )
     return arr
 
