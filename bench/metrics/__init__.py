@@ -3,6 +3,19 @@
 Public API (metrics-reference §0–§5); every rate carries its counts.
 """
 
+from bench.metrics.differentials import (
+    differential_summary,
+    fdr,
+    garbe,
+    gini,
+    inequity_rate,
+    max_geomean_ratio,
+    max_min_difference,
+    max_min_ratio,
+    ratio_to_reference,
+    rfw_std,
+    ser,
+)
 from bench.metrics.groups import (
     ALL_GROUP,
     cross_group_fmr,
@@ -45,4 +58,15 @@ __all__ = [
     "per_group_rates",
     "cross_group_fmr",
     "validate_comparisons",
+    "max_min_difference",
+    "max_min_ratio",
+    "max_geomean_ratio",
+    "ratio_to_reference",
+    "fdr",
+    "inequity_rate",
+    "gini",
+    "garbe",
+    "rfw_std",
+    "ser",
+    "differential_summary",
 ]
