@@ -1,0 +1,99 @@
+"""Command-line entry point ``fvbench`` (also ``python -m bench``): the only Hydra importer.
+
+Composes ``configs/fvbench.yaml``, builds the dataset and model through
+:func:`instantiate_bench` (which only accepts ``bench.*`` targets), calls the
+plain function :func:`bench.run.evaluate` and writes ``results/<run_name>/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.utils import instantiate, to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from bench.errors import ConfigError
+from bench.run import Protocol, evaluate
+
+__all__ = ["main", "instantiate_bench", "run_from_config"]
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+def _targets(node: Any, where: str = "") -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "_target_":
+                found.append((where or "<root>", str(v)))
+            else:
+                found += _targets(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            found += _targets(v, f"{where}[{i}]")
+    return found
+
+
+def instantiate_bench(node: DictConfig | None) -> Any:
+    """``hydra.utils.instantiate`` restricted to ``bench.*`` targets.
+
+    Raises
+    ------
+    ConfigError
+        If any ``_target_`` in ``node`` lies outside the ``bench`` package (config
+        files must not be able to run arbitrary code).
+    """
+    if node is None:
+        return None
+    plain = OmegaConf.to_container(node, resolve=True)
+    bad = [(w, t) for w, t in _targets(plain) if not t.startswith("bench.")]
+    if bad:
+        raise ConfigError(f"only bench.* targets may be instantiated from configs; refused: {bad}")
+    return instantiate(node, _convert_="all")
+
+
+def run_from_config(cfg: DictConfig) -> Path:
+    """Run the benchmark described by a composed config; return the result folder."""
+    t0 = time.perf_counter()
+    paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
+    dataset = instantiate_bench(cfg.dataset.loader)
+    model = instantiate_bench(cfg.model.embedder)
+    pcfg = OmegaConf.to_container(cfg.protocol, resolve=True)
+    try:
+        protocol = Protocol(**pcfg)
+    except TypeError as err:
+        raise ConfigError(f"protocol config: {err}; valid keys: {sorted(Protocol.__dataclass_fields__)}") from err
+    result = evaluate(dataset, model, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress))
+    from bench.report.writer import write_results  # matplotlib only when writing
+
+    out_dir = paths["results_dir"] / str(cfg.run_name)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    write_results(
+        result,
+        out_dir,
+        run_name=str(cfg.run_name),
+        config=config,
+        min_group_subjects=int(cfg.report.min_group_subjects),
+        figures=bool(cfg.report.figures),
+        save_scores=bool(cfg.report.save_scores),
+    )
+    total = time.perf_counter() - t0
+    log.info("wrote %s in %.1f s (stages: %s)", out_dir, total, {k: round(v, 2) for k, v in result.timings.items()})
+    return out_dir
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="fvbench")
+def _hydra_main(cfg: DictConfig) -> None:
+    out = run_from_config(cfg)
+    print(f"fvbench: results written to {out}")
+
+
+def main() -> None:
+    """Console-script entry point (``fvbench``)."""
+    _hydra_main()

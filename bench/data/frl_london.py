@@ -1,0 +1,168 @@
+"""Face Research Lab London Set (front views): manifest loader.
+
+DeBruine, L. & Jones, B. (2017). Face Research Lab London Set (Version 5).
+figshare. https://doi.org/10.6084/m9.figshare.5047666.v5 (CC-BY 4.0; every
+person signed consent for research use).
+
+Expected layout under ``root`` (what the figshare zips unpack to)::
+
+    neutral_front/NNN_03.jpg   (+ NNN_03.tem WebMorph templates, pupils = points 0, 1)
+    smiling_front/NNN_08.jpg
+    london_info.csv            face_id,face_age,face_gender,face_eth  (self-reported)
+
+Older copies of the CSV name the gender column ``face_sex`` and write ids as
+``X001``; both are accepted. ``face_id`` stays a string (leading zeros), ``NA``
+age is missing (never 0), and the mixed label ``east_asian/white`` is kept as its
+own group.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from bench.data.manifest import Manifest
+from bench.errors import DataError
+
+__all__ = ["load_frl_london", "read_london_info", "VIEWS"]
+
+log = logging.getLogger(__name__)
+
+#: Image folders and view codes used (file name ``NNN_<code>.jpg``).
+VIEWS: dict[str, str] = {"neutral_front": "03", "smiling_front": "08"}
+
+_ID = re.compile(r"^X?(\d{1,3})$")
+
+
+def read_london_info(csv_path: Path) -> pd.DataFrame:
+    """Read ``london_info.csv`` into a table indexed by 3-digit ``face_id`` string.
+
+    Parameters
+    ----------
+    csv_path : pathlib.Path
+        The info CSV (columns ``face_id, face_age, face_gender|face_sex, face_eth``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``face_age`` (nullable Int64, years), ``face_gender``, ``face_eth``
+        (strings, ``pd.NA`` when missing); index ``face_id`` (e.g. ``"001"``).
+
+    Raises
+    ------
+    DataError
+        If the file is missing, a column is missing, an id is malformed or
+        duplicated, or an age is not an integer (row and value named).
+    """
+    if not csv_path.is_file():
+        raise DataError(f"FRL London info file not found: {str(csv_path)!r}")
+    raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    raw.columns = [c.strip() for c in raw.columns]
+    if "face_gender" not in raw.columns and "face_sex" in raw.columns:
+        raw = raw.rename(columns={"face_sex": "face_gender"})
+    need = ["face_id", "face_age", "face_gender", "face_eth"]
+    missing = [c for c in need if c not in raw.columns]
+    if missing:
+        raise DataError(
+            f"{str(csv_path)!r} is missing column(s) {missing}; expected {need} "
+            "(face_sex is accepted for face_gender)"
+        )
+    ids = []
+    for i, v in enumerate(raw["face_id"], start=2):  # row 1 is the header
+        m = _ID.match(v.strip())
+        if not m:
+            raise DataError(
+                f"{str(csv_path)!r} line {i}: face_id {v!r} is not a 3-digit id like '001' or 'X001'"
+            )
+        ids.append(m.group(1).zfill(3))
+    raw["face_id"] = ids
+    dup = raw["face_id"][raw["face_id"].duplicated()]
+    if len(dup):
+        raise DataError(f"{str(csv_path)!r}: duplicate face_id {sorted(set(dup))}")
+
+    def _na(col: pd.Series) -> pd.Series:
+        s = col.str.strip()
+        return s.mask(s.isin(["", "NA", "N/A", "NaN", "nan"])).astype("string")
+
+    age = _na(raw["face_age"])
+    bad = age.notna() & ~age.fillna("").str.fullmatch(r"\d+")
+    if bad.any():
+        i = int(bad.idxmax())
+        raise DataError(
+            f"{str(csv_path)!r} line {i + 2}: face_age {raw['face_age'][i]!r} is not a whole number or NA"
+        )
+    out = pd.DataFrame(
+        {
+            "face_age": pd.to_numeric(age).astype("Int64"),
+            "face_gender": _na(raw["face_gender"]),
+            "face_eth": _na(raw["face_eth"]),
+        }
+    )
+    out.index = pd.Index(raw["face_id"], name="face_id")
+    return out
+
+
+def load_frl_london(root: str | Path, *, views: tuple[str, ...] = ("neutral_front", "smiling_front")) -> Manifest:
+    """Build the manifest of the London set's front views.
+
+    One row per image found on disk (``image_id`` = file stem, e.g. ``"001_03"``;
+    ``subject_id`` = ``face_id``). Labels are self-reported (``label_source``).
+    An image whose subject is absent from the CSV keeps missing labels (own group);
+    a CSV subject without images is logged.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        Dataset root holding the layout described in the module docstring.
+    views : tuple of str
+        Which of :data:`VIEWS` to include.
+
+    Returns
+    -------
+    Manifest
+        Attributes ``face_eth``, ``face_gender``; the extra column ``face_age``
+        (Int64) is kept for age analyses.
+
+    Raises
+    ------
+    DataError
+        If ``root`` or a view folder does not exist, a file name does not follow
+        ``NNN_SS.jpg``, or the CSV is malformed.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(
+            f"FRL London root {str(root)!r} does not exist; set paths.data_dir "
+            "(or FVBENCH_DATA_DIR) to the folder that holds frl_london/"
+        )
+    info = read_london_info(root / "london_info.csv")
+    rows = []
+    for view in views:
+        if view not in VIEWS:
+            raise DataError(f"unknown FRL London view {view!r}; valid: {sorted(VIEWS)}")
+        folder = root / view
+        if not folder.is_dir():
+            raise DataError(f"FRL London view folder not found: {str(folder)!r}")
+        code = VIEWS[view]
+        for f in sorted(folder.glob("*.jpg")):
+            m = re.fullmatch(rf"(\d{{3}})_{code}", f.stem)
+            if not m:
+                raise DataError(f"unexpected file name {str(f)!r}: expected NNN_{code}.jpg")
+            rows.append({"image_id": f.stem, "path": f"{view}/{f.name}", "subject_id": m.group(1), "view": view})
+    if not rows:
+        raise DataError(f"no images found under {str(root)!r} for views {list(views)}")
+    table = pd.DataFrame(rows)
+    table = table.join(info, on="subject_id")
+    no_info = sorted(set(table["subject_id"]) - set(info.index))
+    if no_info:
+        log.warning("FRL London: %d subject(s) have images but no row in london_info.csv: %s", len(no_info), no_info)
+    no_images = sorted(set(info.index) - set(table["subject_id"]))
+    if no_images:
+        log.info("FRL London: %d subject(s) in london_info.csv have no images: %s", len(no_images), no_images)
+    table["label_source"] = "self-reported"
+    for c in ("image_id", "path", "subject_id", "view", "label_source", "face_gender", "face_eth"):
+        table[c] = table[c].astype("string")
+    return Manifest(table=table, root=root, attributes=("face_eth", "face_gender"), name="frl_london")

@@ -1,0 +1,223 @@
+"""Figures of a run: DET per group, error rates with intervals, cross-group FMR matrix.
+
+Conventions (metrics-reference §1.3): error rates on log10 axes (NIST FRVT
+style); lower-left is better on a DET. Zero error counts cannot sit on a log axis:
+they are drawn at the axis floor with an open marker, and the caption says so.
+Every legend entry carries the group's sample sizes. Figures are written without
+timestamps so reruns give identical files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+
+__all__ = ["plot_det", "plot_error_rates", "plot_fmr_matrix", "safe_name"]
+
+_SAVE = {"dpi": 130, "metadata": {"Software": None}, "bbox_inches": "tight"}
+_MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+
+
+def safe_name(attribute: str) -> str:
+    """File-name form of an attribute (``a&b`` -> ``a_x_b``)."""
+    return attribute.replace("&", "_x_").replace("/", "_")
+
+
+def _groups(df: pd.DataFrame) -> list[str]:
+    return [g for g in df["group"].unique().tolist() if g != "(all)"]
+
+
+def plot_det(dets: dict, eer: pd.DataFrame, per_group: pd.DataFrame, attribute: str, thresholds: list[dict], path: Path, *, title: str) -> None:
+    """DET curves (FNMR vs FMR, log10 axes), one per group, operating points marked.
+
+    Parameters
+    ----------
+    dets : dict
+        (attribute, group) -> :class:`bench.metrics.rates.DetCurve`.
+    eer : pandas.DataFrame
+        Per-group EER table (for the legend sample sizes).
+    per_group : pandas.DataFrame
+        Per-group rates (operating points at the global thresholds).
+    attribute : str
+    thresholds : list of dict
+        Thresholds of the run (usable ones are marked).
+    path : pathlib.Path
+        PNG to write.
+    title : str
+    """
+    fig, ax = plt.subplots(figsize=(7.2, 6.4))
+    rows = eer[eer["attribute"] == attribute]
+    # separate floors: FMR resolves 1/n_nonmated, FNMR only 1/n_mated
+    xfloor = 10 ** np.floor(np.log10(0.5 / max(1, int(rows["n_nonmated"].max()))))
+    yfloor = 10 ** np.floor(np.log10(0.5 / max(1, int(rows["n_mated"].max()))))
+    usable = [t for t in thresholds if t.get("status") == "ok"]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    skipped = []
+    for i, (_, r) in enumerate(rows.iterrows()):
+        g = r["group"]
+        c = "black" if g == "(all)" else colours[i % len(colours)]
+        det = dets.get((attribute, g))
+        if det is None:
+            skipped.append(f"{g} (mated {r['n_mated']}, non-mated {r['n_nonmated']})")
+            continue
+        fmr = np.clip(det.fmr, xfloor, 1)
+        fnmr = np.clip(det.fnmr, yfloor, 1)
+        label = f"{g}: {r['n_mated']:,} mated / {r['n_nonmated']:,} non-mated, EER {r['eer']:.3f}"
+        ax.step(fmr, fnmr, where="post", color=c, lw=2.2 if g == "(all)" else 1.5, ls="--" if g == "(all)" else "-", label=label)
+        sel = per_group[(per_group["attribute"] == attribute) & (per_group["group"] == g)]
+        for j, t in enumerate(usable):
+            pts = sel[sel["threshold_name"] == t["name"]].set_index("metric")["rate"]
+            if {"FMR", "FNMR"} <= set(pts.index) and np.isfinite(pts["FMR"]) and np.isfinite(pts["FNMR"]):
+                x, y = max(pts["FMR"], xfloor), max(pts["FNMR"], yfloor)
+                zero = pts["FMR"] == 0 or pts["FNMR"] == 0
+                ax.plot(x, y, _MARKERS[j % len(_MARKERS)], ms=8, color=c, mfc="white" if zero else c, mec=c)
+    for j, t in enumerate(usable):
+        ax.plot([], [], _MARKERS[j % len(_MARKERS)], color="grey", label=f"operating point at {t['name']} (t = {t['threshold']:.4g})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(xfloor, 1)
+    ax.set_ylim(yfloor, 1)
+    ax.set_xlabel("False match rate (FMR, fraction of non-mated comparisons)")
+    ax.set_ylabel("False non-match rate (FNMR, fraction of mated comparisons)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", alpha=0.4)
+    ax.grid(True, which="minor", alpha=0.1)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12), ncol=1, frameon=False)
+    note = (
+        f"Zero error counts are drawn at the axis floors (FMR {xfloor:.0e}, FNMR {yfloor:.0e}; open markers). "
+        "Per-group FMR: both subjects in the group."
+    )
+    if skipped:
+        note += "\nNo DET (needs mated and non-mated comparisons): " + "; ".join(skipped)
+    ax.text(0.0, -0.1, note, transform=ax.transAxes, fontsize=7, va="top")
+    fig.savefig(path, **_SAVE)
+    plt.close(fig)
+
+
+def plot_error_rates(per_group: pd.DataFrame, attribute: str, path: Path, *, title: str, interval: str = "wilson") -> None:
+    """FMR and FNMR per group at each threshold, with intervals (log10 y axis).
+
+    Parameters
+    ----------
+    per_group : pandas.DataFrame
+        Per-group rows with ``rate`` and ``<interval>_low/high`` columns.
+    attribute : str
+    path : pathlib.Path
+    title : str
+    interval : str
+        Column prefix of the interval drawn (``"wilson"``, or ``"boot"`` when the
+        subject bootstrap is present).
+    """
+    df = per_group[(per_group["attribute"] == attribute) & per_group["metric"].isin(["FMR", "FNMR"])]
+    groups = ["(all)", *_groups(df)]
+    names = list(dict.fromkeys(df["threshold_name"].tolist()))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.4 * len(groups) + 4), 4.8), sharey=False)
+    lows = [v for v in (df["rate"][df["rate"] > 0].min(), df["upper_bound_95"].min(), df["wilson_low"][df["wilson_low"] > 0].min()) if np.isfinite(v)]
+    floor = 10 ** np.floor(np.log10(0.5 * min(lows))) if lows else 1e-4
+    lo_col, hi_col = f"{interval}_low", f"{interval}_high"
+    width = 0.8 / max(1, len(names))
+    for ax, metric in zip(axes, ["FMR", "FNMR"]):
+        for j, name in enumerate(names):
+            sel = df[(df["metric"] == metric) & (df["threshold_name"] == name)].set_index("group")
+            for k, g in enumerate(groups):
+                if g not in sel.index:
+                    continue
+                r = sel.loc[g]
+                x = k + (j - (len(names) - 1) / 2) * width
+                c = f"C{j}"
+                if r["comparisons"] == 0 or not np.isfinite(r["rate"]):
+                    continue  # no comparisons, or suppressed (small group)
+                if r["errors"] == 0:
+                    ub = r["upper_bound_95"]
+                    ax.plot([x, x], [floor, ub], color=c, lw=1.2)
+                    ax.plot(x, ub, marker="v", color=c, mfc="white", ms=7)
+                else:
+                    lo, hi = max(r[lo_col], floor), r[hi_col]
+                    ax.plot([x, x], [lo, hi], color=c, lw=1.2)
+                    ax.plot(x, r["rate"], marker=_MARKERS[j % len(_MARKERS)], color=c, ms=7)
+        ax.set_yscale("log")
+        ax.set_ylim(floor, 1.05)
+        ax.set_xticks(range(len(groups)))
+        counts = df[df["metric"] == metric].drop_duplicates("group").set_index("group")
+        ticks = []
+        for g in groups:
+            if g not in counts.index:
+                ticks.append(g)
+                continue
+            r = counts.loc[g]
+            extra = "\n(counts only)" if r["flag"] == "suppressed_small_group" else ""
+            ticks.append(f"{g}\nn={int(r['comparisons']):,}\n{int(r['subjects'])} subj.{extra}")
+        ax.set_xticklabels(ticks, fontsize=7)
+        ax.set_ylabel(f"{metric} (fraction, log scale)")
+        kind = "non-mated comparisons, both subjects in group" if metric == "FMR" else "mated comparisons"
+        ax.set_title(f"{metric} per group ({kind})", fontsize=9)
+        ax.grid(True, axis="y", which="major", alpha=0.4)
+    for j, name in enumerate(names):
+        t = df[df["threshold_name"] == name]["threshold"].iloc[0]
+        axes[0].plot([], [], _MARKERS[j % len(_MARKERS)], color=f"C{j}", label=f"{name} (t = {t:.4g})")
+    axes[0].plot([], [], "v", color="grey", mfc="white", label="0 errors: one-sided 95% upper bound")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle(title, fontsize=10)
+    label = {"wilson": "95% Wilson interval (comparison-level: a lower bound on the true uncertainty)", "boot": "95% subject-level bootstrap interval"}.get(interval, interval)
+    fig.text(0.01, -0.02, f"Bars: {label}.", fontsize=7, va="top")
+    fig.tight_layout()
+    fig.savefig(path, **_SAVE)
+    plt.close(fig)
+
+
+def plot_fmr_matrix(cross: pd.DataFrame, attribute: str, threshold: dict, path: Path, *, title: str) -> None:
+    """Cross-group FMR heatmap (colour = log10 FMR) with ``errors/comparisons`` in each cell.
+
+    Parameters
+    ----------
+    cross : pandas.DataFrame
+        Long form with ``group_a, group_b, false_matches, comparisons, fmr``.
+    attribute : str
+    threshold : dict
+        The threshold the matrix was computed at (name, value).
+    path : pathlib.Path
+    title : str
+    """
+    groups = sorted(set(cross["group_a"]) | set(cross["group_b"]))
+    n = len(groups)
+    fmr = np.full((n, n), np.nan)
+    txt = [["" for _ in range(n)] for _ in range(n)]
+    pos = {g: i for i, g in enumerate(groups)}
+    for _, r in cross.iterrows():
+        i, j = pos[r["group_a"]], pos[r["group_b"]]
+        if r["comparisons"] > 0 and not np.isfinite(r["fmr"]):
+            txt[i][j] = f"suppressed\n(small group)\n{int(r['comparisons']):,} pairs"
+        elif r["comparisons"] > 0:
+            fmr[i, j] = r["fmr"]
+            txt[i][j] = f"{r['fmr']:.2g}\n{int(r['false_matches']):,}/{int(r['comparisons']):,}"
+        else:
+            txt[i][j] = "no pairs"
+    positive = fmr[np.isfinite(fmr) & (fmr > 0)]
+    vmin = positive.min() if positive.size else 1e-4
+    vmax = max(positive.max() if positive.size else 1e-1, vmin * 10)
+    shown = np.where(fmr == 0, np.nan, fmr)  # zero and missing cells: grey, labelled in the cell
+    fig, ax = plt.subplots(figsize=(1.3 * n + 3, 1.1 * n + 2))
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#dddddd")
+    im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, norm=LogNorm(vmin=vmin, vmax=vmax))
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, txt[i][j], ha="center", va="center", fontsize=7, color="white" if np.isfinite(shown[i, j]) and shown[i, j] < np.sqrt(vmin * vmax) else "black")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=8)
+    ax.set_yticklabels(groups, fontsize=8)
+    ax.set_xlabel(f"{attribute} of one subject")
+    ax.set_ylabel(f"{attribute} of the other subject")
+    cb = fig.colorbar(im, ax=ax, shrink=0.8)
+    cb.set_label("FMR (log scale); grey: 0 false matches, no pairs, or suppressed")
+    ax.set_title(f"{title}\nat {threshold['name']} (t = {threshold['threshold']:.4g}); cell: FMR, false matches/comparisons", fontsize=9)
+    fig.savefig(path, **_SAVE)
+    plt.close(fig)

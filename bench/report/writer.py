@@ -1,0 +1,180 @@
+"""Write a run's result folder: metrics.json, tidy tables, figures, report.md.
+
+Layout of ``results/<run_name>/`` (every file documented in README "Result files"):
+
+- ``metrics.json``: everything below plus resolved config and provenance
+  (schema: :data:`METRICS_SCHEMA`).
+- ``per_group.csv``: one row per (attribute, group, threshold, metric in FTA/FMR/FNMR).
+- ``eer.csv``: EER per (attribute, group).
+- ``cross_group_fmr_<attribute>.csv``: the cross-group FMR matrix in long form.
+- ``det_<attribute>.png``, ``error_rates_<attribute>.png``, ``fmr_matrix_<attribute>.png``.
+- ``report.md``: the human summary with a reading guide.
+- ``scores.parquet``: the comparison-score table (not published: git-ignored; it lets
+  anyone recompute every metric without the model).
+
+Groups with fewer subjects than ``min_group_subjects`` are published as counts
+only: their rates, intervals and EER are blanked and flagged
+``suppressed_small_group`` (privacy: a rate of a 1-person group is a fact about
+that person).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.report.markdown import write_report
+from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, safe_name
+from bench.report.provenance import code_version, package_versions
+from bench.run import RunResult
+
+__all__ = ["write_results", "METRICS_SCHEMA", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+
+#: Top-level keys of metrics.json and what they hold.
+METRICS_SCHEMA = {
+    "schema_version": "integer; bumped when a field changes meaning",
+    "run_name": "string",
+    "config": "the fully resolved Hydra config of the run",
+    "provenance": "code (fvbench version, git commit, dirty flag) and package versions",
+    "dataset": "name, manifest_sha256, images, subjects, label_source, subjects per group, acquired images, comparison counts",
+    "model": "name, metric, nominal threshold and its source, weights SHA-256, preprocessing/detector settings, licence",
+    "protocol": "pairing and calibration rules in words and values",
+    "thresholds": "list: name, kind (nominal|target_fmr), threshold, target/achieved FMR, k, n_nonmated, support, status",
+    "per_group": "list of per_group.csv rows",
+    "eer": "list of eer.csv rows",
+    "cross_group_fmr": "attribute -> list of matrix cells at the primary threshold",
+    "suppression": "min_group_subjects and the groups shown as counts only",
+}
+
+_RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95"]
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        return None if not math.isfinite(float(x)) else float(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    if isinstance(x, Path):
+        return str(x)
+    if x is pd.NA or x is None:
+        return None
+    return x
+
+
+def _small_groups(result: RunResult, min_subjects: int) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    subj = result.manifest.table["subject_id"].astype(str)
+    for attr in result.attributes:
+        counts = pd.DataFrame({"s": subj, "g": result.labels[attr]}).drop_duplicates().groupby("g")["s"].size()
+        small = sorted(counts[counts < min_subjects].index.tolist())
+        if small:
+            out[attr] = small
+    return out
+
+
+def _suppress(df: pd.DataFrame, small: dict[str, list[str]], cols: list[str]) -> pd.DataFrame:
+    df = df.copy()
+    for attr, groups in small.items():
+        m = (df["attribute"] == attr) & df["group"].isin(groups)
+        df.loc[m, cols] = np.nan
+        if "flag" in df.columns:
+            df.loc[m, "flag"] = "suppressed_small_group"
+    return df
+
+
+def write_results(result: RunResult, out_dir: Path, *, run_name: str, config: dict, min_group_subjects: int = 5, figures: bool = True, save_scores: bool = True) -> Path:
+    """Write the result folder of ``result`` into ``out_dir`` (created if needed).
+
+    Parameters
+    ----------
+    result : RunResult
+    out_dir : pathlib.Path
+    run_name : str
+    config : dict
+        The resolved config (recorded verbatim).
+    min_group_subjects : int
+        Groups with fewer subjects are published as counts only.
+    figures : bool
+        Write the PNG figures.
+    save_scores : bool
+        Write ``scores.parquet`` (the comparison table; git-ignored).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    small = _small_groups(result, min_group_subjects)
+    per_group = _suppress(result.per_group, small, _RATE_COLUMNS)
+    eer = _suppress(result.eer, small, ["eer", "threshold", "eer_low", "eer_high"])
+    per_group.to_csv(out_dir / "per_group.csv", index=False, float_format="%.10g", lineterminator="\n")
+    eer.to_csv(out_dir / "eer.csv", index=False, float_format="%.10g", lineterminator="\n")
+    cross_pub: dict[str, pd.DataFrame] = {}
+    for attr, cross in result.cross.items():
+        c = cross.copy()
+        hide = c["group_a"].isin(small.get(attr, [])) | c["group_b"].isin(small.get(attr, []))
+        c.loc[hide, "fmr"] = np.nan
+        c.to_csv(out_dir / f"cross_group_fmr_{safe_name(attr)}.csv", index=False, float_format="%.10g", lineterminator="\n")
+        cross_pub[attr] = c
+    if save_scores:
+        result.comparisons.to_parquet(out_dir / "scores.parquet", index=False)
+
+    primary = result.primary_threshold
+    protocol = {
+        "mated": "all unordered pairs of distinct images of the same subject",
+        "nonmated": "all unordered pairs of images of different subjects"
+        + ("" if result.protocol.max_nonmated is None else f" (seeded sample of {result.protocol.max_nonmated})"),
+        "per_group_fmr": "non-mated comparisons with both subjects in the group (demographically matched impostors, NIST FRVT); all other pairs in the cross-group matrix",
+        "decision_rule": "match iff score >= threshold; scores are similarities (distances negated)",
+        "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (metrics-reference §0)",
+        "fta": "images without a usable template are excluded from comparisons and reported as FTA per group",
+        "primary_threshold": primary["name"],
+        "attributes": result.attributes,
+        "target_fmrs": list(result.protocol.target_fmrs),
+        "confidence": result.protocol.confidence,
+        "seed": result.protocol.seed,
+    }
+    metrics = {
+        "schema_version": SCHEMA_VERSION,
+        "run_name": run_name,
+        "config": config,
+        "provenance": {"code": code_version(), "packages": package_versions()},
+        "dataset": result.dataset_info,
+        "model": result.model_info,
+        "protocol": protocol,
+        "thresholds": result.thresholds,
+        "per_group": per_group.to_dict(orient="records"),
+        "eer": eer.to_dict(orient="records"),
+        "cross_group_fmr": {a: c.to_dict(orient="records") for a, c in cross_pub.items()},
+        "suppression": {"min_group_subjects": min_group_subjects, "groups_shown_as_counts_only": small},
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+    figs: dict[str, dict[str, str]] = {}
+    if figures:
+        title = f"{result.model_info['name']} on {result.dataset_info['name']}"
+        shown = per_group.copy()
+        for attr in result.attributes:
+            name = safe_name(attr)
+            f = {"det": f"det_{name}.png", "error_rates": f"error_rates_{name}.png", "fmr_matrix": f"fmr_matrix_{name}.png"}
+            plot_det(result.det, eer, shown, attr, result.thresholds, out_dir / f["det"], title=f"DET by {attr}: {title}")
+            plot_error_rates(shown, attr, out_dir / f["error_rates"], title=f"Error rates by {attr}: {title}")
+            plot_fmr_matrix(cross_pub[attr], attr, primary, out_dir / f["fmr_matrix"], title=f"Cross-group FMR by {attr}: {title}")
+            figs[attr] = f
+    write_report(out_dir / "report.md", result, per_group=per_group, eer=eer, figures=figs, run_name=run_name, small=small, min_group_subjects=min_group_subjects)
+    return out_dir
