@@ -3,6 +3,12 @@
 Public API (metrics-reference §0–§5); every rate carries its counts.
 """
 
+from bench.metrics.bootstrap import (
+    BootstrapReplicates,
+    bootstrap_differentials,
+    bootstrap_group_rates,
+    bootstrap_replicates,
+)
 from bench.metrics.differentials import (
     differential_summary,
     fdr,
@@ -69,4 +75,8 @@ __all__ = [
     "rfw_std",
     "ser",
     "differential_summary",
+    "BootstrapReplicates",
+    "bootstrap_replicates",
+    "bootstrap_group_rates",
+    "bootstrap_differentials",
 ]
