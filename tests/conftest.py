@@ -1,0 +1,24 @@
+"""Shared fixtures: where the consented London set lives (read in place, never copied)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def london_root() -> Path:
+    """``$FVBENCH_DATA_DIR/frl_london`` or ``../shared/datasets/frl_london`` beside the repo."""
+    base = os.environ.get("FVBENCH_DATA_DIR")
+    return (Path(base) if base else REPO.parent / "shared" / "datasets") / "frl_london"
+
+
+@pytest.fixture(scope="session")
+def london() -> Path:
+    root = london_root()
+    if not (root / "london_info.csv").is_file():
+        pytest.skip(f"FRL London set not found at {root} (set FVBENCH_DATA_DIR); it is read in place, never copied")
+    return root
