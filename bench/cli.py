@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.utils import instantiate, to_absolute_path
+from hydra.utils import get_object, instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
@@ -55,6 +55,18 @@ def instantiate_bench(node: DictConfig | None) -> Any:
     bad = [(w, t) for w, t in _targets(plain) if not t.startswith("bench.")]
     if bad:
         raise ConfigError(f"only bench.* targets may be instantiated from configs; refused: {bad}")
+    # A bench.* path can still reach outside code through a module attribute
+    # (e.g. bench.data.manifest.pd.read_pickle): the object itself must be defined in bench.
+    for where, t in _targets(plain):
+        try:
+            module = getattr(get_object(t), "__module__", None) or ""
+        except (ImportError, ValueError, AttributeError) as err:
+            raise ConfigError(f"{where}: cannot resolve _target_ {t!r}: {err}") from err
+        if module != "bench" and not module.startswith("bench."):
+            raise ConfigError(
+                f"{where}: _target_ {t!r} resolves to an object of module {module!r}; "
+                "only objects defined in bench.* may be instantiated"
+            )
     return instantiate(node, _convert_="all")
 
 
@@ -83,6 +95,10 @@ def run_from_config(cfg: DictConfig) -> Path:
         figures=bool(cfg.report.figures),
         save_scores=bool(cfg.report.save_scores),
     )
+    if cfg.report.get("export_embeddings", False):  # opt-in: biometric data into results/ (PRIVACY.md)
+        from bench.report.export import export_embeddings
+
+        export_embeddings(dataset, result, out_dir, cache_dir=paths["cache_dir"])
     total = time.perf_counter() - t0
     log.info("wrote %s in %.1f s (stages: %s)", out_dir, total, {k: round(v, 2) for k, v in result.timings.items()})
     return out_dir

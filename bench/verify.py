@@ -1,0 +1,690 @@
+"""``fvbench-verify results/<run>``: recompute a published run and report any mismatch.
+
+A result folder (:mod:`bench.report.writer`) records what it was computed from:
+the dataset manifest's SHA-256, the model weights' SHA-256, the resolved config,
+and the comparison-score table ``scores.parquet``. :func:`verify_run` checks that
+these still agree with each other and with what is published:
+
+``scores``
+    ``scores.parquet`` is a valid comparison table (finite scores, boolean
+    ``mated``) whose mated / non-mated / acquired-image counts equal those in
+    ``metrics.json``.
+``thresholds``
+    Every threshold is recomputed from the non-mated scores by the order-statistic
+    rule (metrics-reference §0; :func:`bench.metrics.rates.threshold_at_fmr`);
+    refused targets must still be refused; the nominal threshold must equal the
+    model's.
+``fta``
+    FTA rates and intervals recomputed from the stored per-group counts (the
+    failed images are not in the score table), and the acquired images per group
+    (attempted - failed) checked against the images present in the score table.
+``per_group`` / ``per_group.csv``
+    FMR and FNMR per group at every usable threshold recomputed with
+    :func:`bench.metrics.groups.per_group_rates`, small groups suppressed as the
+    writer does, and compared cell by cell with ``metrics.json`` and the CSV.
+``eer`` / ``eer.csv``, ``cross_group_fmr[<attribute>]``
+    Likewise for the EER table (:func:`bench.metrics.rates.equal_error_rate`) and
+    the cross-group FMR matrices at the primary threshold.
+``suppression``
+    The groups published as counts only are exactly those with fewer than
+    ``min_group_subjects`` subjects.
+``dataset``
+    When the dataset is available: the manifest is rebuilt from the recorded
+    loader config and its :meth:`~bench.data.manifest.Manifest.content_hash`
+    compared with ``dataset.manifest_sha256``.
+``weights``
+    When the model is available: the embedder is built from the recorded config
+    and its weight files' SHA-256 compared with ``model.weights_sha256``.
+``provenance``
+    Information only: code version and package versions now vs. recorded.
+
+Exit status of :func:`verify_main`: 0 every check passed (some may be skipped),
+1 at least one mismatch, 2 the run folder cannot be read, 3 (``--require-all``
+only) no mismatch but a check was skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import math
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import BenchError, DataError, InsufficientDataError, WeightsError
+from bench.metrics.groups import ALL_GROUP, cross_group_fmr, per_group_rates, validate_comparisons
+from bench.metrics.intervals import clopper_pearson_interval, wilson_interval, zero_error_upper_bound
+from bench.metrics.rates import equal_error_rate, threshold_at_fmr
+
+__all__ = ["Check", "VerifyReport", "verify_run", "verify_main", "CHECK_STATUSES"]
+
+log = logging.getLogger(__name__)
+
+#: ``ok``: recomputed and equal; ``mismatch``: recomputed and different (exit 1);
+#: ``skipped``: could not be recomputed here (dataset or model unavailable);
+#: ``info``: reported, never a failure (e.g. package versions changed).
+CHECK_STATUSES = ("ok", "mismatch", "skipped", "info")
+
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+
+_RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95"]
+_PER_GROUP_KEY = ["attribute", "group", "threshold_name", "metric"]
+_PER_GROUP_INT = ["errors", "comparisons", "subjects"]
+_PER_GROUP_FLOAT = ["threshold", *_RATE_COLUMNS]
+_PER_GROUP_STR = ["flag", "reasons"]
+_EER_KEY = ["attribute", "group"]
+_EER_INT = ["n_mated", "n_nonmated"]
+_EER_FLOAT = ["eer", "threshold", "eer_low", "eer_high"]
+_CROSS_KEY = ["group_a", "group_b"]
+_MAX_LISTED = 8
+
+
+@dataclass(frozen=True)
+class Check:
+    """Outcome of one verification.
+
+    Attributes
+    ----------
+    name : str
+        What was checked, e.g. ``"per_group.csv"`` or ``"dataset"``.
+    status : str
+        One of :data:`CHECK_STATUSES`.
+    detail : str
+        What was compared, or the first differences (cell, stored, recomputed).
+    """
+
+    name: str
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class VerifyReport:
+    """All checks of one run folder.
+
+    Attributes
+    ----------
+    run_dir : pathlib.Path
+    checks : list of Check
+    """
+
+    run_dir: Path
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def mismatches(self) -> list[Check]:
+        """Checks whose recomputation differs from what the run stored."""
+        return [c for c in self.checks if c.status == "mismatch"]
+
+    @property
+    def skipped(self) -> list[Check]:
+        """Checks that could not be run here."""
+        return [c for c in self.checks if c.status == "skipped"]
+
+    @property
+    def ok(self) -> bool:
+        """True when no check found a mismatch."""
+        return not self.mismatches
+
+    def status(self, name: str) -> str:
+        """Status of the check called ``name`` (KeyError if there is none)."""
+        for c in self.checks:
+            if c.name == name:
+                return c.status
+        raise KeyError(f"no check named {name!r}; checks: {[c.name for c in self.checks]}")
+
+    def to_text(self) -> str:
+        """Human-readable summary, one line per check (details indented)."""
+        lines = [f"fvbench-verify {self.run_dir}"]
+        for c in self.checks:
+            lines.append(f"  [{c.status:8}] {c.name}")
+            for d in c.detail.splitlines():
+                lines.append(f"             {d}")
+        n_bad = len(self.mismatches)
+        verdict = "OK" if self.ok else f"MISMATCH in {n_bad} check(s)"
+        if self.skipped:
+            verdict += f" ({len(self.skipped)} skipped)"
+        lines.append(verdict)
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- comparison helpers
+def _num(x: Any) -> float:
+    """Float value of a stored cell; None / '' / NA -> NaN."""
+    if x is None or x is pd.NA or (isinstance(x, str) and x.strip() == ""):
+        return math.nan
+    return float(x)
+
+
+def _same_float(a: Any, b: Any, rtol: float) -> bool:
+    x, y = _num(a), _num(b)
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    return math.isclose(x, y, rel_tol=rtol, abs_tol=rtol * 1e-3)
+
+
+def _same_int(a: Any, b: Any) -> bool:
+    x, y = _num(a), _num(b)
+    return not (math.isnan(x) or math.isnan(y)) and x == y
+
+
+def _str(x: Any) -> str:
+    if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return str(x)
+
+
+def _key(row: pd.Series | dict, cols: Sequence[str]) -> tuple[str, ...]:
+    return tuple(_str(row[c]) for c in cols)
+
+
+def _compare_tables(
+    expected: pd.DataFrame,
+    stored: pd.DataFrame,
+    *,
+    key: Sequence[str],
+    ints: Sequence[str],
+    floats: Sequence[str],
+    strings: Sequence[str],
+    rtol: float,
+) -> tuple[list[str], list[str]]:
+    """Cell-by-cell differences between a recomputed and a stored table.
+
+    Returns
+    -------
+    diffs : list of str
+        ``"<key> <column>: stored X, recomputed Y"`` lines, plus missing/extra rows.
+    unverified : list of str
+        Stored columns this function does not know (reported, not compared).
+    """
+    missing_cols = [c for c in (*key, *ints, *floats, *strings) if c not in stored.columns]
+    if missing_cols:
+        return [f"stored table lacks column(s) {missing_cols}"], []
+    unverified = [c for c in stored.columns if c not in (*key, *ints, *floats, *strings)]
+    exp = {_key(r, key): r for _, r in expected.iterrows()}
+    sto: dict[tuple[str, ...], pd.Series] = {}
+    diffs: list[str] = []
+    for _, r in stored.iterrows():
+        k = _key(r, key)
+        if k in sto:
+            diffs.append(f"{'/'.join(k)}: duplicate row")
+        sto[k] = r
+    for k in exp:
+        if k not in sto:
+            diffs.append(f"{'/'.join(k)}: row missing from the stored table")
+    for k in sto:
+        if k not in exp:
+            diffs.append(f"{'/'.join(k)}: stored row that the scores do not produce")
+    for k, e in exp.items():
+        if k not in sto:
+            continue
+        s = sto[k]
+        name = "/".join(x for x in k if x)
+        for c in ints:
+            if not _same_int(s[c], e[c]):
+                diffs.append(f"{name} {c}: stored {_str(s[c])!r}, recomputed {_str(e[c])!r}")
+        for c in floats:
+            if not _same_float(s[c], e[c], rtol):
+                diffs.append(f"{name} {c}: stored {_str(s[c])!r}, recomputed {_num(e[c])!r}")
+        for c in strings:
+            if _str(s[c]) != _str(e[c]):
+                diffs.append(f"{name} {c}: stored {_str(s[c])!r}, recomputed {_str(e[c])!r}")
+    return diffs, unverified
+
+
+def _table_check(name: str, diffs: list[str], unverified: list[str], n_rows: int) -> Check:
+    if diffs:
+        shown = diffs[:_MAX_LISTED]
+        more = f"\n... and {len(diffs) - len(shown)} more" if len(diffs) > len(shown) else ""
+        return Check(name, "mismatch", "\n".join(shown) + more)
+    detail = f"{n_rows} rows equal"
+    if unverified:
+        detail += f"; column(s) not recomputed: {unverified}"
+    return Check(name, "ok", detail)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"attribute": str, "group": str, "group_a": str, "group_b": str, "threshold_name": str, "flag": str, "reasons": str}, keep_default_na=False, na_values=[""])
+
+
+# ----------------------------------------------------------------------------- recomputation
+def _recompute_thresholds(nonmated: np.ndarray, stored: list[dict], model: dict, rtol: float) -> tuple[Check, dict[str, float]]:
+    """Recompute every stored threshold; return the check and the usable name -> value."""
+    diffs: list[str] = []
+    usable: dict[str, float] = {}
+    for t in stored:
+        name = t.get("name", "?")
+        if t.get("kind") == "nominal":
+            expect = model.get("nominal_threshold")
+            if expect is None or not _same_float(t.get("threshold"), expect, rtol):
+                diffs.append(f"{name}: threshold {t.get('threshold')!r}, model's nominal threshold {expect!r}")
+            usable[name] = float(t["threshold"])
+            continue
+        target = float(t["target_fmr"])
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                r = threshold_at_fmr(nonmated, target)
+        except InsufficientDataError as err:
+            if t.get("status") != "refused":
+                diffs.append(f"{name}: stored as set, but the scores refuse it ({err})")
+            continue
+        if t.get("status") != "ok":
+            diffs.append(f"{name}: stored as {t.get('status')!r}, but the scores set it at {r.threshold!r}")
+            continue
+        for col, value in (("threshold", r.threshold), ("achieved_fmr", r.achieved_fmr)):
+            if not _same_float(t.get(col), value, rtol):
+                diffs.append(f"{name} {col}: stored {t.get(col)!r}, recomputed {value!r}")
+        for col, value in (("k", r.k), ("n_nonmated", r.n_nonmated)):
+            if not _same_int(t.get(col), value):
+                diffs.append(f"{name} {col}: stored {t.get(col)!r}, recomputed {value!r}")
+        if t.get("support") != r.support:
+            diffs.append(f"{name} support: stored {t.get('support')!r}, recomputed {r.support!r}")
+        got_warnings = sorted({str(w.message) for w in caught})
+        if sorted(t.get("warnings", [])) != got_warnings:
+            diffs.append(f"{name} warnings: stored {t.get('warnings', [])!r}, recomputed {got_warnings!r}")
+        usable[name] = float(r.threshold)
+    if diffs:
+        return Check("thresholds", "mismatch", "\n".join(diffs)), usable
+    return Check("thresholds", "ok", f"{len(stored)} threshold(s) equal: {sorted(usable)}"), usable
+
+
+def _primary(stored: list[dict], usable: dict[str, float]) -> str | None:
+    ok = [t for t in stored if t.get("status") == "ok" and t["name"] in usable]
+    calibrated = [t for t in ok if t.get("kind") == "target_fmr"]
+    chosen = calibrated or ok
+    return chosen[0]["name"] if chosen else None
+
+
+def _fta_rows(stored_rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    """FTA rows with rates, intervals and flags recomputed from their stored counts
+    (as :func:`bench.metrics.fta.fta_by_group` computes them)."""
+    fta = stored_rows[stored_rows["metric"] == "FTA"].copy().reset_index(drop=True)
+    if fta.empty:
+        return fta
+    e = fta["errors"].to_numpy(dtype=np.int64)
+    n = fta["comparisons"].to_numpy(dtype=np.int64)
+    w_lo, w_hi = wilson_interval(e, n, confidence=confidence)
+    c_lo, c_hi = clopper_pearson_interval(e, n, confidence=confidence)
+    return fta.assign(
+        rate=np.where(n > 0, e / np.maximum(n, 1), np.nan),
+        wilson_low=w_lo,
+        wilson_high=w_hi,
+        cp_low=c_lo,
+        cp_high=c_hi,
+        upper_bound_95=np.where((e == 0) & (n > 0), zero_error_upper_bound(np.maximum(n, 1)), np.nan),
+        flag=np.where(n == 0, "no_comparisons", np.where(e == 0, "zero_errors", np.where(e < 30, "low_precision", ""))),
+    )
+
+
+def _images_per_group(comp: pd.DataFrame, attribute: str) -> dict[str, int]:
+    """Distinct images per group label of ``attribute`` among the compared images."""
+    a = pd.DataFrame({"img": comp["image_a"].astype(str), "g": comp[f"{attribute}_a"].astype(str)})
+    b = pd.DataFrame({"img": comp["image_b"].astype(str), "g": comp[f"{attribute}_b"].astype(str)})
+    both = pd.concat([a, b]).drop_duplicates()
+    out = both.groupby("g")["img"].size().to_dict()
+    out[ALL_GROUP] = int(both["img"].nunique())
+    return {str(k): int(v) for k, v in out.items()}
+
+
+def _eer_rows(comp: pd.DataFrame, attributes: Iterable[str]) -> pd.DataFrame:
+    """EER per (attribute, group) as the pipeline computes it (same group on both sides)."""
+    rows = []
+    mated = comp["mated"].to_numpy(dtype=bool)
+    score = comp["score"].to_numpy(dtype=np.float64)
+    for attr in attributes:
+        la = comp[f"{attr}_a"].astype(str).to_numpy()
+        lb = comp[f"{attr}_b"].astype(str).to_numpy()
+        for g in [ALL_GROUP, *sorted(set(la.tolist()) | set(lb.tolist()))]:
+            sel = np.ones(len(comp), bool) if g == ALL_GROUP else (la == g) & (lb == g)
+            m, nm = score[sel & mated], score[sel & ~mated]
+            row: dict[str, Any] = {"attribute": attr, "group": g, "n_mated": int(m.size), "n_nonmated": int(nm.size)}
+            if m.size and nm.size:
+                e = equal_error_rate(m, nm)
+                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high)
+            else:
+                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=[*_EER_KEY, *_EER_INT, *_EER_FLOAT])
+
+
+def _suppress(df: pd.DataFrame, small: dict[str, list[str]], cols: list[str], *, flag: bool) -> pd.DataFrame:
+    df = df.copy()
+    for attr, groups in small.items():
+        m = (df["attribute"] == attr) & df["group"].isin(groups)
+        df.loc[m, cols] = np.nan
+        if flag:
+            df.loc[m, "flag"] = "suppressed_small_group"
+    return df
+
+
+# ----------------------------------------------------------------------------- dataset / weights
+def _instantiate(node: dict) -> Any:
+    from omegaconf import OmegaConf
+
+    from bench.cli import instantiate_bench  # the single, bench.*-only instantiation path
+
+    return instantiate_bench(OmegaConf.create(node))
+
+
+def _check_dataset(metrics: dict, dataset_root: Path | None) -> Check:
+    stored = metrics.get("dataset", {}).get("manifest_sha256")
+    loader = ((metrics.get("config") or {}).get("dataset") or {}).get("loader")
+    if not stored:
+        return Check("dataset", "skipped", "metrics.json records no dataset.manifest_sha256")
+    if not isinstance(loader, dict) or "_target_" not in loader:
+        return Check("dataset", "skipped", "the recorded config has no dataset.loader to rebuild the manifest from")
+    loader = dict(loader)
+    if "root" in loader:
+        root = Path(dataset_root) if dataset_root is not None else Path(str(loader["root"])).expanduser()
+        if not root.is_dir():
+            return Check(
+                "dataset",
+                "skipped",
+                f"dataset root {str(root)!r} not found (relative paths are relative to the current directory); "
+                "pass --dataset-root to verify the manifest hash",
+            )
+        loader["root"] = str(root)
+    try:
+        built = _instantiate(loader)
+        manifest = built.generate()[0] if hasattr(built, "generate") else built
+        digest = manifest.content_hash()
+    except BenchError as err:
+        return Check("dataset", "mismatch", f"the dataset no longer loads from the recorded config: {err}")
+    if digest != stored:
+        return Check("dataset", "mismatch", f"manifest SHA-256 stored {stored}, recomputed {digest} ({len(manifest.table)} images)")
+    return Check("dataset", "ok", f"manifest SHA-256 {digest} ({len(manifest.table)} images)")
+
+
+def _check_weights(metrics: dict) -> Check:
+    model = metrics.get("model", {})
+    stored = model.get("weights_sha256")
+    embedder = ((metrics.get("config") or {}).get("model") or {}).get("embedder")
+    if stored is None and embedder is None:
+        return Check("weights", "ok", "no model weights (embeddings generated, not learned)")
+    if not isinstance(embedder, dict) or "_target_" not in embedder:
+        return Check("weights", "skipped", "the recorded config has no model.embedder to rebuild the model from")
+    node = dict(embedder)
+    try:
+        from hydra.utils import get_object
+
+        params = inspect.signature(get_object(str(node["_target_"]))).parameters
+    except (ImportError, ValueError, TypeError, AttributeError) as err:
+        return Check("weights", "skipped", f"model {node['_target_']!r} is not available here: {err}")
+    if "verify_weights" in params:
+        node["verify_weights"] = False  # hash whatever is installed; the comparison is below
+    try:
+        built = _instantiate(node)
+    except WeightsError as err:
+        return Check("weights", "skipped", f"model weights not available: {err}")
+    now = getattr(built, "weights_sha256", None)
+    if now != stored:
+        return Check("weights", "mismatch", f"weights SHA-256 stored {stored}, installed {now}")
+    return Check("weights", "ok", f"weights SHA-256 equal: {now}")
+
+
+def _check_provenance(metrics: dict) -> Check:
+    from bench.report.provenance import code_version, package_versions
+
+    stored = metrics.get("provenance", {})
+    notes = []
+    code_then, code_now = stored.get("code", {}), code_version()
+    for k in ("fvbench", "git_commit", "git_dirty"):
+        if code_then.get(k) != code_now.get(k):
+            notes.append(f"code {k}: recorded {code_then.get(k)!r}, now {code_now.get(k)!r}")
+    pk_then, pk_now = stored.get("packages", {}), package_versions()
+    for k in sorted(set(pk_then) | set(pk_now)):
+        if pk_then.get(k) != pk_now.get(k):
+            notes.append(f"package {k}: recorded {pk_then.get(k)!r}, now {pk_now.get(k)!r}")
+    if notes:
+        return Check("provenance", "info", "recomputed with different code or packages:\n" + "\n".join(notes))
+    return Check("provenance", "info", "same code version and package versions as recorded")
+
+
+# ----------------------------------------------------------------------------- main entry
+def _load(run_dir: Path) -> tuple[dict, pd.DataFrame]:
+    metrics_path = run_dir / "metrics.json"
+    scores_path = run_dir / "scores.parquet"
+    if not run_dir.is_dir():
+        raise DataError(f"run folder {str(run_dir)!r} does not exist")
+    if not metrics_path.is_file():
+        raise DataError(f"{str(metrics_path)!r} not found: not an fvbench result folder")
+    if not scores_path.is_file():
+        raise DataError(
+            f"{str(scores_path)!r} not found: the score table is needed to recompute the metrics "
+            "(runs with report.save_scores=false cannot be verified)"
+        )
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{str(metrics_path)!r} is not valid JSON: {err}") from err
+    if not isinstance(metrics, dict) or metrics.get("schema_version") not in SUPPORTED_SCHEMA_VERSIONS:
+        got = metrics.get("schema_version") if isinstance(metrics, dict) else type(metrics).__name__
+        raise DataError(f"{str(metrics_path)!r}: schema_version {got!r} is not supported; expected one of {list(SUPPORTED_SCHEMA_VERSIONS)}")
+    for key in ("dataset", "model", "protocol", "thresholds", "per_group", "eer", "cross_group_fmr", "suppression"):
+        if key not in metrics:
+            raise DataError(f"{str(metrics_path)!r} lacks the key {key!r}")
+    try:
+        scores = pd.read_parquet(scores_path)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{str(scores_path)!r} cannot be read as a parquet table: {err}") from err
+    return metrics, scores
+
+
+def verify_run(
+    run_dir: str | Path,
+    *,
+    dataset_root: str | Path | None = None,
+    check_dataset: bool = True,
+    check_weights: bool = True,
+    rtol: float = 1e-9,
+) -> VerifyReport:
+    """Recompute a run's hashes and metrics and compare them with what it stored.
+
+    Parameters
+    ----------
+    run_dir : path
+        A result folder written by :func:`bench.report.writer.write_results`
+        (``metrics.json``, ``scores.parquet``, ``per_group.csv``, ``eer.csv``,
+        ``cross_group_fmr_<attribute>.csv``).
+    dataset_root : path, optional
+        Where the dataset lives now, if not at the recorded ``root``.
+    check_dataset, check_weights : bool
+        Rebuild the manifest / the model to compare their hashes (skipped, not
+        failed, when the data or weights are absent).
+    rtol : float
+        Relative tolerance of float comparisons (CSV cells carry 10 significant
+        digits; ``metrics.json`` is exact, so recomputation on the same code is
+        equal to the bit).
+
+    Returns
+    -------
+    VerifyReport
+        One :class:`Check` per area (module docstring); ``report.ok`` is False
+        when anything differs.
+
+    Raises
+    ------
+    DataError
+        If the folder lacks ``metrics.json`` or ``scores.parquet``, or they cannot
+        be parsed.
+    """
+    run_dir = Path(run_dir)
+    metrics, comp = _load(run_dir)
+    report = VerifyReport(run_dir=run_dir)
+    checks = report.checks
+
+    # ---- scores
+    attributes = list(metrics["protocol"].get("attributes") or [])
+    try:
+        validate_comparisons(comp)
+        for a in attributes:
+            validate_comparisons(comp, a)
+    except DataError as err:
+        checks.append(Check("scores", "mismatch", f"scores.parquet is not a valid comparison table: {err}"))
+        return report
+    mated = comp["mated"].to_numpy(dtype=bool)
+    score = comp["score"].to_numpy(dtype=np.float64)
+    ds = metrics["dataset"]
+    diffs = []
+    for name, value in (("mated_comparisons", int(mated.sum())), ("nonmated_comparisons", int((~mated).sum()))):
+        if ds.get(name) != value:
+            diffs.append(f"dataset.{name}: stored {ds.get(name)!r}, scores.parquet has {value}")
+    max_nonmated = metrics["protocol"].get("nonmated", "")
+    sampled = "seeded sample" in str(max_nonmated)
+    n_images = _images_per_group(comp, attributes[0])[ALL_GROUP] if attributes else None
+    if not sampled and n_images is not None and ds.get("images_acquired") != n_images:
+        diffs.append(f"dataset.images_acquired: stored {ds.get('images_acquired')!r}, scores.parquet has {n_images} images")
+    checks.append(Check("scores", "mismatch", "\n".join(diffs)) if diffs else Check("scores", "ok", f"{len(comp)} comparisons ({int(mated.sum())} mated)"))
+
+    # ---- thresholds
+    th_check, usable = _recompute_thresholds(score[~mated], metrics["thresholds"], metrics["model"], rtol)
+    checks.append(th_check)
+    confidence = float(metrics["protocol"].get("confidence", 0.95))
+
+    # ---- suppression
+    stored_pg = pd.DataFrame(metrics["per_group"])
+    supp = metrics["suppression"]
+    min_subjects = int(supp.get("min_group_subjects", 0))
+    stored_small = {a: sorted(g) for a, g in (supp.get("groups_shown_as_counts_only") or {}).items()}
+    fta_stored = stored_pg[stored_pg["metric"] == "FTA"] if "metric" in stored_pg else stored_pg.iloc[0:0]
+    expect_small: dict[str, list[str]] = {}
+    for attr in attributes:
+        rows = fta_stored[(fta_stored["attribute"] == attr) & (fta_stored["group"] != ALL_GROUP)]
+        small = sorted(rows.loc[rows["subjects"] < min_subjects, "group"].astype(str).tolist())
+        if small:
+            expect_small[attr] = small
+    if expect_small != stored_small:
+        checks.append(Check("suppression", "mismatch", f"groups shown as counts only: stored {stored_small}, expected {expect_small} (groups with < {min_subjects} subjects)"))
+    else:
+        checks.append(Check("suppression", "ok", f"min_group_subjects {min_subjects}; counts only: {expect_small or 'none'}"))
+    small = expect_small
+
+    # ---- FTA consistency with the score table
+    diffs = []
+    if not sampled:
+        for attr in attributes:
+            present = _images_per_group(comp, attr)
+            rows = fta_stored[fta_stored["attribute"] == attr]
+            for _, r in rows.iterrows():
+                acquired = int(r["comparisons"]) - int(r["errors"])
+                if present.get(str(r["group"]), 0) != acquired:
+                    diffs.append(f"{attr}/{r['group']}: FTA counts say {acquired} acquired image(s), scores.parquet has {present.get(str(r['group']), 0)}")
+            extra = sorted(set(present) - set(rows["group"].astype(str)))
+            if extra:
+                diffs.append(f"{attr}: group(s) {extra} in scores.parquet have no FTA row")
+    if not attributes:
+        diffs.append("metrics.json protocol.attributes is empty")
+    checks.append(Check("fta", "mismatch", "\n".join(diffs[:_MAX_LISTED])) if diffs else Check("fta", "ok", "acquired images per group agree with the score table" + (" (not checked: non-mated pairs were sampled)" if sampled else "")))
+
+    # ---- per group
+    parts = []
+    for attr in attributes:
+        parts.append(_fta_rows(fta_stored[fta_stored["attribute"] == attr], confidence))
+        if usable:
+            parts.append(per_group_rates(comp, attribute=attr, thresholds=usable, confidence=confidence))
+    expected_pg = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_PER_GROUP_KEY)
+    if "reasons" not in expected_pg:
+        expected_pg["reasons"] = ""
+    expected_pg["reasons"] = expected_pg["reasons"].fillna("")
+    expected_pg = _suppress(expected_pg, small, _RATE_COLUMNS, flag=True)
+    spec = dict(key=_PER_GROUP_KEY, ints=_PER_GROUP_INT, floats=_PER_GROUP_FLOAT, strings=_PER_GROUP_STR, rtol=rtol)
+    checks.append(_table_check("per_group", *_compare_tables(expected_pg, stored_pg, **spec), len(expected_pg)))
+    csv = run_dir / "per_group.csv"
+    if csv.is_file():
+        checks.append(_table_check("per_group.csv", *_compare_tables(expected_pg, _read_csv(csv), **spec), len(expected_pg)))
+    else:
+        checks.append(Check("per_group.csv", "mismatch", f"{str(csv)!r} is missing"))
+
+    # ---- EER
+    expected_eer = _suppress(_eer_rows(comp, attributes), small, _EER_FLOAT, flag=False)
+    spec = dict(key=_EER_KEY, ints=_EER_INT, floats=_EER_FLOAT, strings=(), rtol=rtol)
+    checks.append(_table_check("eer", *_compare_tables(expected_eer, pd.DataFrame(metrics["eer"]), **spec), len(expected_eer)))
+    csv = run_dir / "eer.csv"
+    if csv.is_file():
+        checks.append(_table_check("eer.csv", *_compare_tables(expected_eer, _read_csv(csv), **spec), len(expected_eer)))
+    else:
+        checks.append(Check("eer.csv", "mismatch", f"{str(csv)!r} is missing"))
+
+    # ---- cross-group FMR at the primary threshold
+    from bench.report.plots import safe_name
+
+    primary = _primary(metrics["thresholds"], usable)
+    stored_primary = metrics["protocol"].get("primary_threshold")
+    if primary != stored_primary:
+        checks.append(Check("primary_threshold", "mismatch", f"stored {stored_primary!r}, recomputed {primary!r}"))
+    spec = dict(key=_CROSS_KEY, ints=["false_matches", "comparisons"], floats=["fmr"], strings=(), rtol=rtol)
+    stored_cross = metrics["cross_group_fmr"]
+    for attr in attributes:
+        name = f"cross_group_fmr[{attr}]"
+        if primary is None:
+            checks.append(Check(name, "mismatch", "no usable threshold to compute the matrix at"))
+            continue
+        c = cross_group_fmr(comp, attribute=attr, threshold=usable[primary])
+        hide = c["group_a"].isin(small.get(attr, [])) | c["group_b"].isin(small.get(attr, []))
+        c.loc[hide, "fmr"] = np.nan
+        if attr not in stored_cross:
+            checks.append(Check(name, "mismatch", f"metrics.json has no cross_group_fmr[{attr!r}]"))
+        else:
+            checks.append(_table_check(name, *_compare_tables(c, pd.DataFrame(stored_cross[attr]), **spec), len(c)))
+        csv = run_dir / f"cross_group_fmr_{safe_name(attr)}.csv"
+        if csv.is_file():
+            checks.append(_table_check(f"{csv.name}", *_compare_tables(c, _read_csv(csv), **spec), len(c)))
+        else:
+            checks.append(Check(csv.name, "mismatch", f"{str(csv)!r} is missing"))
+
+    # ---- hashes of the inputs
+    checks.append(_check_dataset(metrics, None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
+    checks.append(_check_weights(metrics) if check_weights else Check("weights", "skipped", "not requested"))
+    checks.append(_check_provenance(metrics))
+    return report
+
+
+def verify_main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point ``fvbench-verify RUN_DIR [options]``; returns the exit status.
+
+    Exit status: 0 verified, 1 mismatch, 2 run folder unreadable, 3 a check was
+    skipped and ``--require-all`` was given.
+    """
+    parser = argparse.ArgumentParser(
+        prog="fvbench-verify",
+        description="Recompute a result folder's dataset hash, weights hash and every metric from its "
+        "stored score table, and report any mismatch (non-zero exit status).",
+    )
+    parser.add_argument("run_dir", help="result folder, e.g. results/frl_london_dlib")
+    parser.add_argument("--dataset-root", default=None, help="where the dataset is now, if not at the recorded root")
+    parser.add_argument("--skip-dataset", action="store_true", help="do not rebuild the manifest")
+    parser.add_argument("--skip-weights", action="store_true", help="do not rebuild the model")
+    parser.add_argument("--require-all", action="store_true", help="exit 3 if any check had to be skipped")
+    parser.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance of float comparisons (default 1e-9)")
+    args = parser.parse_args(argv)
+    try:
+        report = verify_run(
+            args.run_dir,
+            dataset_root=args.dataset_root,
+            check_dataset=not args.skip_dataset,
+            check_weights=not args.skip_weights,
+            rtol=args.rtol,
+        )
+    except DataError as err:
+        print(f"fvbench-verify: cannot verify {args.run_dir}: {err}", file=sys.stderr)
+        return 2
+    print(report.to_text())
+    if not report.ok:
+        return 1
+    if args.require_all and report.skipped:
+        return 3
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(verify_main())
