@@ -21,7 +21,9 @@ import pandas as pd
 from bench.data.manifest import INTERSECTION_SEPARATOR, Manifest
 from bench.data.synthetic import SyntheticPopulation
 from bench.errors import ConfigError, DataError, InsufficientDataError
-from bench.metrics.fta import fta_by_group
+from bench.metrics.bootstrap import bootstrap_differentials, bootstrap_group_rates, bootstrap_replicates
+from bench.metrics.differentials import differential_summary
+from bench.metrics.fta import fta_by_group, generalized_rates
 from bench.metrics.groups import cross_group_fmr, per_group_rates
 from bench.metrics.rates import det_curve, equal_error_rate, score_sanity_check, threshold_at_fmr
 from bench.models.cache import EmbeddingCache, model_cache_key
@@ -63,7 +65,25 @@ class Protocol:
     confidence : float
         Level of every interval.
     seed : int
-        Seed for sampling.
+        Seed for sampling and the bootstrap.
+    bootstrap_replicates : int or None
+        Subject-level bootstrap replicates (metrics-reference §5.2-5.4); None skips it.
+    calibration_group : dict or None
+        ``{attribute, group}``: calibrate the target-FMR thresholds on that group's
+        non-mated comparisons (both subjects in the group) instead of all of them.
+    external_thresholds : dict or None
+        ``{name: threshold}`` set on an external calibration run; used as given and
+        held fixed in the bootstrap (§5.4).
+    differential_alpha : float
+        FMR weight of FDR, IR and GARBE (metrics-reference §4).
+    zero_rule : None or "upper_bound"
+        How ratio measures treat zero-error groups: not estimable (None) or the
+        one-sided 95% upper bound (§2.2).
+    reference_groups : dict
+        attribute -> reference group for ``ratio_to_reference``.
+    per_group_thresholds : bool
+        Add the labelled *mitigation analysis*: each group at its own threshold for
+        each target FMR (never the headline numbers).
     """
 
     attributes: list[str] | None = None
@@ -74,6 +94,13 @@ class Protocol:
     nonmated_policy: str = "same_group"
     confidence: float = 0.95
     seed: int = 0
+    bootstrap_replicates: int | None = 1000
+    calibration_group: dict | None = None
+    external_thresholds: dict | None = None
+    differential_alpha: float = 0.5
+    zero_rule: str | None = None
+    reference_groups: dict = field(default_factory=dict)
+    per_group_thresholds: bool = False
 
     def __post_init__(self) -> None:
         if not self.target_fmrs and not self.use_nominal_threshold:
@@ -85,6 +112,18 @@ class Protocol:
             raise ConfigError(f"protocol.nonmated_policy {self.nonmated_policy!r} is not supported; valid: ['same_group']")
         if not 0 < self.confidence < 1:
             raise ConfigError(f"protocol.confidence must be in (0, 1), got {self.confidence}")
+        if self.bootstrap_replicates is not None and int(self.bootstrap_replicates) < 1:
+            raise ConfigError(
+                f"protocol.bootstrap_replicates must be >= 1 (or null to skip the bootstrap), got {self.bootstrap_replicates}"
+            )
+        if self.calibration_group is not None and set(self.calibration_group) != {"attribute", "group"}:
+            raise ConfigError(
+                f"protocol.calibration_group must be null or {{attribute: ..., group: ...}}, got {self.calibration_group}"
+            )
+        if self.calibration_group is not None and self.external_thresholds is not None:
+            raise ConfigError("protocol: set calibration_group or external_thresholds, not both")
+        if self.zero_rule not in (None, "upper_bound"):
+            raise ConfigError(f"protocol.zero_rule must be null or 'upper_bound', got {self.zero_rule!r}")
 
 
 @dataclass
@@ -109,7 +148,12 @@ class RunResult:
         calibrated ones target_fmr, achieved_fmr, k, n_nonmated, support; or
         ``status: refused`` with the reason.
     per_group : pandas.DataFrame
-        Tidy per-group FMR/FNMR/FTA rows.
+        Tidy per-group FMR/FNMR/FTA rows (with ``boot_low``/``boot_high`` when the
+        subject bootstrap ran).
+    generalized : pandas.DataFrame
+        Per group and threshold: FTA folded into the rates (ISO FAR/FRR, NIST style).
+    differentials : pandas.DataFrame
+        Tidy differential measures per attribute and threshold with bootstrap intervals.
     eer : pandas.DataFrame
         Per (attribute, group): EER, its threshold, bracket, counts.
     det : dict
@@ -131,6 +175,8 @@ class RunResult:
     comparisons: pd.DataFrame
     thresholds: list[dict]
     per_group: pd.DataFrame
+    generalized: pd.DataFrame
+    differentials: pd.DataFrame
     eer: pd.DataFrame
     det: dict
     cross: dict
@@ -212,7 +258,22 @@ def _acquire(dataset: Any, model: Any, cache_dir: Path, progress: bool) -> tuple
     return dataset, ext.embeddings, ext.fta_reason, ext.n_faces, info
 
 
-def _thresholds(model_info: dict, nonmated: np.ndarray, protocol: Protocol) -> list[dict]:
+def _calibration_scores(comp: pd.DataFrame, protocol: Protocol) -> tuple[np.ndarray, str]:
+    """Non-mated scores the target-FMR thresholds are calibrated on, and their description."""
+    nonmated = ~comp["mated"].to_numpy()
+    if protocol.calibration_group is None:
+        return comp["score"].to_numpy()[nonmated], "all non-mated comparisons"
+    attr, group = protocol.calibration_group["attribute"], str(protocol.calibration_group["group"])
+    if f"{attr}_a" not in comp.columns:
+        raise ConfigError(f"protocol.calibration_group: attribute {attr!r} is not reported; add it to protocol.attributes")
+    sel = nonmated & (comp[f"{attr}_a"].astype(str) == group).to_numpy() & (comp[f"{attr}_b"].astype(str) == group).to_numpy()
+    if not sel.any():
+        groups = sorted(set(comp[f"{attr}_a"].astype(str)))
+        raise ConfigError(f"protocol.calibration_group: no non-mated comparisons in {attr}={group!r}; groups: {groups}")
+    return comp["score"].to_numpy()[sel], f"non-mated comparisons with both subjects in {attr}={group}"
+
+
+def _thresholds(model_info: dict, comp: pd.DataFrame, protocol: Protocol) -> list[dict]:
     out: list[dict] = []
     if protocol.use_nominal_threshold and model_info.get("nominal_threshold") is not None:
         out.append(
@@ -222,18 +283,25 @@ def _thresholds(model_info: dict, nonmated: np.ndarray, protocol: Protocol) -> l
                 "threshold": float(model_info["nominal_threshold"]),
                 "source": model_info.get("nominal_threshold_source"),
                 "status": "ok",
+                "bootstrap": "fixed",
             }
         )
+    if protocol.external_thresholds:
+        for name, value in protocol.external_thresholds.items():
+            out.append({"name": str(name), "kind": "external", "threshold": float(value), "status": "ok", "bootstrap": "fixed",
+                        "calibration": "external calibration run (given in protocol.external_thresholds)"})
+        return out
+    scores, population = _calibration_scores(comp, protocol)
     for f in protocol.target_fmrs:
         name = fmr_threshold_name(float(f))
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                t = threshold_at_fmr(nonmated, float(f))
+                t = threshold_at_fmr(scores, float(f))
             entry = {
                 "name": name,
                 "kind": "target_fmr",
-                "calibration": "all non-mated comparisons",
+                "calibration": population,
                 "status": "ok",
                 "threshold": t.threshold,
                 "target_fmr": t.target_fmr,
@@ -241,6 +309,8 @@ def _thresholds(model_info: dict, nonmated: np.ndarray, protocol: Protocol) -> l
                 "k": t.k,
                 "n_nonmated": t.n_nonmated,
                 "support": t.support,
+                # §5.4: re-calibrated inside each replicate when calibrated on the same data
+                "bootstrap": "recalibrated" if protocol.calibration_group is None else "fixed",
             }
             if caught:
                 entry["warnings"] = sorted({str(w.message) for w in caught})
@@ -272,6 +342,43 @@ def _eer_table(comp: pd.DataFrame, attributes: list[str]) -> tuple[pd.DataFrame,
                 row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan)
             rows.append(row)
     return pd.DataFrame(rows), dets
+
+
+_PARITY = {"max_min_difference": 0.0, "gini": 0.0, "garbe": 0.0, "max_min_ratio": 1.0, "max_geomean_ratio": 1.0,
+           "inequity_rate": 1.0, "inequity_rate_geomean": 1.0, "fdr": 1.0, "max_ratio_to_reference": 1.0}
+
+
+def _differentials(rates: pd.DataFrame, attr: str, thresholds: dict[str, float], protocol: Protocol, reps: Any) -> pd.DataFrame:
+    """Tidy differential measures (metrics-reference §4) with bootstrap intervals (§5.4)."""
+    rows = []
+    reference = protocol.reference_groups.get(attr)
+    for name in thresholds:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            summ = differential_summary(rates, "both", name, alpha=protocol.differential_alpha, zero_rule=protocol.zero_rule, reference=reference)
+        notes = sorted({str(w.message) for w in caught})
+        for metric in ("FMR", "FNMR"):
+            part = summ[metric]
+            for measure in ("max_min_difference", "max_min_ratio", "max_geomean_ratio", "gini", "max_ratio_to_reference"):
+                if measure in part:
+                    rows.append({"attribute": attr, "threshold_name": name, "measure": f"{metric}_{measure}", "value": part[measure],
+                                 "groups": ";".join(part["groups"]), "max_group": part.get("max_group"), "min_group": part.get("min_group")})
+        for measure in ("fdr", "inequity_rate", "inequity_rate_geomean", "garbe"):
+            rows.append({"attribute": attr, "threshold_name": name, "measure": measure, "value": summ[measure],
+                         "groups": ";".join(summ["FMR"]["groups"]), "max_group": None, "min_group": None})
+        for r in rows:
+            if r["threshold_name"] == name:
+                r["alpha"] = summ["alpha"]
+                r["zero_rule"] = protocol.zero_rule or "none"
+                r["excluded_groups"] = ";".join(summ["excluded_groups"])
+                r["warnings"] = " | ".join(notes)
+    out = pd.DataFrame(rows)
+    if reps is not None and len(out):
+        boot = bootstrap_differentials(None, attribute=attr, thresholds=thresholds, confidence=protocol.confidence,
+                                       alpha=protocol.differential_alpha, zero_rule=protocol.zero_rule, replicates=reps)
+        out = out.merge(boot.drop(columns=["attribute"]), on=["threshold_name", "measure"], how="left")
+    out["parity_value"] = [_PARITY.get(m.split("_", 1)[1] if m.startswith(("FMR_", "FNMR_")) else m) for m in out["measure"]]
+    return out
 
 
 def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | Path, progress: bool = True) -> RunResult:
@@ -327,14 +434,29 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         score_sanity_check(scores[mated], scores[~mated])
 
     t2 = time.perf_counter()
-    thresholds = _thresholds(model_info, scores[~mated], protocol)
+    thresholds = _thresholds(model_info, comp, protocol)
     usable = {t["name"]: t["threshold"] for t in thresholds if t["status"] == "ok"}
-    parts = []
+    recalibrate = {t["name"]: t["target_fmr"] for t in thresholds if t["status"] == "ok" and t.get("bootstrap") == "recalibrated"}
+    parts, gen_parts, diff_parts, boot_notes = [], [], [], []
     for attr in attributes:
-        parts.append(fta_by_group(labels[attr], manifest.table["subject_id"], fta_reason, attribute=attr, confidence=protocol.confidence))
-        parts.append(per_group_rates(comp, attribute=attr, thresholds=usable, confidence=protocol.confidence))
+        fta = fta_by_group(labels[attr], manifest.table["subject_id"], fta_reason, attribute=attr, confidence=protocol.confidence)
+        rates = per_group_rates(comp, attribute=attr, thresholds=usable, confidence=protocol.confidence)
+        reps = None
+        if protocol.bootstrap_replicates:
+            reps = bootstrap_replicates(
+                comp, attribute=attr, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates),
+                seed=protocol.seed, recalibrate=recalibrate or None,
+            )
+            boot = bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=protocol.confidence, replicates=reps)
+            rates = rates.merge(boot, on=["attribute", "group", "threshold_name", "metric"], how="left")
+        pg_attr = pd.concat([fta, rates], ignore_index=True)
+        parts.append(pg_attr)
+        gen_parts.append(generalized_rates(pg_attr, labels[attr], manifest.table["subject_id"], ok, attribute=attr))
+        diff_parts.append(_differentials(rates, attr, usable, protocol, reps))
     per_group = pd.concat(parts, ignore_index=True)
     per_group["reasons"] = per_group["reasons"].fillna("")
+    generalized = pd.concat(gen_parts, ignore_index=True)
+    differentials = pd.concat(diff_parts, ignore_index=True)
     eer, dets = _eer_table(comp, attributes)
     primary = primary_threshold(thresholds)
     cross = {a: cross_group_fmr(comp, attribute=a, threshold=primary["threshold"]) for a in attributes}
@@ -359,6 +481,8 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         comparisons=comp,
         thresholds=thresholds,
         per_group=per_group,
+        generalized=generalized,
+        differentials=differentials,
         eer=eer,
         det=dets,
         cross=cross,

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench.metrics.intervals import clopper_pearson_interval, wilson_interval, zero_error_upper_bound
 
-__all__ = ["fta_by_group", "ALL_GROUP"]
+__all__ = ["fta_by_group", "generalized_rates", "ALL_GROUP"]
 
 ALL_GROUP = "(all)"
 
@@ -71,3 +71,78 @@ def fta_by_group(labels: pd.Series, subject_ids: pd.Series, fta_reason: np.ndarr
     out["upper_bound_95"] = np.where((e == 0) & (n > 0), zero_error_upper_bound(np.maximum(n, 1)), np.nan)
     out["flag"] = np.where(n == 0, "no_comparisons", np.where(e == 0, "zero_errors", np.where(e < 30, "low_precision", "")))
     return out
+
+
+def _pairs(k: np.ndarray) -> np.ndarray:
+    return k * (k - 1) // 2
+
+
+def generalized_rates(per_group: pd.DataFrame, labels: pd.Series, subject_ids: pd.Series, acquired: np.ndarray, *, attribute: str) -> pd.DataFrame:
+    """Error rates with failures to acquire folded in, per group and threshold.
+
+    Two conventions, both reported and labelled (metrics-reference §1.2, §8 item 1):
+
+    - ISO/IEC 19795-1 transaction rates (single attempt, single reference):
+      ``FAR = FMR (1 - FTA)``, ``FRR = FTA + FNMR (1 - FTA)``, with the group's
+      image-level FTA.
+    - NIST FRVT convention: a failed template gets the lowest score, so every mated
+      comparison lost to an FTA is a false non-match and every lost non-mated
+      comparison a correct rejection that stays in the denominator:
+      ``FNMR_nist = (FNM + lost mated) / (completed + lost mated)``,
+      ``FMR_nist = FM / (completed + lost non-mated)``.
+
+    Parameters
+    ----------
+    per_group : pandas.DataFrame
+        Rows of :func:`bench.metrics.groups.per_group_rates` and :func:`fta_by_group`
+        for ``attribute`` (FTA, FMR, FNMR).
+    labels, subject_ids : pandas.Series
+        Shape (n_images,): group label and subject of every image, failed ones included.
+    acquired : numpy.ndarray
+        Shape (n_images,), bool.
+    attribute : str
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``attribute, group, threshold_name, fta, fmr, fnmr, far_iso, frr_iso,
+        lost_mated, lost_nonmated, fnmr_nist, fmr_nist``; one row per group (``(all)``
+        included) and threshold. Rates are fractions in [0, 1] (NaN when undefined).
+    """
+    df = pd.DataFrame({"g": labels.astype(str).to_numpy(), "s": subject_ids.astype(str).to_numpy(), "ok": np.asarray(acquired, bool)})
+    lost: dict[str, tuple[int, int]] = {}
+    for g in [ALL_GROUP, *sorted(df["g"].unique().tolist())]:
+        sub = df if g == ALL_GROUP else df[df["g"] == g]
+        per_subject = sub.groupby("s")["ok"].agg(["size", "sum"])
+        mated_all, mated_ok = _pairs(per_subject["size"].to_numpy()).sum(), _pairs(per_subject["sum"].to_numpy()).sum()
+        n_all, n_ok = len(sub), int(sub["ok"].sum())
+        nonmated_all = n_all * (n_all - 1) // 2 - mated_all
+        nonmated_ok = n_ok * (n_ok - 1) // 2 - mated_ok
+        lost[g] = (int(mated_all - mated_ok), int(nonmated_all - nonmated_ok))
+    rows = []
+    pg = per_group[per_group["attribute"] == attribute]
+    fta = pg[pg["metric"] == "FTA"].set_index("group")["rate"]
+    for (g, name), sel in pg[pg["metric"].isin(["FMR", "FNMR"])].groupby(["group", "threshold_name"], sort=False):
+        r = sel.set_index("metric")
+        f, t = float(fta.get(g, np.nan)), r  # per-group FMR is the diagonal: lost pairs are the group's own
+        fmr, fnmr = float(t.loc["FMR", "rate"]), float(t.loc["FNMR", "rate"])
+        lm, ln = lost.get(g, (0, 0))
+        fnm, nm = int(t.loc["FNMR", "errors"]), int(t.loc["FNMR", "comparisons"])
+        fm, nn = int(t.loc["FMR", "errors"]), int(t.loc["FMR", "comparisons"])
+        rows.append(
+            {
+                "attribute": attribute,
+                "group": g,
+                "threshold_name": name,
+                "fta": f,
+                "fmr": fmr,
+                "fnmr": fnmr,
+                "far_iso": fmr * (1 - f),
+                "frr_iso": f + fnmr * (1 - f),
+                "lost_mated": lm,
+                "lost_nonmated": ln,
+                "fnmr_nist": (fnm + lm) / (nm + lm) if nm + lm else np.nan,
+                "fmr_nist": fm / (nn + ln) if nn + ln else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)

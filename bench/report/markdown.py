@@ -50,7 +50,24 @@ def group_table(per_group: pd.DataFrame, attribute: str, threshold_names: list[s
     return "\n".join(lines)
 
 
-def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, eer: pd.DataFrame, figures: dict, run_name: str, small: dict, min_group_subjects: int) -> None:
+def differential_table(diff: pd.DataFrame, attribute: str, threshold_name: str) -> str:
+    """Markdown table of the differential measures of one attribute at one threshold."""
+    d = diff[(diff["attribute"] == attribute) & (diff["threshold_name"] == threshold_name)]
+    lines = ["| measure | value | 95% bootstrap interval | parity | groups (max / min) |", "|---|---|---|---|---|"]
+    for _, r in d.iterrows():
+        if r.get("suppressed", False):
+            lines.append(f"| {r['measure']} | suppressed (includes a counts-only group) | | {r['parity_value']:g} | |")
+            continue
+        v = "not estimable" if not np.isfinite(r["value"]) else f"{r['value']:.4g}"
+        ci = ""
+        if "boot_low" in r.index and (np.isfinite(r["boot_low"]) or np.isfinite(r["boot_high"])):
+            ci = f"[{r['boot_low']:.3g}, {r['boot_high']:.3g}]" + (" (includes parity)" if r.get("includes_parity") else "")
+        mm = f"{r['max_group']} / {r['min_group']}" if isinstance(r.get("max_group"), str) else ""
+        lines.append(f"| {r['measure']} | {v} | {ci} | {r['parity_value']:g} | {mm} |")
+    return "\n".join(lines)
+
+
+def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, eer: pd.DataFrame, differentials: pd.DataFrame, figures: dict, run_name: str, small: dict, min_group_subjects: int) -> None:
     """Write ``report.md`` for a run (see :func:`bench.report.writer.write_results`)."""
     d, m = result.dataset_info, result.model_info
     names = [t["name"] for t in result.thresholds if t.get("status") == "ok"]
@@ -80,9 +97,15 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
     out += ["", "## Per-group error rates", ""]
     out += [
         "Cells: rate (errors/comparisons) [95% interval]; † fewer than 30 errors (low precision, rule of 30); "
-        "`0/n (≤ u)`: no errors, one-sided 95% upper bound u. Intervals are Wilson intervals over comparisons "
-        "unless the run computed the subject bootstrap; comparison-level intervals understate the uncertainty "
-        "because comparisons sharing a subject are correlated (metrics-reference §5.1). "
+        "`0/n (≤ u)`: no errors, one-sided 95% upper bound u. "
+        + (
+            f"Intervals: 95% subject-level bootstrap ({result.protocol.bootstrap_replicates} replicates; subjects resampled within group, "
+            "two-subject bootstrap for FMR, calibrated thresholds re-calibrated in each replicate; metrics-reference §5.2-5.4); "
+            "Wilson and Clopper-Pearson intervals (comparison-level floors) are in per_group.csv. "
+            if result.protocol.bootstrap_replicates
+            else "Intervals: Wilson over comparisons, which understate the uncertainty because comparisons sharing a subject are correlated (metrics-reference §5.1). "
+        )
+        + 
         "Per-group FMR counts non-mated comparisons with both subjects in the group.",
         "",
     ]
@@ -92,6 +115,9 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
         cells = [f"{r['group']}: {r['eer']:.3g}" for _, r in e.iterrows() if np.isfinite(r["eer"])]
         if cells:
             out += ["EER (bob.measure convention, minimum |FMR−FNMR|; threshold-free separability, not an operating point): " + "; ".join(cells), ""]
+        primary = result.primary_threshold["name"]
+        if len(differentials) and (differentials["attribute"] == attr).any():
+            out += [f"Demographic differentials at {primary} (metrics-reference §4; ratios need every group to have errors unless a zero rule is set):", "", differential_table(differentials, attr, primary), ""]
         if attr in figures:
             f = figures[attr]
             out += [f"![DET by {attr}]({f['det']})", "", f"![Error rates by {attr}]({f['error_rates']})", "", f"![Cross-group FMR by {attr}]({f['fmr_matrix']})", ""]

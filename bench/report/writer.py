@@ -6,6 +6,8 @@ Layout of ``results/<run_name>/`` (every file documented in README "Result files
   (schema: :data:`METRICS_SCHEMA`).
 - ``per_group.csv``: one row per (attribute, group, threshold, metric in FTA/FMR/FNMR).
 - ``eer.csv``: EER per (attribute, group).
+- ``generalized_rates.csv``: FTA folded into the rates (ISO FAR/FRR, NIST convention).
+- ``differentials.csv``: differential measures with bootstrap intervals.
 - ``cross_group_fmr_<attribute>.csv``: the cross-group FMR matrix in long form.
 - ``det_<attribute>.png``, ``error_rates_<attribute>.png``, ``fmr_matrix_<attribute>.png``.
 - ``report.md``: the human summary with a reading guide.
@@ -49,11 +51,13 @@ METRICS_SCHEMA = {
     "thresholds": "list: name, kind (nominal|target_fmr), threshold, target/achieved FMR, k, n_nonmated, support, status",
     "per_group": "list of per_group.csv rows",
     "eer": "list of eer.csv rows",
+    "generalized_rates": "list of generalized_rates.csv rows: FTA folded into FMR/FNMR (ISO FAR/FRR and NIST convention)",
+    "differentials": "list of differentials.csv rows: §4 measures per attribute and threshold, bootstrap intervals, parity flags",
     "cross_group_fmr": "attribute -> list of matrix cells at the primary threshold",
     "suppression": "min_group_subjects and the groups shown as counts only",
 }
 
-_RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95"]
+_RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95", "boot_low", "boot_high"]
 
 
 def _jsonable(x: Any) -> Any:
@@ -87,11 +91,24 @@ def _small_groups(result: RunResult, min_subjects: int) -> dict[str, list[str]]:
 
 def _suppress(df: pd.DataFrame, small: dict[str, list[str]], cols: list[str]) -> pd.DataFrame:
     df = df.copy()
+    cols = [c for c in cols if c in df.columns]
     for attr, groups in small.items():
         m = (df["attribute"] == attr) & df["group"].isin(groups)
         df.loc[m, cols] = np.nan
         if "flag" in df.columns:
             df.loc[m, "flag"] = "suppressed_small_group"
+    return df
+
+
+def _suppress_differentials(df: pd.DataFrame, small: dict[str, list[str]]) -> pd.DataFrame:
+    """Blank a differential measure computed over a group that is published as counts only."""
+    df = df.copy()
+    df["suppressed"] = False
+    for attr, groups in small.items():
+        hit = (df["attribute"] == attr) & df["groups"].fillna("").map(lambda s: any(g in s.split(";") for g in groups))
+        cols = [c for c in ("value", "boot_low", "boot_high", "max_group", "min_group") if c in df.columns]
+        df.loc[hit, cols] = np.nan
+        df.loc[hit, "suppressed"] = True
     return df
 
 
@@ -123,6 +140,10 @@ def write_results(result: RunResult, out_dir: Path, *, run_name: str, config: di
     per_group = _suppress(result.per_group, small, _RATE_COLUMNS)
     eer = _suppress(result.eer, small, ["eer", "threshold", "eer_low", "eer_high"])
     per_group.to_csv(out_dir / "per_group.csv", index=False, float_format="%.10g", lineterminator="\n")
+    generalized = _suppress(result.generalized, small, ["fta", "fmr", "fnmr", "far_iso", "frr_iso", "fnmr_nist", "fmr_nist"])
+    generalized.to_csv(out_dir / "generalized_rates.csv", index=False, float_format="%.10g", lineterminator="\n")
+    differentials = _suppress_differentials(result.differentials, small)
+    differentials.to_csv(out_dir / "differentials.csv", index=False, float_format="%.10g", lineterminator="\n")
     eer.to_csv(out_dir / "eer.csv", index=False, float_format="%.10g", lineterminator="\n")
     cross_pub: dict[str, pd.DataFrame] = {}
     for attr, cross in result.cross.items():
@@ -160,6 +181,8 @@ def write_results(result: RunResult, out_dir: Path, *, run_name: str, config: di
         "thresholds": result.thresholds,
         "per_group": per_group.to_dict(orient="records"),
         "eer": eer.to_dict(orient="records"),
+        "generalized_rates": generalized.to_dict(orient="records"),
+        "differentials": differentials.to_dict(orient="records"),
         "cross_group_fmr": {a: c.to_dict(orient="records") for a, c in cross_pub.items()},
         "suppression": {"min_group_subjects": min_group_subjects, "groups_shown_as_counts_only": small},
     }
@@ -173,8 +196,9 @@ def write_results(result: RunResult, out_dir: Path, *, run_name: str, config: di
             name = safe_name(attr)
             f = {"det": f"det_{name}.png", "error_rates": f"error_rates_{name}.png", "fmr_matrix": f"fmr_matrix_{name}.png"}
             plot_det(result.det, eer, shown, attr, result.thresholds, out_dir / f["det"], title=f"DET by {attr}: {title}")
-            plot_error_rates(shown, attr, out_dir / f["error_rates"], title=f"Error rates by {attr}: {title}")
+            interval = "boot" if "boot_low" in shown.columns else "wilson"
+            plot_error_rates(shown, attr, out_dir / f["error_rates"], title=f"Error rates by {attr}: {title}", interval=interval)
             plot_fmr_matrix(cross_pub[attr], attr, primary, out_dir / f["fmr_matrix"], title=f"Cross-group FMR by {attr}: {title}")
             figs[attr] = f
-    write_report(out_dir / "report.md", result, per_group=per_group, eer=eer, figures=figs, run_name=run_name, small=small, min_group_subjects=min_group_subjects)
+    write_report(out_dir / "report.md", result, per_group=per_group, eer=eer, differentials=differentials, figures=figs, run_name=run_name, small=small, min_group_subjects=min_group_subjects)
     return out_dir
