@@ -120,7 +120,7 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
             out += [f"Demographic differentials at {primary} (metrics-reference §4; ratios need every group to have errors unless a zero rule is set):", "", differential_table(differentials, attr, primary), ""]
         if attr in figures:
             f = figures[attr]
-            out += [f"![DET by {attr}]({f['det']})", "", f"![Error rates by {attr}]({f['error_rates']})", "", f"![Cross-group FMR by {attr}]({f['fmr_matrix']})", ""]
+            out += [f"![DET by {attr}]({f['det']})", "", f"![Error rates by {attr}]({f['error_rates']})", "", f"![Cross-group FMR by {attr}]({f['fmr_matrix']})", "", f"![Scores by {attr}]({f['scores']})", ""]
     fta_all = per_group[(per_group["metric"] == "FTA") & (per_group["group"] == "(all)")]
     if len(fta_all) and fta_all["errors"].iloc[0] > 0:
         out += ["## Failures to acquire", "", f"Reasons (all images): {fta_all['reasons'].iloc[0]}", ""]
@@ -143,6 +143,7 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
         "- All groups are judged at the **same global threshold** (NIST FRVT practice); differences in rates at that threshold are the demographic differentials.",
         "- **DET**: each curve traces FNMR against FMR over all thresholds for one group (log axes; lower-left is better). Markers are the operating points at the thresholds above: the same threshold lands groups at different points.",
         "- **Cross-group matrix**: FMR for pairs of people from two groups; the diagonal is the per-group FMR.",
+        "- **Score distributions**: per group, where non-mated (violins) and mated (points) scores fall relative to the thresholds (dashed lines); a group whose non-mated scores reach past a threshold has false matches there.",
         "- Small samples: a rate with few errors is imprecise; zero errors only bound the rate. Do not rank groups whose intervals overlap.",
         "",
         "## Provenance",

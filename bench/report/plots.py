@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-__all__ = ["plot_det", "plot_error_rates", "plot_fmr_matrix", "safe_name"]
+__all__ = ["plot_det", "plot_error_rates", "plot_fmr_matrix", "plot_score_distributions", "safe_name"]
 
 _SAVE = {"dpi": 130, "metadata": {"Software": None}, "bbox_inches": "tight"}
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -89,14 +89,24 @@ def plot_det(dets: dict, eer: pd.DataFrame, per_group: pd.DataFrame, attribute: 
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.4)
     ax.grid(True, which="minor", alpha=0.1)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12), ncol=1, frameon=False)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.17), ncol=1, frameon=False)
+    eers = rows["eer"].to_numpy(dtype=float)
+    if np.isfinite(eers).any() and np.nanmax(eers) == 0.0:
+        ax.text(
+            0.5, 0.5,
+            "EER = 0 for every group: some threshold separates all mated\nfrom all non-mated scores, so every curve runs along\n"
+            "the axes (FMR = 0 or FNMR = 0). The differentials lie in\nwhere the thresholds fall: see the operating points,\n"
+            "the error-rate and the score-distribution figures.",
+            transform=ax.transAxes, ha="center", va="center", fontsize=9,
+            bbox={"facecolor": "white", "edgecolor": "grey"},
+        )
     note = (
         f"Zero error counts are drawn at the axis floors (FMR {xfloor:.0e}, FNMR {yfloor:.0e}; open markers). "
         "Per-group FMR: both subjects in the group."
     )
     if skipped:
         note += "\nNo DET (needs mated and non-mated comparisons): " + "; ".join(skipped)
-    ax.text(0.0, -0.1, note, transform=ax.transAxes, fontsize=7, va="top")
+    ax.text(0.0, -0.09, note, transform=ax.transAxes, fontsize=7, va="top")
     fig.savefig(path, **_SAVE)
     plt.close(fig)
 
@@ -219,5 +229,63 @@ def plot_fmr_matrix(cross: pd.DataFrame, attribute: str, threshold: dict, path: 
     cb = fig.colorbar(im, ax=ax, shrink=0.8)
     cb.set_label("FMR (log scale); grey: 0 false matches, no pairs, or suppressed")
     ax.set_title(f"{title}\nat {threshold['name']} (t = {threshold['threshold']:.4g}); cell: FMR, false matches/comparisons", fontsize=9)
+    fig.savefig(path, **_SAVE)
+    plt.close(fig)
+
+
+def plot_score_distributions(comparisons: pd.DataFrame, attribute: str, thresholds: list[dict], path: Path, *, title: str, suppressed: list[str] = ()) -> None:
+    """Mated and non-mated comparison-score distributions per group, thresholds marked.
+
+    The "comparison score differential" of ISO/IEC 19795-10 (metrics-reference §3):
+    a group whose non-mated scores sit higher gets more false matches at a common
+    threshold. Non-mated: both subjects in the group. Violins show the non-mated
+    distribution; mated scores are drawn as points (there are few). Groups published
+    as counts only are left out.
+
+    Parameters
+    ----------
+    comparisons : pandas.DataFrame
+        Comparison table (``score``, ``mated``, ``<attribute>_a/_b``).
+    attribute : str
+    thresholds : list of dict
+        Usable thresholds are drawn as vertical lines.
+    path : pathlib.Path
+    title : str
+    suppressed : sequence of str
+        Groups not to draw.
+    """
+    la = comparisons[f"{attribute}_a"].astype(str).to_numpy()
+    lb = comparisons[f"{attribute}_b"].astype(str).to_numpy()
+    mated = comparisons["mated"].to_numpy()
+    score = comparisons["score"].to_numpy()
+    groups = [g for g in sorted(set(la.tolist()) | set(lb.tolist())) if g not in set(suppressed)]
+    fig, ax = plt.subplots(figsize=(8, 0.7 * len(groups) + 2.2))
+    rng = np.random.default_rng(0)
+    for k, g in enumerate(groups):
+        sel = (la == g) & (lb == g)
+        nm, m = score[sel & ~mated], score[sel & mated]
+        if nm.size > 1:
+            parts = ax.violinplot([nm], positions=[k], vert=False, widths=0.8, showextrema=False)
+            for b in parts["bodies"]:
+                b.set_facecolor("C0")
+                b.set_alpha(0.45)
+        elif nm.size == 1:
+            ax.plot(nm, [k], "|", color="C0")
+        if m.size:
+            ax.plot(m, k + rng.uniform(-0.15, 0.15, m.size), "o", ms=3, color="C3", alpha=0.7)
+    for j, t in enumerate(t for t in thresholds if t.get("status") == "ok"):
+        ax.axvline(t["threshold"], color="k", ls=["--", ":", "-."][j % 3], lw=1, label=f"{t['name']} (t = {t['threshold']:.4g})")
+    ax.plot([], [], "s", color="C0", alpha=0.45, label="non-mated scores (both subjects in group)")
+    ax.plot([], [], "o", color="C3", label="mated scores")
+    ax.set_yticks(range(len(groups)))
+    counts = []
+    for g in groups:
+        sel = (la == g) & (lb == g)
+        counts.append(f"{g}\n{int((sel & mated).sum()):,} mated / {int((sel & ~mated).sum()):,} non-mated")
+    ax.set_yticklabels(counts, fontsize=7)
+    ax.set_xlabel("Comparison score (similarity; higher = more alike; match iff score >= threshold)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12 - 0.6 / max(1, len(groups))), frameon=False)
     fig.savefig(path, **_SAVE)
     plt.close(fig)

@@ -9,7 +9,8 @@ Layout of ``results/<run_name>/`` (every file documented in README "Result files
 - ``generalized_rates.csv``: FTA folded into the rates (ISO FAR/FRR, NIST convention).
 - ``differentials.csv``: differential measures with bootstrap intervals.
 - ``cross_group_fmr_<attribute>.csv``: the cross-group FMR matrix in long form.
-- ``det_<attribute>.png``, ``error_rates_<attribute>.png``, ``fmr_matrix_<attribute>.png``.
+- ``det_<attribute>.png``, ``error_rates_<attribute>.png``, ``fmr_matrix_<attribute>.png``,
+  ``scores_<attribute>.png`` (score distributions per group).
 - ``report.md``: the human summary with a reading guide.
 - ``scores.parquet``: the comparison-score table (not published: git-ignored; it lets
   anyone recompute every metric without the model).
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.markdown import write_report
-from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, safe_name
+from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, safe_name
 from bench.report.provenance import code_version, package_versions
 from bench.run import RunResult
 
@@ -194,10 +195,11 @@ def write_results(result: RunResult, out_dir: Path, *, run_name: str, config: di
         shown = per_group.copy()
         for attr in result.attributes:
             name = safe_name(attr)
-            f = {"det": f"det_{name}.png", "error_rates": f"error_rates_{name}.png", "fmr_matrix": f"fmr_matrix_{name}.png"}
+            f = {"det": f"det_{name}.png", "error_rates": f"error_rates_{name}.png", "fmr_matrix": f"fmr_matrix_{name}.png", "scores": f"scores_{name}.png"}
             plot_det(result.det, eer, shown, attr, result.thresholds, out_dir / f["det"], title=f"DET by {attr}: {title}")
             interval = "boot" if "boot_low" in shown.columns else "wilson"
             plot_error_rates(shown, attr, out_dir / f["error_rates"], title=f"Error rates by {attr}: {title}", interval=interval)
+            plot_score_distributions(result.comparisons, attr, result.thresholds, out_dir / f["scores"], title=f"Comparison scores by {attr}: {title}", suppressed=small.get(attr, []))
             plot_fmr_matrix(cross_pub[attr], attr, primary, out_dir / f["fmr_matrix"], title=f"Cross-group FMR by {attr}: {title}")
             figs[attr] = f
     write_report(out_dir / "report.md", result, per_group=per_group, eer=eer, differentials=differentials, figures=figs, run_name=run_name, small=small, min_group_subjects=min_group_subjects)
