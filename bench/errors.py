@@ -16,6 +16,7 @@ __all__ = [
     "InsufficientDataWarning",
     "ScoreSanityWarning",
     "InsufficientDataError",
+    "UnverifiedWeightsWarning",
 ]
 
 
@@ -71,3 +72,7 @@ class InsufficientDataError(DataError):
     Raised, for example, when a target FMR ``f`` is asked of ``N < 1/f`` non-mated
     scores: no threshold can resolve it (metrics-reference §0, §5.5).
     """
+
+
+class UnverifiedWeightsWarning(UserWarning):
+    """A weight file was accepted without a published checksum; its first SHA-256 was recorded."""

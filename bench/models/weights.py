@@ -1,0 +1,627 @@
+"""Registry of model weight files, their private cache, and the download command.
+
+Every weight file an fvbench model loads is listed in :data:`WEIGHTS_REGISTRY` with
+its origin (download URL, member of a downloaded archive, or file shipped in a pip
+package), its expected SHA-256 and size where one is known, and the licence of the
+weights. Sources of every value: ``shared/docs/sources.md`` (§1 facenet-pytorch,
+§2 InsightFace packs, §3 dlib via ``face_recognition_models``).
+
+Cache layout
+------------
+Weights live in ``<cache>/weights/`` where ``<cache>`` is the ``cache_dir`` argument,
+else the environment variable ``FVBENCH_CACHE``, else ``~/.cache/fvbench`` (the same
+root as the embedding cache, :mod:`bench.models.cache`). Archives (InsightFace model
+packs) are downloaded to ``<cache>/weights/archives/``, the one member a model needs
+is extracted next to the other weights, and the archive is deleted.
+
+Integrity rules
+---------------
+* Loading never downloads. A missing file raises :class:`~bench.errors.WeightsError`
+  naming the expected path and the exact command that fetches it
+  (:func:`fetch_command`).
+* A file whose size or SHA-256 differs from the registry is refused (``WeightsError``).
+* Where the publisher gives no checksum (``sha256=None``), the SHA-256 of the first
+  download is recorded beside the file (``<file>.sha256``, ``sha256sum`` format) with an
+  :class:`~bench.errors.UnverifiedWeightsWarning`; later loads must match that record.
+* Downloads use :func:`pooch.retrieve`: the bytes go to a temporary file in the cache
+  folder and are moved to their final name only after the checksum matched, so an
+  interrupted or corrupted download never leaves a cache entry.
+
+Command line: ``python -m bench.models.weights <model> ...`` (the function
+:func:`download_main`, also ``scripts/download_weights.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import UnverifiedWeightsWarning, WeightsError
+
+__all__ = [
+    "CACHE_ENV",
+    "DEFAULT_CACHE_DIR",
+    "Archive",
+    "LocalWeights",
+    "ModelWeights",
+    "WeightsFile",
+    "WEIGHTS_REGISTRY",
+    "cache_root",
+    "download_main",
+    "download_weights",
+    "fetch_command",
+    "locate_weights",
+    "sha256_file",
+    "verify_weights_file",
+    "weights_dir",
+]
+
+log = logging.getLogger(__name__)
+
+#: Environment variable naming the private cache root (weights and embeddings).
+CACHE_ENV = "FVBENCH_CACHE"
+#: Cache root used when neither ``cache_dir`` nor ``FVBENCH_CACHE`` is given.
+DEFAULT_CACHE_DIR = "~/.cache/fvbench"
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A downloadable archive (zip) that contains a weight file.
+
+    Attributes
+    ----------
+    url : str
+        Download URL.
+    filename : str
+        Name of the archive in ``<cache>/weights/archives/``.
+    sha256 : str or None
+        Expected SHA-256 of the archive (hex), None when unknown.
+    size : int or None
+        Expected size in bytes, None when unknown.
+    """
+
+    url: str
+    filename: str
+    sha256: str | None
+    size: int | None
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """One weight file a model loads.
+
+    Exactly one origin is set: ``url`` (downloaded as is), ``archive`` (extracted
+    from a downloaded zip; the member is found by its base name ``filename``), or
+    ``package`` (shipped inside an installed pip package).
+
+    Attributes
+    ----------
+    filename : str
+        File name in the cache (or in the package folder).
+    sha256 : str or None
+        Expected SHA-256 (64 lower-case hex), None where no trustworthy value is known.
+    size : int or None
+        Expected size in bytes, None when unknown.
+    hash_source : str
+        Where ``sha256``/``size`` come from (sources.md tag).
+    url : str or None
+        Direct download URL.
+    archive : Archive or None
+        Archive holding the file.
+    package : tuple of (str, str) or None
+        ``(distribution import name, sub-folder)`` of a package that ships the file,
+        e.g. ``("face_recognition_models", "models")``.
+    install : str
+        Command that installs ``package`` (used in error messages).
+    """
+
+    filename: str
+    sha256: str | None
+    size: int | None
+    hash_source: str
+    url: str | None = None
+    archive: Archive | None = None
+    package: tuple[str, str] | None = None
+    install: str = ""
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    """The weight files of one model (registry key = model config name).
+
+    Attributes
+    ----------
+    model : str
+        Registry key, e.g. ``"facenet_vggface2"``; equals the model config name.
+    files : tuple of WeightsFile
+    licence : str
+        Licence of the weights (not of the code that runs them).
+    description : str
+        One line: what the weights are.
+    """
+
+    model: str
+    files: tuple[WeightsFile, ...]
+    licence: str
+    description: str
+
+    def file(self, filename: str) -> WeightsFile:
+        """The entry of ``filename``; raises ``WeightsError`` naming the valid ones."""
+        for f in self.files:
+            if f.filename == filename:
+                return f
+        raise WeightsError(f"model {self.model!r} has no weights file {filename!r}; files: {[f.filename for f in self.files]}")
+
+
+@dataclass(frozen=True)
+class LocalWeights:
+    """A verified weight file on disk.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        Absolute path of the file.
+    sha256 : str
+        Its SHA-256 (hex), as computed when it was verified.
+    """
+
+    path: Path
+    sha256: str
+
+
+_INSIGHTFACE_LICENCE = (
+    "InsightFace pretrained models: non-commercial research purposes only "
+    "(deepinsight/insightface python-package/README.md, model_zoo/README.md); library code MIT"
+)
+_INSIGHTFACE_BASE = "https://github.com/deepinsight/insightface/releases/download/v0.7"
+_FACENET_BASE = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9"
+_FACENET_LICENCE = (
+    "not stated by facenet-pytorch (package code MIT); ports of David Sandberg's facenet "
+    "models trained on VGGFace2 / CASIA-WebFace: check those data sets' terms before any non-research use"
+)
+
+#: Every weight file fvbench can load, by model config name (sources.md §1-§3).
+WEIGHTS_REGISTRY: dict[str, ModelWeights] = {
+    "dlib_resnet": ModelWeights(
+        model="dlib_resnet",
+        files=(
+            WeightsFile(
+                filename="dlib_face_recognition_resnet_model_v1.dat",
+                sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+                size=22_466_066,
+                hash_source="VERIFIED (face_recognition_models 0.3.0 sdist; sources.md §3)",
+                package=("face_recognition_models", "models"),
+                install="pip install face_recognition_models",
+            ),
+            WeightsFile(
+                filename="shape_predictor_5_face_landmarks.dat",
+                sha256="c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+                size=9_150_489,
+                hash_source="VERIFIED (face_recognition_models 0.3.0 sdist; sources.md §3)",
+                package=("face_recognition_models", "models"),
+                install="pip install face_recognition_models",
+            ),
+        ),
+        licence="CC0-1.0 (face_recognition_models; dlib models by Davis King)",
+        description="dlib ResNet 128-d face descriptor + 5-point shape predictor",
+    ),
+    "mtcnn": ModelWeights(
+        model="mtcnn",
+        files=tuple(
+            WeightsFile(
+                filename=name,
+                sha256=sha,
+                size=size,
+                hash_source="computed from the facenet-pytorch 2.6.0 wheel (package data, unchanged since 2.2)",
+                package=("facenet_pytorch", "data"),
+                install="pip install --no-deps facenet-pytorch==2.6.0",
+            )
+            for name, sha, size in (
+                ("pnet.pt", "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f", 28_570),
+                ("rnet.pt", "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86", 403_147),
+                ("onet.pt", "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d", 1_559_269),
+            )
+        ),
+        licence="MIT (facenet-pytorch package data; MTCNN, Zhang et al. 2016)",
+        description="MTCNN P/R/O-Net face detector + 5 landmarks (shipped in facenet-pytorch)",
+    ),
+    "facenet_vggface2": ModelWeights(
+        model="facenet_vggface2",
+        files=(
+            WeightsFile(
+                filename="20180402-114759-vggface2.pt",
+                sha256="281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b",
+                size=111_898_327,
+                hash_source="VERIFIED (third-party x7; upstream publishes none; sources.md §1)",
+                url=f"{_FACENET_BASE}/20180402-114759-vggface2.pt",
+            ),
+        ),
+        licence=_FACENET_LICENCE,
+        description="facenet-pytorch InceptionResnetV1 state_dict, VGGFace2 (Sandberg 20180402-114759, LFW 0.9965)",
+    ),
+    "facenet_casia": ModelWeights(
+        model="facenet_casia",
+        files=(
+            WeightsFile(
+                filename="20180408-102900-casia-webface.pt",
+                sha256=None,
+                size=None,
+                hash_source="UNKNOWN (sources.md §1): the first download's SHA-256 is recorded",
+                url=f"{_FACENET_BASE}/20180408-102900-casia-webface.pt",
+            ),
+        ),
+        licence=_FACENET_LICENCE,
+        description="facenet-pytorch InceptionResnetV1 state_dict, CASIA-WebFace (Sandberg 20180408-102900, LFW 0.9905)",
+    ),
+    "arcface_buffalo_l": ModelWeights(
+        model="arcface_buffalo_l",
+        files=(
+            WeightsFile(
+                filename="w600k_r50.onnx",
+                sha256="4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
+                size=174_383_860,
+                hash_source="VERIFIED (third-party >=8; sources.md §2b)",
+                archive=Archive(
+                    url=f"{_INSIGHTFACE_BASE}/buffalo_l.zip",
+                    filename="buffalo_l.zip",
+                    sha256="80ffe37d8a5940d59a7384c201a2a38d4741f2f3c51eef46ebb28218a7b0ca2f",
+                    size=288_621_354,
+                ),
+            ),
+        ),
+        licence=_INSIGHTFACE_LICENCE,
+        description="InsightFace buffalo_l recognition model: ResNet50 ArcFace @ WebFace600K (ONNX)",
+    ),
+    "arcface_buffalo_s": ModelWeights(
+        model="arcface_buffalo_s",
+        files=(
+            WeightsFile(
+                filename="w600k_mbf.onnx",
+                sha256="9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",
+                size=13_616_099,
+                hash_source="VERIFIED (third-party >=6; sources.md §2b)",
+                archive=Archive(
+                    url=f"{_INSIGHTFACE_BASE}/buffalo_s.zip",
+                    filename="buffalo_s.zip",
+                    sha256="d85a87f503f691807cd8bb97128bdf7a0660326cd9cd02657127fa978bab8b5e",
+                    size=127_607_557,
+                ),
+            ),
+        ),
+        licence=_INSIGHTFACE_LICENCE,
+        description="InsightFace buffalo_s recognition model: MobileFaceNet ArcFace @ WebFace600K (ONNX)",
+    ),
+}
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The private cache root: ``cache_dir``, else ``$FVBENCH_CACHE``, else ``~/.cache/fvbench``.
+
+    Returns
+    -------
+    pathlib.Path
+        Absolute, user-expanded path (not created).
+    """
+    raw = os.fspath(cache_dir) if cache_dir else os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR
+    return Path(raw).expanduser().resolve()
+
+
+def weights_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``<cache root>/weights`` (see :func:`cache_root`)."""
+    return cache_root(cache_dir) / "weights"
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 (hex, FIPS 180-4) of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _model(model: str) -> ModelWeights:
+    try:
+        return WEIGHTS_REGISTRY[model]
+    except KeyError:
+        raise WeightsError(f"no weights registered for model {model!r}; known: {sorted(WEIGHTS_REGISTRY)}") from None
+
+
+def fetch_command(model: str, cache_dir: str | os.PathLike[str] | None = None) -> str:
+    """The exact shell command that puts ``model``'s weights where :func:`locate_weights` looks.
+
+    Uses the ``fvbench-download`` console script when it is installed, else
+    ``python -m bench.models.weights``. ``--cache-dir`` is added when ``cache_dir``
+    differs from what the command would resolve by itself (``$FVBENCH_CACHE`` or the
+    default). Package-supplied files return the package's install command.
+    """
+    entry = _model(model)
+    packaged = [f.install for f in entry.files if f.package]
+    if packaged and len(packaged) == len(entry.files):
+        return packaged[0]
+    has_script = bool(importlib.metadata.entry_points(group="console_scripts", name="fvbench-download"))
+    cmd = "fvbench-download" if has_script else f"{Path(sys.executable).name} -m bench.models.weights"
+    cmd = f"{cmd} {model}"
+    if cache_dir is not None and cache_root(cache_dir) != cache_root(None):
+        cmd += f" --cache-dir {cache_root(cache_dir)}"
+    return cmd
+
+
+def _package_dir(package: tuple[str, str], install: str) -> Path:
+    spec = importlib.util.find_spec(package[0])
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsError(f"package {package[0]!r}, which ships these weights, is not installed; run: {install}")
+    return Path(list(spec.submodule_search_locations)[0]) / package[1]
+
+
+def _expected_path(entry: WeightsFile, cache_dir: str | os.PathLike[str] | None) -> Path:
+    if entry.package:
+        return _package_dir(entry.package, entry.install) / entry.filename
+    return weights_dir(cache_dir) / entry.filename
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def verify_weights_file(path: Path, entry: WeightsFile) -> str:
+    """Check a weight file against its registry entry; return its SHA-256.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file to check (must exist).
+    entry : WeightsFile
+        Its registry entry. When ``entry.sha256`` is None and no ``<file>.sha256``
+        record exists yet, one is written, with an
+        :class:`~bench.errors.UnverifiedWeightsWarning`.
+
+    Returns
+    -------
+    str
+        SHA-256 of the file (hex).
+
+    Raises
+    ------
+    WeightsError
+        Size or SHA-256 differs from the registry, or from the recorded first-download
+        hash; the message names the file, both values and what to do.
+    """
+    if entry.size is not None and path.stat().st_size != entry.size:
+        raise WeightsError(
+            f"weights file {str(path)!r} has {path.stat().st_size} bytes, expected {entry.size} "
+            f"({entry.hash_source}); refusing to load it. Delete it and download it again."
+        )
+    digest = sha256_file(path)
+    if entry.sha256 is not None:
+        if digest != entry.sha256:
+            raise WeightsError(
+                f"weights file {str(path)!r} has SHA-256 {digest}, expected {entry.sha256} "
+                f"({entry.hash_source}); refusing to load it. Delete it and download it again."
+            )
+        return digest
+    record = _sidecar(path)
+    if record.is_file():
+        fields = record.read_text(encoding="utf-8").split()
+        recorded = fields[0] if fields else ""
+        if digest != recorded:
+            raise WeightsError(
+                f"weights file {str(path)!r} has SHA-256 {digest}, but {str(record)!r} recorded {recorded!r} "
+                "when it was first downloaded; refusing to load it. If the new file is trusted, delete both "
+                "files and download again."
+            )
+        return digest
+    msg = (
+        f"no published checksum for {path.name} ({entry.hash_source}); SHA-256 of this copy is {digest}, "
+        f"recorded in {str(record)!r}: later loads must match it"
+    )
+    _write_atomic(record, f"{digest}  {path.name}\n")
+    warnings.warn(msg, UnverifiedWeightsWarning, stacklevel=2)
+    log.warning("%s", msg)
+    return digest
+
+
+def locate_weights(model: str, *, cache_dir: str | os.PathLike[str] | None = None) -> dict[str, LocalWeights]:
+    """Find and verify every weight file of ``model``; never downloads.
+
+    Parameters
+    ----------
+    model : str
+        A key of :data:`WEIGHTS_REGISTRY`.
+    cache_dir : path or None
+        Cache root (see :func:`cache_root`).
+
+    Returns
+    -------
+    dict
+        File name -> :class:`LocalWeights`.
+
+    Raises
+    ------
+    WeightsError
+        Unknown model; a file missing (message: expected path + :func:`fetch_command`);
+        a size/checksum mismatch.
+    """
+    entry = _model(model)
+    out: dict[str, LocalWeights] = {}
+    for f in entry.files:
+        path = _expected_path(f, cache_dir)
+        if not path.is_file():
+            raise WeightsError(
+                f"weights file {f.filename!r} for model {model!r} not found at {str(path)!r}; "
+                f"fetch it with: {fetch_command(model, cache_dir)}"
+            )
+        out[f.filename] = LocalWeights(path=path, sha256=verify_weights_file(path, f))
+    return out
+
+
+def _retrieve(url: str, sha256: str | None, fname: str, folder: Path, progress: bool) -> Path:
+    """pooch download to ``folder/fname`` (temp file + checksum + move); errors -> WeightsError."""
+    import pooch  # lazy: only the download path needs it
+    import requests
+
+    try:
+        got = pooch.retrieve(
+            url,
+            known_hash=f"sha256:{sha256}" if sha256 else None,
+            fname=fname,
+            path=folder,
+            downloader=pooch.HTTPDownloader(progressbar=progress, timeout=60),
+        )
+    except requests.exceptions.RequestException as err:
+        raise WeightsError(f"download of {url} failed: {err}; nothing was written to {str(folder / fname)!r}") from err
+    except ValueError as err:  # pooch: hash mismatch
+        raise WeightsError(
+            f"download of {url} does not match the expected SHA-256 {sha256}: {err}; the file was discarded"
+        ) from err
+    return Path(got)
+
+
+def _extract_member(archive_path: Path, member: str, dest: Path) -> None:
+    """Extract the zip member whose base name is ``member`` to ``dest`` (atomically)."""
+    try:
+        with zipfile.ZipFile(archive_path) as z:
+            names = [n for n in z.namelist() if Path(n).name == member and not n.startswith("__MACOSX/")]
+            if len(names) != 1:
+                raise WeightsError(
+                    f"archive {str(archive_path)!r} has {len(names)} members named {member!r} (expected 1); "
+                    f"members: {z.namelist()}"
+                )
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as out, z.open(names[0]) as src:
+                    shutil.copyfileobj(src, out, _CHUNK)
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+    except zipfile.BadZipFile as err:
+        raise WeightsError(f"archive {str(archive_path)!r} is not a valid zip: {err}") from err
+
+
+def download_weights(
+    model: str, *, cache_dir: str | os.PathLike[str] | None = None, progress: bool = True
+) -> dict[str, LocalWeights]:
+    """Download (when missing) and verify every weight file of ``model``.
+
+    Files already present are verified, not downloaded again. A present file that
+    fails verification is never overwritten: the error says to delete it.
+
+    Parameters
+    ----------
+    model : str
+        A key of :data:`WEIGHTS_REGISTRY`.
+    cache_dir : path or None
+        Cache root (see :func:`cache_root`).
+    progress : bool
+        Show pooch's download progress bar.
+
+    Returns
+    -------
+    dict
+        File name -> :class:`LocalWeights`.
+
+    Raises
+    ------
+    WeightsError
+        Network/HTTP failure (nothing is written), checksum mismatch (download
+        discarded), package-supplied file missing (message has the install command).
+    """
+    entry = _model(model)
+    out: dict[str, LocalWeights] = {}
+    for f in entry.files:
+        path = _expected_path(f, cache_dir)
+        if path.is_file():
+            out[f.filename] = LocalWeights(path, verify_weights_file(path, f))
+            continue
+        if f.package:
+            raise WeightsError(f"weights file {str(path)!r} is missing from package {f.package[0]!r}; run: {f.install}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        zpath = None
+        if f.url:
+            _retrieve(f.url, f.sha256, f.filename, path.parent, progress)
+        elif f.archive:
+            zpath = _retrieve(f.archive.url, f.archive.sha256, f.archive.filename, path.parent / "archives", progress)
+            _extract_member(zpath, f.filename, path)
+        else:  # pragma: no cover - registry entries always have an origin
+            raise WeightsError(f"registry entry {f.filename!r} of {model!r} has no url, archive or package")
+        try:
+            out[f.filename] = LocalWeights(path, verify_weights_file(path, f))
+        except WeightsError:
+            if zpath is not None:  # a bad member of a good archive: keep no cache entry
+                path.unlink(missing_ok=True)
+            raise
+        if zpath is not None:
+            zpath.unlink()
+        log.info("%s: %s ready at %s", model, f.filename, path)
+    return out
+
+
+def download_main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: ``fvbench-download`` / ``python -m bench.models.weights``.
+
+    ``fvbench-download arcface_buffalo_l facenet_vggface2`` downloads and verifies
+    those models' weights into ``<cache>/weights``; ``--list`` shows the registry;
+    ``--all`` fetches everything. Exit status 0 on success, 1 on any failure.
+    """
+    parser = argparse.ArgumentParser(
+        prog="fvbench-download", description="Download and verify fvbench model weights (pooch, SHA-256)."
+    )
+    parser.add_argument("models", nargs="*", metavar="MODEL", help=f"one or more of: {', '.join(WEIGHTS_REGISTRY)}")
+    parser.add_argument("--all", action="store_true", help="every registered model")
+    parser.add_argument("--list", action="store_true", help="list models, files, checksums and licences, then exit")
+    parser.add_argument("--cache-dir", default=None, help=f"cache root (default: ${CACHE_ENV} or {DEFAULT_CACHE_DIR})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.list:
+        for m in WEIGHTS_REGISTRY.values():
+            print(f"{m.model}: {m.description}\n  licence: {m.licence}")
+            for f in m.files:
+                origin = f.url or (f.archive.url if f.archive else f"package {f.package[0] if f.package else '?'}")
+                print(f"  {f.filename}  sha256={f.sha256 or 'UNKNOWN'}  size={f.size or '?'}  from {origin}")
+        return 0
+    models = list(WEIGHTS_REGISTRY) if args.all else args.models
+    if not models:
+        parser.error("name at least one model (or --all / --list)")
+    status = 0
+    for name in models:
+        try:
+            got = download_weights(name, cache_dir=args.cache_dir, progress=not args.no_progress)
+        except WeightsError as err:
+            print(f"fvbench-download: {name}: {err}", file=sys.stderr)
+            status = 1
+            continue
+        licence = WEIGHTS_REGISTRY[name].licence
+        for fname, lw in got.items():
+            print(f"{name}: {lw.path}  sha256={lw.sha256}")
+        print(f"{name}: weights licence: {licence}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(download_main())
