@@ -313,6 +313,15 @@ def test_load_rgb_garbled_png_stream_is_corrupt(tmp_path: Path) -> None:
     assert _reason(path) == "corrupt"
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"])
+def test_load_rgb_right_signature_broken_header_is_corrupt(tmp_path: Path, fmt: str) -> None:
+    whole = tmp_path / "whole"
+    Image.new("RGB", (8, 8), GREY).save(whole, fmt)
+    path = tmp_path / "header_cut"
+    path.write_bytes(whole.read_bytes()[:14])  # signature kept, header cut short
+    assert _reason(path) == "corrupt"
+
+
 def test_load_rgb_zero_byte_file(tmp_path: Path) -> None:
     path = tmp_path / "empty.jpg"
     path.write_bytes(b"")
@@ -468,3 +477,30 @@ def test_load_rgb_os_refusal_is_unreadable(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(os, "open", refuse)
     assert _reason(path) == "unreadable"
+
+
+def test_composite_on_white_is_exact_for_every_colour_alpha_pair() -> None:
+    from bench.acquisition.images import _composite_on_white
+
+    colour, alpha = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    rgb = np.repeat(colour[:, :, np.newaxis], 3, axis=2).astype(np.uint8)
+    out = _composite_on_white(rgb, alpha.astype(np.uint8))
+    expected = (colour * alpha + 255 * (255 - alpha) + 127) // 255  # Python ints
+    for channel in range(3):
+        np.testing.assert_array_equal(out[:, :, channel], expected)
+
+
+def test_load_rgb_tiff_with_rational_strip_offsets_is_corrupt(tmp_path: Path) -> None:
+    # Found by scripts/fuzz_image_loader.py: Pillow's ImageFile.load raised TypeError.
+    from PIL import TiffImagePlugin
+
+    ifd = TiffImagePlugin.ImageFileDirectory_v2()
+    ifd[256], ifd[257], ifd[258], ifd[259], ifd[262] = 2, 2, 8, 1, 1
+    ifd[277], ifd[278], ifd[279] = 1, 2, 4
+    ifd[273] = TiffImagePlugin.IFDRational(8, 1)  # StripOffsets as a RATIONAL
+    ifd.tagtype[273] = 5
+    body = ifd.tobytes(offset=8)
+    data = b"II*\x00" + struct.pack("<I", 8) + body + b"\x00" * 4
+    path = tmp_path / "rational.tif"
+    path.write_bytes(data)
+    assert _reason(path) == "corrupt"

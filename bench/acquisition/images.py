@@ -18,12 +18,14 @@ Failure reason codes (a closed set, :data:`IMAGE_LOAD_REASONS`)
 ``"empty_file"``
     The file has zero bytes.
 ``"not_an_image"``
-    The content is not recognised as any format in :data:`SUPPORTED_FORMATS`
-    (e.g. a text file named ``.jpg``, or a format we deliberately do not parse).
+    The content does not start with the signature of any format in
+    :data:`SUPPORTED_FORMATS` and Pillow cannot identify it as one (e.g. a text
+    file named ``.jpg``, or a format we deliberately do not parse, such as EPS).
 ``"corrupt"``
-    The header is recognised but the file cannot be fully decoded: truncated data,
-    a broken compressed stream, inconsistent header fields, zero width or height,
-    or malformed metadata that the decoder cannot get past.
+    The file starts with the signature of a supported format but cannot be fully
+    decoded: a header Pillow cannot parse, truncated data, a broken compressed
+    stream, inconsistent header fields, zero width or height, or malformed
+    metadata that the decoder cannot get past.
 ``"too_large"``
     The header declares more than ``max_pixels`` pixels, or more than Pillow's own
     hard limit ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (``DecompressionBombError``).
@@ -134,12 +136,33 @@ SUPPORTED_FORMATS: Final[tuple[str, ...]] = (
     "PPM",
 )
 
+# Leading bytes that identify each supported format (the "magic numbers" of the
+# PNG spec 5.2, JPEG SOI + marker, GIF87a/89a, BMP "BM", TIFF 6.0 and BigTIFF
+# byte-order headers, RIFF/WEBP, Netpbm P1..P6). Used only to tell "corrupt"
+# (right signature, bad content) from "not_an_image" when Pillow gives up.
+_SIGNATURES: Final[tuple[tuple[int, bytes, str], ...]] = (
+    (0, b"\x89PNG\r\n\x1a\n", "PNG"),
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"GIF87a", "GIF"),
+    (0, b"GIF89a", "GIF"),
+    (0, b"BM", "BMP"),
+    (0, b"II*\x00", "TIFF"),
+    (0, b"MM\x00*", "TIFF"),
+    (0, b"II+\x00", "TIFF"),
+    (0, b"MM\x00+", "TIFF"),
+    (8, b"WEBP", "WEBP"),
+    *((0, b"P" + bytes([c]), "PPM") for c in b"123456"),
+)
+
 _HASH_CHUNK_BYTES: Final[int] = 1 << 20
 
 # Exceptions Pillow (and the codecs beneath it) raise for undecodable content.
-# Pillow documents OSError/ValueError/SyntaxError for broken files; the others are
-# raised by format plugins on malformed headers and metadata. Used only in narrow
-# try-blocks around Pillow calls, so that bugs in this module are not masked.
+# Pillow documents OSError/ValueError/SyntaxError for broken files; IndexError,
+# TypeError and struct.error are what Image.open itself treats as "malformed file"
+# while identifying, and plugins raise them from load() too (scripts/
+# fuzz_image_loader.py found a TIFF whose StripOffsets of RATIONAL type makes
+# ImageFile.load raise TypeError). Used only in narrow try-blocks around Pillow
+# calls, so that bugs in this module are not masked.
 _DECODE_ERRORS: Final[tuple[type[BaseException], ...]] = (
     OSError,
     ValueError,
@@ -147,7 +170,12 @@ _DECODE_ERRORS: Final[tuple[type[BaseException], ...]] = (
     EOFError,
     struct.error,
     zlib.error,
+    IndexError,
+    TypeError,
 )
+
+# Pixels per block when compositing alpha, to bound temporary memory (~24 MB).
+_COMPOSITE_BLOCK_PIXELS: Final[int] = 1 << 22
 
 # EXIF Orientation tag (TIFF 6.0 / EXIF 2.32, tag 0x0112) -> transpose that displays
 # the stored image upright. Same table as PIL.ImageOps.exif_transpose.
@@ -301,6 +329,11 @@ def _decode(fileobj: IO[bytes], path: str, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as err:
         raise ImageLoadError(path, "too_large", str(err)) from err
     except UnidentifiedImageError as err:
+        sniffed = _sniff_format(fileobj)
+        if sniffed is not None:
+            raise ImageLoadError(
+                path, "corrupt", f"{sniffed} signature but the header cannot be parsed"
+            ) from err
         raise ImageLoadError(
             path,
             "not_an_image",
@@ -334,6 +367,21 @@ def _decode(fileobj: IO[bytes], path: str, max_pixels: int) -> Image.Image:
     return image
 
 
+def _sniff_format(fileobj: IO[bytes]) -> str | None:
+    """Name of the supported format whose signature the file starts with, or None."""
+    try:
+        fileobj.seek(0)
+        head = fileobj.read(16)
+    except OSError:
+        return None
+    for offset, magic, name in _SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            if name == "WEBP" and not head.startswith(b"RIFF"):
+                continue
+            return name
+    return None
+
+
 def _to_rgb_array(image: Image.Image, path: str) -> NDArray[np.uint8]:
     """Apply the module's conversion rules; returns (H, W, 3) uint8, C-contiguous."""
     mode = image.mode
@@ -361,10 +409,10 @@ def _sixteen_bit_to_rgb(
     image: Image.Image, path: str, transparency: object
 ) -> NDArray[np.uint8]:
     """16-bit greyscale (or "I" holding 0..65535) -> RGB by ``>> 8``; tRNS -> alpha."""
-    values = np.asarray(image).astype(np.int64)  # native byte order, no overflow
+    values = np.asarray(image)  # uint16 (either byte order) or int32 for mode "I"
     if values.ndim != 2:
         raise ImageLoadError(path, "corrupt", f"mode {image.mode} decoded to {values.shape}")
-    if values.size and (values.min() < 0 or values.max() > 0xFFFF):
+    if values.dtype.kind == "i" and (values.min() < 0 or values.max() > 0xFFFF):
         raise ImageLoadError(
             path,
             "unsupported_mode",
@@ -382,10 +430,24 @@ def _sixteen_bit_to_rgb(
 def _composite_on_white(
     rgb: NDArray[np.uint8], alpha: NDArray[np.uint8]
 ) -> NDArray[np.uint8]:
-    """``(c * a + 255 * (255 - a) + 127) // 255`` per channel; (H, W, 3) uint8."""
-    a = alpha.astype(np.uint32)[:, :, np.newaxis]
-    out = (rgb.astype(np.uint32) * a + 255 * (255 - a) + 127) // 255
-    return np.ascontiguousarray(out, dtype=np.uint8)
+    """``(c * a + 255 * (255 - a) + 127) // 255`` per channel; (H, W, 3) uint8.
+
+    The sum is at most 255 * 255 + 127 = 65152, so it fits ``uint16``, and for
+    every ``0 <= x <= 65535``, ``x // 255 == (x + (x >> 8) + 1) >> 8`` (checked
+    exhaustively in tests/test_images.py), which avoids a slow integer division.
+    Processed in row blocks so temporaries stay small for large images.
+    """
+    if alpha.size == 0 or int(alpha.min()) == 255:
+        return np.ascontiguousarray(rgb, dtype=np.uint8)
+    height, width = alpha.shape
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, _COMPOSITE_BLOCK_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        a = alpha[top : top + rows, :, np.newaxis].astype(np.uint16)
+        x = rgb[top : top + rows].astype(np.uint16) * a
+        x += 255 * (255 - a) + 127
+        out[top : top + rows] = (x + (x >> 8) + 1) >> 8
+    return out
 
 
 def _log_pillow_warnings(caught: list[warnings.WarningMessage], path: str) -> None:
