@@ -3,28 +3,35 @@
 A result folder (:mod:`bench.report.writer`) records what it was computed from:
 the dataset manifest's SHA-256, the model weights' SHA-256, the resolved config,
 and the comparison-score table ``scores.parquet``. :func:`verify_run` checks that
-these still agree with each other and with what is published:
+these still agree with each other and with every published number:
 
 ``scores``
     ``scores.parquet`` is a valid comparison table (finite scores, boolean
     ``mated``) whose mated / non-mated / acquired-image counts equal those in
     ``metrics.json``.
 ``thresholds``
-    Every threshold is recomputed from the non-mated scores by the order-statistic
-    rule (metrics-reference §0; :func:`bench.metrics.rates.threshold_at_fmr`);
-    refused targets must still be refused; the nominal threshold must equal the
-    model's.
+    Every calibrated threshold is recomputed from the non-mated scores (all, or
+    the ``protocol.calibration_group``'s) by the order-statistic rule
+    (metrics-reference §0; :func:`bench.metrics.rates.threshold_at_fmr`); refused
+    targets must still be refused; nominal and external thresholds must equal the
+    model's / the config's; the list of thresholds must follow from the config.
 ``fta``
-    FTA rates and intervals recomputed from the stored per-group counts (the
-    failed images are not in the score table), and the acquired images per group
-    (attempted - failed) checked against the images present in the score table.
+    The acquired images per group (attempted - failed, from the stored FTA counts)
+    agree with the images present in the score table. (Failed images are not in
+    the score table, so FTA counts themselves are inputs, not recomputed.)
 ``per_group`` / ``per_group.csv``
-    FMR and FNMR per group at every usable threshold recomputed with
-    :func:`bench.metrics.groups.per_group_rates`, small groups suppressed as the
-    writer does, and compared cell by cell with ``metrics.json`` and the CSV.
-``eer`` / ``eer.csv``, ``cross_group_fmr[<attribute>]``
-    Likewise for the EER table (:func:`bench.metrics.rates.equal_error_rate`) and
-    the cross-group FMR matrices at the primary threshold.
+    FTA rates and intervals from the stored counts; FMR and FNMR per group at every
+    threshold (:func:`bench.metrics.groups.per_group_rates`); when the run has
+    them, the subject-bootstrap intervals re-drawn with the recorded seed
+    (:mod:`bench.metrics.bootstrap`); small groups suppressed; compared cell by
+    cell with ``metrics.json`` and the CSV.
+``generalized_rates``, ``differentials`` (and their CSVs)
+    FTA folded into the rates (ISO FAR/FRR, NIST convention; the numbers of
+    comparisons lost to FTA are inputs taken from the stored table), and the
+    differential measures with their bootstrap intervals.
+``eer`` / ``eer.csv``, ``cross_group_fmr[<attribute>]`` / its CSV
+    The EER table (:func:`bench.metrics.rates.equal_error_rate`) and the
+    cross-group FMR matrices at the primary threshold.
 ``suppression``
     The groups published as counts only are exactly those with fewer than
     ``min_group_subjects`` subjects.
@@ -37,6 +44,11 @@ these still agree with each other and with what is published:
     and its weight files' SHA-256 compared with ``model.weights_sha256``.
 ``provenance``
     Information only: code version and package versions now vs. recorded.
+
+Float cells are compared with a relative tolerance (default 1e-9: CSV cells carry
+10 significant digits); integers and strings exactly. Configs stored in a result
+folder are instantiated only through :func:`bench.cli.instantiate_bench`
+(``bench.*`` objects only), so a tampered ``metrics.json`` cannot run other code.
 
 Exit status of :func:`verify_main`: 0 every check passed (some may be skipped),
 1 at least one mismatch, 2 the run folder cannot be read, 3 (``--require-all``
@@ -76,14 +88,13 @@ CHECK_STATUSES = ("ok", "mismatch", "skipped", "info")
 
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 
-_RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95"]
+_RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95", "boot_low", "boot_high"]
 _PER_GROUP_KEY = ["attribute", "group", "threshold_name", "metric"]
-_PER_GROUP_INT = ["errors", "comparisons", "subjects"]
-_PER_GROUP_FLOAT = ["threshold", *_RATE_COLUMNS]
-_PER_GROUP_STR = ["flag", "reasons"]
 _EER_KEY = ["attribute", "group"]
-_EER_INT = ["n_mated", "n_nonmated"]
-_EER_FLOAT = ["eer", "threshold", "eer_low", "eer_high"]
+_EER_VALUES = ["eer", "threshold", "eer_low", "eer_high"]
+_GEN_KEY = ["attribute", "group", "threshold_name"]
+_GEN_RATES = ["fta", "fmr", "fnmr", "far_iso", "frr_iso", "fnmr_nist", "fmr_nist"]
+_DIFF_KEY = ["attribute", "threshold_name", "measure"]
 _CROSS_KEY = ["group_a", "group_b"]
 _MAX_LISTED = 8
 
@@ -158,23 +169,28 @@ class VerifyReport:
 
 
 # ----------------------------------------------------------------------------- comparison helpers
-def _num(x: Any) -> float:
-    """Float value of a stored cell; None / '' / NA -> NaN."""
+def _as_float(x: Any) -> float | None:
+    """Float value of a cell (None / '' / NA -> NaN); None if the cell is not numeric."""
     if x is None or x is pd.NA or (isinstance(x, str) and x.strip() == ""):
         return math.nan
-    return float(x)
+    if isinstance(x, (bool, np.bool_)):
+        return float(x)
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
 
 
-def _same_float(a: Any, b: Any, rtol: float) -> bool:
-    x, y = _num(a), _num(b)
+def _same_cell(a: Any, b: Any, rtol: float) -> bool:
+    """Equal as numbers (integers exactly, NaN == NaN, floats within ``rtol``) or as strings."""
+    x, y = _as_float(a), _as_float(b)
+    if x is None or y is None:
+        return _str(a) == _str(b)
     if math.isnan(x) or math.isnan(y):
         return math.isnan(x) and math.isnan(y)
+    if x.is_integer() and y.is_integer():
+        return x == y
     return math.isclose(x, y, rel_tol=rtol, abs_tol=rtol * 1e-3)
-
-
-def _same_int(a: Any, b: Any) -> bool:
-    x, y = _num(a), _num(b)
-    return not (math.isnan(x) or math.isnan(y)) and x == y
 
 
 def _str(x: Any) -> str:
@@ -187,29 +203,25 @@ def _key(row: pd.Series | dict, cols: Sequence[str]) -> tuple[str, ...]:
     return tuple(_str(row[c]) for c in cols)
 
 
-def _compare_tables(
-    expected: pd.DataFrame,
-    stored: pd.DataFrame,
-    *,
-    key: Sequence[str],
-    ints: Sequence[str],
-    floats: Sequence[str],
-    strings: Sequence[str],
-    rtol: float,
-) -> tuple[list[str], list[str]]:
+def _compare_tables(expected: pd.DataFrame, stored: pd.DataFrame, *, key: Sequence[str], rtol: float, json_side: bool = False) -> tuple[list[str], list[str]]:
     """Cell-by-cell differences between a recomputed and a stored table.
+
+    Rows are matched on ``key``; every column of ``expected`` must be in ``stored``
+    and equal (:func:`_same_cell`). With ``json_side`` the stored table comes from
+    ``metrics.json``, which writes every non-finite number (NaN, +/-inf) as null.
 
     Returns
     -------
     diffs : list of str
         ``"<key> <column>: stored X, recomputed Y"`` lines, plus missing/extra rows.
     unverified : list of str
-        Stored columns this function does not know (reported, not compared).
+        Stored columns that were not recomputed (reported, not compared).
     """
-    missing_cols = [c for c in (*key, *ints, *floats, *strings) if c not in stored.columns]
+    missing_cols = [c for c in expected.columns if c not in stored.columns]
     if missing_cols:
         return [f"stored table lacks column(s) {missing_cols}"], []
-    unverified = [c for c in stored.columns if c not in (*key, *ints, *floats, *strings)]
+    unverified = [c for c in stored.columns if c not in expected.columns]
+    values = [c for c in expected.columns if c not in key]
     exp = {_key(r, key): r for _, r in expected.iterrows()}
     sto: dict[tuple[str, ...], pd.Series] = {}
     diffs: list[str] = []
@@ -218,25 +230,18 @@ def _compare_tables(
         if k in sto:
             diffs.append(f"{'/'.join(k)}: duplicate row")
         sto[k] = r
-    for k in exp:
-        if k not in sto:
-            diffs.append(f"{'/'.join(k)}: row missing from the stored table")
-    for k in sto:
-        if k not in exp:
-            diffs.append(f"{'/'.join(k)}: stored row that the scores do not produce")
+    diffs += [f"{'/'.join(k)}: row missing from the stored table" for k in exp if k not in sto]
+    diffs += [f"{'/'.join(k)}: stored row that the scores do not produce" for k in sto if k not in exp]
     for k, e in exp.items():
         if k not in sto:
             continue
         s = sto[k]
         name = "/".join(x for x in k if x)
-        for c in ints:
-            if not _same_int(s[c], e[c]):
-                diffs.append(f"{name} {c}: stored {_str(s[c])!r}, recomputed {_str(e[c])!r}")
-        for c in floats:
-            if not _same_float(s[c], e[c], rtol):
-                diffs.append(f"{name} {c}: stored {_str(s[c])!r}, recomputed {_num(e[c])!r}")
-        for c in strings:
-            if _str(s[c]) != _str(e[c]):
+        for c in values:
+            ev = e[c]
+            if json_side and isinstance(ev, (float, np.floating)) and not math.isfinite(float(ev)):
+                ev = math.nan
+            if not _same_cell(s[c], ev, rtol):
                 diffs.append(f"{name} {c}: stored {_str(s[c])!r}, recomputed {_str(e[c])!r}")
     return diffs, unverified
 
@@ -253,27 +258,71 @@ def _table_check(name: str, diffs: list[str], unverified: list[str], n_rows: int
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"attribute": str, "group": str, "group_a": str, "group_b": str, "threshold_name": str, "flag": str, "reasons": str}, keep_default_na=False, na_values=[""])
+    text = {c: str for c in ("attribute", "group", "group_a", "group_b", "threshold_name", "metric", "measure", "flag", "reasons", "groups", "max_group", "min_group", "warnings", "excluded_groups", "zero_rule")}
+    df = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""])
+    for c in ("attribute", "group", "group_a", "group_b", "threshold_name", "metric", "measure"):
+        if c in df:
+            df[c] = df[c].map(_str)
+    return df
 
 
 # ----------------------------------------------------------------------------- recomputation
-def _recompute_thresholds(nonmated: np.ndarray, stored: list[dict], model: dict, rtol: float) -> tuple[Check, dict[str, float]]:
-    """Recompute every stored threshold; return the check and the usable name -> value."""
+def _calibration_scores(comp: pd.DataFrame, calibration_group: dict | None) -> np.ndarray:
+    """Non-mated scores the target-FMR thresholds are calibrated on (all, or one group's)."""
+    nonmated = ~comp["mated"].to_numpy(dtype=bool)
+    score = comp["score"].to_numpy(dtype=np.float64)
+    if not calibration_group:
+        return score[nonmated]
+    attr, group = str(calibration_group["attribute"]), str(calibration_group["group"])
+    if f"{attr}_a" not in comp.columns:
+        raise DataError(f"protocol.calibration_group names attribute {attr!r}, which scores.parquet does not carry")
+    sel = nonmated & (comp[f"{attr}_a"].astype(str) == group).to_numpy() & (comp[f"{attr}_b"].astype(str) == group).to_numpy()
+    return score[sel]
+
+
+def _recompute_thresholds(comp: pd.DataFrame, stored: list[dict], model: dict, protocol: dict, rtol: float) -> tuple[Check, dict[str, float], dict[str, float]]:
+    """Recompute every stored threshold.
+
+    Returns
+    -------
+    check : Check
+    usable : dict
+        name -> threshold of every threshold that could be set (recomputed values).
+    recalibrate : dict
+        name -> target FMR of the thresholds the bootstrap re-calibrates.
+    """
+    from bench.run import fmr_threshold_name
+
     diffs: list[str] = []
     usable: dict[str, float] = {}
+    recalibrate: dict[str, float] = {}
+    external = protocol.get("external_thresholds") or {}
+    expected_names = []
+    if protocol.get("use_nominal_threshold", True) and model.get("nominal_threshold") is not None:
+        expected_names.append("nominal")
+    expected_names += [str(n) for n in external] if external else [fmr_threshold_name(float(f)) for f in protocol.get("target_fmrs", [])]
+    names = [str(t.get("name")) for t in stored]
+    if protocol and names != expected_names:
+        diffs.append(f"threshold names {names} do not follow from the config (expected {expected_names})")
+    try:
+        calib = _calibration_scores(comp, protocol.get("calibration_group"))
+    except DataError as err:
+        return Check("thresholds", "mismatch", str(err)), usable, recalibrate
     for t in stored:
-        name = t.get("name", "?")
-        if t.get("kind") == "nominal":
-            expect = model.get("nominal_threshold")
-            if expect is None or not _same_float(t.get("threshold"), expect, rtol):
-                diffs.append(f"{name}: threshold {t.get('threshold')!r}, model's nominal threshold {expect!r}")
-            usable[name] = float(t["threshold"])
+        name = str(t.get("name", "?"))
+        kind = t.get("kind")
+        if kind in ("nominal", "external"):
+            expect = model.get("nominal_threshold") if kind == "nominal" else external.get(name)
+            if expect is None or not _same_cell(t.get("threshold"), expect, rtol):
+                diffs.append(f"{name}: threshold {t.get('threshold')!r}, but the {'model' if kind == 'nominal' else 'config'} gives {expect!r}")
+            if t.get("status", "ok") == "ok" and expect is not None:
+                usable[name] = float(expect)
             continue
         target = float(t["target_fmr"])
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                r = threshold_at_fmr(nonmated, target)
+                r = threshold_at_fmr(calib, target)
         except InsufficientDataError as err:
             if t.get("status") != "refused":
                 diffs.append(f"{name}: stored as set, but the scores refuse it ({err})")
@@ -281,24 +330,22 @@ def _recompute_thresholds(nonmated: np.ndarray, stored: list[dict], model: dict,
         if t.get("status") != "ok":
             diffs.append(f"{name}: stored as {t.get('status')!r}, but the scores set it at {r.threshold!r}")
             continue
-        for col, value in (("threshold", r.threshold), ("achieved_fmr", r.achieved_fmr)):
-            if not _same_float(t.get(col), value, rtol):
+        for col, value in (("threshold", r.threshold), ("achieved_fmr", r.achieved_fmr), ("k", r.k), ("n_nonmated", r.n_nonmated), ("support", r.support)):
+            if not _same_cell(t.get(col), value, rtol):
                 diffs.append(f"{name} {col}: stored {t.get(col)!r}, recomputed {value!r}")
-        for col, value in (("k", r.k), ("n_nonmated", r.n_nonmated)):
-            if not _same_int(t.get(col), value):
-                diffs.append(f"{name} {col}: stored {t.get(col)!r}, recomputed {value!r}")
-        if t.get("support") != r.support:
-            diffs.append(f"{name} support: stored {t.get('support')!r}, recomputed {r.support!r}")
         got_warnings = sorted({str(w.message) for w in caught})
         if sorted(t.get("warnings", [])) != got_warnings:
             diffs.append(f"{name} warnings: stored {t.get('warnings', [])!r}, recomputed {got_warnings!r}")
         usable[name] = float(r.threshold)
+        if t.get("bootstrap") == "recalibrated":
+            recalibrate[name] = target
     if diffs:
-        return Check("thresholds", "mismatch", "\n".join(diffs)), usable
-    return Check("thresholds", "ok", f"{len(stored)} threshold(s) equal: {sorted(usable)}"), usable
+        return Check("thresholds", "mismatch", "\n".join(diffs)), usable, recalibrate
+    return Check("thresholds", "ok", f"{len(stored)} threshold(s) equal: {names}"), usable, recalibrate
 
 
 def _primary(stored: list[dict], usable: dict[str, float]) -> str | None:
+    """Name of the headline threshold: the first calibrated one set, else the first set."""
     ok = [t for t in stored if t.get("status") == "ok" and t["name"] in usable]
     calibrated = [t for t in ok if t.get("kind") == "target_fmr"]
     chosen = calibrated or ok
@@ -308,7 +355,8 @@ def _primary(stored: list[dict], usable: dict[str, float]) -> str | None:
 def _fta_rows(stored_rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
     """FTA rows with rates, intervals and flags recomputed from their stored counts
     (as :func:`bench.metrics.fta.fta_by_group` computes them)."""
-    fta = stored_rows[stored_rows["metric"] == "FTA"].copy().reset_index(drop=True)
+    cols = ["attribute", "group", "threshold_name", "threshold", "metric", "errors", "comparisons", "subjects", "reasons"]
+    fta = stored_rows.loc[stored_rows["metric"] == "FTA", cols].copy().reset_index(drop=True)
     if fta.empty:
         return fta
     e = fta["errors"].to_numpy(dtype=np.int64)
@@ -316,6 +364,7 @@ def _fta_rows(stored_rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
     w_lo, w_hi = wilson_interval(e, n, confidence=confidence)
     c_lo, c_hi = clopper_pearson_interval(e, n, confidence=confidence)
     return fta.assign(
+        threshold=np.nan,
         rate=np.where(n > 0, e / np.maximum(n, 1), np.nan),
         wilson_low=w_lo,
         wilson_high=w_hi,
@@ -354,17 +403,72 @@ def _eer_rows(comp: pd.DataFrame, attributes: Iterable[str]) -> pd.DataFrame:
             else:
                 row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan)
             rows.append(row)
-    return pd.DataFrame(rows, columns=[*_EER_KEY, *_EER_INT, *_EER_FLOAT])
+    return pd.DataFrame(rows, columns=[*_EER_KEY, "n_mated", "n_nonmated", *_EER_VALUES])
 
 
-def _suppress(df: pd.DataFrame, small: dict[str, list[str]], cols: list[str], *, flag: bool) -> pd.DataFrame:
+def _generalized_rows(per_group: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
+    """FTA folded into FMR/FNMR (metrics-reference §1.2): ISO transaction rates
+    ``FAR = FMR (1 - FTA)``, ``FRR = FTA + FNMR (1 - FTA)`` and the NIST convention
+    ``FNMR_nist = (FNM + lost mated) / (mated + lost mated)``,
+    ``FMR_nist = FM / (non-mated + lost non-mated)``. The lost counts (comparisons an
+    FTA removed) depend on which subjects failed, so they are taken from ``stored``."""
+    pg = per_group.set_index(_PER_GROUP_KEY)
+    rows = []
+    for _, s in stored.iterrows():
+        attr, g, name = str(s["attribute"]), str(s["group"]), str(s["threshold_name"])
+        try:
+            f = float(pg.loc[(attr, g, "", "FTA"), "rate"])
+            fm = pg.loc[(attr, g, name, "FMR")]
+            fnm = pg.loc[(attr, g, name, "FNMR")]
+        except KeyError:
+            continue  # reported as a stored row the scores do not produce
+        lm, ln = int(s["lost_mated"]), int(s["lost_nonmated"])
+        fmr, fnmr = float(fm["rate"]), float(fnm["rate"])
+        n_m, n_n = int(fnm["comparisons"]), int(fm["comparisons"])
+        rows.append(
+            {
+                "attribute": attr, "group": g, "threshold_name": name, "fta": f, "fmr": fmr, "fnmr": fnmr,
+                "far_iso": fmr * (1 - f), "frr_iso": f + fnmr * (1 - f),
+                "fnmr_nist": (int(fnm["errors"]) + lm) / (n_m + lm) if n_m + lm else np.nan,
+                "fmr_nist": int(fm["errors"]) / (n_n + ln) if n_n + ln else np.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=[*_GEN_KEY, *_GEN_RATES])
+
+
+def _suppress(df: pd.DataFrame, small: dict[str, list[str]], cols: Sequence[str], *, flag: bool) -> pd.DataFrame:
+    """Blank ``cols`` of the rows of groups published as counts only."""
     df = df.copy()
+    cols = [c for c in cols if c in df.columns]
     for attr, groups in small.items():
         m = (df["attribute"] == attr) & df["group"].isin(groups)
         df.loc[m, cols] = np.nan
         if flag:
             df.loc[m, "flag"] = "suppressed_small_group"
     return df
+
+
+def _suppress_differentials(df: pd.DataFrame, small: dict[str, list[str]]) -> pd.DataFrame:
+    """Blank a differential measure computed over a group published as counts only."""
+    df = df.copy()
+    df["suppressed"] = False
+    for attr, groups in small.items():
+        hit = (df["attribute"] == attr) & df["groups"].fillna("").map(lambda s: any(g in str(s).split(";") for g in groups))
+        cols = [c for c in ("value", "boot_low", "boot_high", "max_group", "min_group") if c in df.columns]
+        df.loc[hit, cols] = np.nan
+        df.loc[hit, "suppressed"] = True
+    return df
+
+
+def _protocol_object(protocol_cfg: dict) -> Any:
+    """The :class:`bench.run.Protocol` of the recorded config, or None if it no longer builds."""
+    from bench.run import Protocol
+
+    try:
+        return Protocol(**protocol_cfg)
+    except (TypeError, BenchError) as err:
+        log.warning("recorded protocol config does not build a Protocol here (%s)", err)
+        return None
 
 
 # ----------------------------------------------------------------------------- dataset / weights
@@ -486,6 +590,7 @@ def verify_run(
     dataset_root: str | Path | None = None,
     check_dataset: bool = True,
     check_weights: bool = True,
+    check_bootstrap: bool = True,
     rtol: float = 1e-9,
 ) -> VerifyReport:
     """Recompute a run's hashes and metrics and compare them with what it stored.
@@ -494,17 +599,17 @@ def verify_run(
     ----------
     run_dir : path
         A result folder written by :func:`bench.report.writer.write_results`
-        (``metrics.json``, ``scores.parquet``, ``per_group.csv``, ``eer.csv``,
-        ``cross_group_fmr_<attribute>.csv``).
+        (``metrics.json``, ``scores.parquet`` and the CSV tables).
     dataset_root : path, optional
         Where the dataset lives now, if not at the recorded ``root``.
     check_dataset, check_weights : bool
         Rebuild the manifest / the model to compare their hashes (skipped, not
         failed, when the data or weights are absent).
+    check_bootstrap : bool
+        Re-draw the subject bootstrap (same seed and replicate count) to check its
+        intervals; costs about as much as the run's own bootstrap.
     rtol : float
-        Relative tolerance of float comparisons (CSV cells carry 10 significant
-        digits; ``metrics.json`` is exact, so recomputation on the same code is
-        equal to the bit).
+        Relative tolerance of float comparisons.
 
     Returns
     -------
@@ -518,13 +623,19 @@ def verify_run(
         If the folder lacks ``metrics.json`` or ``scores.parquet``, or they cannot
         be parsed.
     """
+    from bench.metrics.bootstrap import bootstrap_group_rates, bootstrap_replicates
+    from bench.report.plots import safe_name
+
     run_dir = Path(run_dir)
     metrics, comp = _load(run_dir)
     report = VerifyReport(run_dir=run_dir)
     checks = report.checks
+    config = metrics.get("config") or {}
+    protocol_cfg = dict(config.get("protocol") or {})
+    attributes = [str(a) for a in (metrics["protocol"].get("attributes") or [])]
+    confidence = float(metrics["protocol"].get("confidence", protocol_cfg.get("confidence", 0.95)))
 
     # ---- scores
-    attributes = list(metrics["protocol"].get("attributes") or [])
     try:
         validate_comparisons(comp)
         for a in attributes:
@@ -532,44 +643,45 @@ def verify_run(
     except DataError as err:
         checks.append(Check("scores", "mismatch", f"scores.parquet is not a valid comparison table: {err}"))
         return report
+    if not attributes:
+        checks.append(Check("scores", "mismatch", "metrics.json protocol.attributes is empty"))
+        return report
     mated = comp["mated"].to_numpy(dtype=bool)
-    score = comp["score"].to_numpy(dtype=np.float64)
     ds = metrics["dataset"]
+    sampled = protocol_cfg.get("max_nonmated") is not None or "seeded sample" in str(metrics["protocol"].get("nonmated", ""))
     diffs = []
     for name, value in (("mated_comparisons", int(mated.sum())), ("nonmated_comparisons", int((~mated).sum()))):
         if ds.get(name) != value:
             diffs.append(f"dataset.{name}: stored {ds.get(name)!r}, scores.parquet has {value}")
-    max_nonmated = metrics["protocol"].get("nonmated", "")
-    sampled = "seeded sample" in str(max_nonmated)
-    n_images = _images_per_group(comp, attributes[0])[ALL_GROUP] if attributes else None
-    if not sampled and n_images is not None and ds.get("images_acquired") != n_images:
+    n_images = _images_per_group(comp, attributes[0])[ALL_GROUP]
+    if not sampled and ds.get("images_acquired") != n_images:
         diffs.append(f"dataset.images_acquired: stored {ds.get('images_acquired')!r}, scores.parquet has {n_images} images")
     checks.append(Check("scores", "mismatch", "\n".join(diffs)) if diffs else Check("scores", "ok", f"{len(comp)} comparisons ({int(mated.sum())} mated)"))
 
     # ---- thresholds
-    th_check, usable = _recompute_thresholds(score[~mated], metrics["thresholds"], metrics["model"], rtol)
+    th_check, usable, recalibrate = _recompute_thresholds(comp, metrics["thresholds"], metrics["model"], protocol_cfg, rtol)
     checks.append(th_check)
-    confidence = float(metrics["protocol"].get("confidence", 0.95))
 
     # ---- suppression
     stored_pg = pd.DataFrame(metrics["per_group"])
+    for c in ("attribute", "group", "threshold_name", "metric"):
+        stored_pg[c] = stored_pg[c].map(_str) if c in stored_pg else ""
     supp = metrics["suppression"]
     min_subjects = int(supp.get("min_group_subjects", 0))
     stored_small = {a: sorted(g) for a, g in (supp.get("groups_shown_as_counts_only") or {}).items()}
-    fta_stored = stored_pg[stored_pg["metric"] == "FTA"] if "metric" in stored_pg else stored_pg.iloc[0:0]
-    expect_small: dict[str, list[str]] = {}
+    fta_stored = stored_pg[stored_pg["metric"] == "FTA"]
+    small: dict[str, list[str]] = {}
     for attr in attributes:
         rows = fta_stored[(fta_stored["attribute"] == attr) & (fta_stored["group"] != ALL_GROUP)]
-        small = sorted(rows.loc[rows["subjects"] < min_subjects, "group"].astype(str).tolist())
-        if small:
-            expect_small[attr] = small
-    if expect_small != stored_small:
-        checks.append(Check("suppression", "mismatch", f"groups shown as counts only: stored {stored_small}, expected {expect_small} (groups with < {min_subjects} subjects)"))
+        groups = sorted(rows.loc[rows["subjects"] < min_subjects, "group"].tolist())
+        if groups:
+            small[attr] = groups
+    if small != stored_small:
+        checks.append(Check("suppression", "mismatch", f"groups shown as counts only: stored {stored_small}, expected {small} (groups with < {min_subjects} subjects)"))
     else:
-        checks.append(Check("suppression", "ok", f"min_group_subjects {min_subjects}; counts only: {expect_small or 'none'}"))
-    small = expect_small
+        checks.append(Check("suppression", "ok", f"min_group_subjects {min_subjects}; counts only: {small or 'none'}"))
 
-    # ---- FTA consistency with the score table
+    # ---- FTA counts vs. the images in the score table
     diffs = []
     if not sampled:
         for attr in attributes:
@@ -577,76 +689,107 @@ def verify_run(
             rows = fta_stored[fta_stored["attribute"] == attr]
             for _, r in rows.iterrows():
                 acquired = int(r["comparisons"]) - int(r["errors"])
-                if present.get(str(r["group"]), 0) != acquired:
-                    diffs.append(f"{attr}/{r['group']}: FTA counts say {acquired} acquired image(s), scores.parquet has {present.get(str(r['group']), 0)}")
-            extra = sorted(set(present) - set(rows["group"].astype(str)))
+                if present.get(r["group"], 0) != acquired:
+                    diffs.append(f"{attr}/{r['group']}: FTA counts say {acquired} acquired image(s), scores.parquet has {present.get(r['group'], 0)}")
+            extra = sorted(set(present) - set(rows["group"]))
             if extra:
                 diffs.append(f"{attr}: group(s) {extra} in scores.parquet have no FTA row")
-    if not attributes:
-        diffs.append("metrics.json protocol.attributes is empty")
-    checks.append(Check("fta", "mismatch", "\n".join(diffs[:_MAX_LISTED])) if diffs else Check("fta", "ok", "acquired images per group agree with the score table" + (" (not checked: non-mated pairs were sampled)" if sampled else "")))
+    checks.append(
+        Check("fta", "mismatch", "\n".join(diffs[:_MAX_LISTED]))
+        if diffs
+        else Check("fta", "ok", "acquired images per group agree with the score table" + (" (not checked: non-mated pairs were sampled)" if sampled else ""))
+    )
 
-    # ---- per group
+    # ---- per group (+ bootstrap)
+    protocol = _protocol_object(protocol_cfg)
+    stored_has_boot = "boot_low" in stored_pg.columns
+    redraw = stored_has_boot and check_bootstrap and protocol is not None and bool(protocol.bootstrap_replicates) and bool(usable)
+    if stored_has_boot and not redraw:
+        why = "not requested" if not check_bootstrap else "the recorded protocol does not rebuild here" if protocol is None else "no usable threshold"
+        checks.append(Check("bootstrap", "skipped", f"bootstrap intervals not re-drawn ({why})"))
+    rates_by_attr: dict[str, pd.DataFrame] = {}
+    reps_by_attr: dict[str, Any] = {}
     parts = []
     for attr in attributes:
         parts.append(_fta_rows(fta_stored[fta_stored["attribute"] == attr], confidence))
-        if usable:
-            parts.append(per_group_rates(comp, attribute=attr, thresholds=usable, confidence=confidence))
-    expected_pg = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_PER_GROUP_KEY)
-    if "reasons" not in expected_pg:
-        expected_pg["reasons"] = ""
+        if not usable:
+            continue
+        rates = per_group_rates(comp, attribute=attr, thresholds=usable, confidence=confidence)
+        if redraw:
+            reps = bootstrap_replicates(comp, attribute=attr, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates), seed=int(protocol.seed), recalibrate=recalibrate or None)
+            boot = bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=confidence, replicates=reps)
+            rates = rates.merge(boot, on=_PER_GROUP_KEY, how="left")
+            reps_by_attr[attr] = reps
+        rates_by_attr[attr] = rates
+        parts.append(rates)
+    expected_pg = pd.concat(parts, ignore_index=True)
     expected_pg["reasons"] = expected_pg["reasons"].fillna("")
-    expected_pg = _suppress(expected_pg, small, _RATE_COLUMNS, flag=True)
-    spec = dict(key=_PER_GROUP_KEY, ints=_PER_GROUP_INT, floats=_PER_GROUP_FLOAT, strings=_PER_GROUP_STR, rtol=rtol)
-    checks.append(_table_check("per_group", *_compare_tables(expected_pg, stored_pg, **spec), len(expected_pg)))
-    csv = run_dir / "per_group.csv"
-    if csv.is_file():
-        checks.append(_table_check("per_group.csv", *_compare_tables(expected_pg, _read_csv(csv), **spec), len(expected_pg)))
-    else:
-        checks.append(Check("per_group.csv", "mismatch", f"{str(csv)!r} is missing"))
+    published_pg = _suppress(expected_pg, small, _RATE_COLUMNS, flag=True)
+    checks += _table_checks("per_group", published_pg, stored_pg, run_dir / "per_group.csv", key=_PER_GROUP_KEY, rtol=rtol)
+
+    # ---- generalized rates
+    if "generalized_rates" in metrics:
+        stored_gen = pd.DataFrame(metrics["generalized_rates"])
+        if {"lost_mated", "lost_nonmated", *_GEN_KEY} <= set(stored_gen.columns):
+            gen = _suppress(_generalized_rows(expected_pg, stored_gen), small, _GEN_RATES, flag=False)
+            checks += _table_checks("generalized_rates", gen, stored_gen, run_dir / "generalized_rates.csv", key=_GEN_KEY, rtol=rtol)
+        else:
+            checks.append(Check("generalized_rates", "mismatch", f"stored rows lack {sorted({'lost_mated', 'lost_nonmated', *_GEN_KEY} - set(stored_gen.columns))}"))
+
+    # ---- differentials
+    if "differentials" in metrics:
+        try:
+            from bench.run import _differentials  # the pipeline's own §4 summary of the per-group rates
+        except ImportError as err:
+            _differentials = None
+            checks.append(Check("differentials", "skipped", f"bench.run has no differential summary here ({err})"))
+        if _differentials is not None and protocol is not None and usable:
+            parts = [_differentials(rates_by_attr[a], a, usable, protocol, reps_by_attr.get(a)) for a in attributes]
+            diff = _suppress_differentials(pd.concat(parts, ignore_index=True), small)
+            if not redraw:
+                diff = diff.drop(columns=[c for c in diff.columns if c.startswith("boot_")])
+            checks += _table_checks("differentials", diff, pd.DataFrame(metrics["differentials"]), run_dir / "differentials.csv", key=_DIFF_KEY, rtol=rtol)
+        elif _differentials is not None:
+            checks.append(Check("differentials", "skipped", "the recorded protocol does not rebuild here" if protocol is None else "no usable threshold"))
 
     # ---- EER
-    expected_eer = _suppress(_eer_rows(comp, attributes), small, _EER_FLOAT, flag=False)
-    spec = dict(key=_EER_KEY, ints=_EER_INT, floats=_EER_FLOAT, strings=(), rtol=rtol)
-    checks.append(_table_check("eer", *_compare_tables(expected_eer, pd.DataFrame(metrics["eer"]), **spec), len(expected_eer)))
-    csv = run_dir / "eer.csv"
-    if csv.is_file():
-        checks.append(_table_check("eer.csv", *_compare_tables(expected_eer, _read_csv(csv), **spec), len(expected_eer)))
-    else:
-        checks.append(Check("eer.csv", "mismatch", f"{str(csv)!r} is missing"))
+    eer = _suppress(_eer_rows(comp, attributes), small, _EER_VALUES, flag=False)
+    checks += _table_checks("eer", eer, pd.DataFrame(metrics["eer"]), run_dir / "eer.csv", key=_EER_KEY, rtol=rtol)
 
     # ---- cross-group FMR at the primary threshold
-    from bench.report.plots import safe_name
-
     primary = _primary(metrics["thresholds"], usable)
     stored_primary = metrics["protocol"].get("primary_threshold")
     if primary != stored_primary:
         checks.append(Check("primary_threshold", "mismatch", f"stored {stored_primary!r}, recomputed {primary!r}"))
-    spec = dict(key=_CROSS_KEY, ints=["false_matches", "comparisons"], floats=["fmr"], strings=(), rtol=rtol)
-    stored_cross = metrics["cross_group_fmr"]
     for attr in attributes:
         name = f"cross_group_fmr[{attr}]"
         if primary is None:
             checks.append(Check(name, "mismatch", "no usable threshold to compute the matrix at"))
             continue
         c = cross_group_fmr(comp, attribute=attr, threshold=usable[primary])
-        hide = c["group_a"].isin(small.get(attr, [])) | c["group_b"].isin(small.get(attr, []))
-        c.loc[hide, "fmr"] = np.nan
-        if attr not in stored_cross:
-            checks.append(Check(name, "mismatch", f"metrics.json has no cross_group_fmr[{attr!r}]"))
-        else:
-            checks.append(_table_check(name, *_compare_tables(c, pd.DataFrame(stored_cross[attr]), **spec), len(c)))
-        csv = run_dir / f"cross_group_fmr_{safe_name(attr)}.csv"
-        if csv.is_file():
-            checks.append(_table_check(f"{csv.name}", *_compare_tables(c, _read_csv(csv), **spec), len(c)))
-        else:
-            checks.append(Check(csv.name, "mismatch", f"{str(csv)!r} is missing"))
+        c.loc[c["group_a"].isin(small.get(attr, [])) | c["group_b"].isin(small.get(attr, [])), "fmr"] = np.nan
+        stored_c = metrics["cross_group_fmr"].get(attr)
+        checks += _table_checks(name, c, None if stored_c is None else pd.DataFrame(stored_c), run_dir / f"cross_group_fmr_{safe_name(attr)}.csv", key=_CROSS_KEY, rtol=rtol)
 
     # ---- hashes of the inputs
     checks.append(_check_dataset(metrics, None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
     checks.append(_check_weights(metrics) if check_weights else Check("weights", "skipped", "not requested"))
     checks.append(_check_provenance(metrics))
     return report
+
+
+def _table_checks(name: str, expected: pd.DataFrame, stored: pd.DataFrame | None, csv: Path, *, key: Sequence[str], rtol: float) -> list[Check]:
+    """Compare a recomputed table with its copy in metrics.json and its CSV file."""
+    out = []
+    if stored is None:
+        out.append(Check(name, "mismatch", f"metrics.json has no {name}"))
+    else:
+        out.append(_table_check(name, *_compare_tables(expected, stored, key=key, rtol=rtol, json_side=True), len(expected)))
+    if csv.is_file():
+        out.append(_table_check(csv.name, *_compare_tables(expected, _read_csv(csv), key=key, rtol=rtol), len(expected)))
+    else:
+        out.append(Check(csv.name, "mismatch", f"{str(csv)!r} is missing"))
+    return out
 
 
 def verify_main(argv: Sequence[str] | None = None) -> int:
@@ -664,6 +807,7 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset-root", default=None, help="where the dataset is now, if not at the recorded root")
     parser.add_argument("--skip-dataset", action="store_true", help="do not rebuild the manifest")
     parser.add_argument("--skip-weights", action="store_true", help="do not rebuild the model")
+    parser.add_argument("--skip-bootstrap", action="store_true", help="do not re-draw the subject bootstrap")
     parser.add_argument("--require-all", action="store_true", help="exit 3 if any check had to be skipped")
     parser.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance of float comparisons (default 1e-9)")
     args = parser.parse_args(argv)
@@ -673,6 +817,7 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
             dataset_root=args.dataset_root,
             check_dataset=not args.skip_dataset,
             check_weights=not args.skip_weights,
+            check_bootstrap=not args.skip_bootstrap,
             rtol=args.rtol,
         )
     except DataError as err:
