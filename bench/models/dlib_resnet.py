@@ -10,7 +10,6 @@ are similarities, so the score is ``-distance`` and the nominal threshold ``-0.6
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import dlib
@@ -18,22 +17,13 @@ import numpy as np
 
 from bench.acquisition.dlib_align import DlibAligner, face_recognition_models_dir
 from bench.errors import WeightsError
+from bench.models.weights import WEIGHTS_REGISTRY, sha256_file
 
 __all__ = ["DlibResNet", "DLIB_WEIGHTS_SHA256"]
 
-#: SHA-256 of the files in face_recognition_models 0.3.0 (shared/docs/sources.md §3).
-DLIB_WEIGHTS_SHA256 = {
-    "dlib_face_recognition_resnet_model_v1.dat": "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
-    "shape_predictor_5_face_landmarks.dat": "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
-}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+#: SHA-256 of the files in face_recognition_models 0.3.0 (shared/docs/sources.md §3),
+#: from the weights registry (:data:`bench.models.weights.WEIGHTS_REGISTRY` ``["dlib_resnet"]``).
+DLIB_WEIGHTS_SHA256 = {f.filename: f.sha256 for f in WEIGHTS_REGISTRY["dlib_resnet"].files}
 
 
 class DlibResNet:
@@ -98,7 +88,7 @@ class DlibResNet:
                 raise WeightsError(
                     f"dlib weights file not found: {str(p)!r}; install it with: pip install face_recognition_models"
                 )
-            digest = _sha256(p)
+            digest = sha256_file(p)
             if verify_weights and digest != DLIB_WEIGHTS_SHA256[n]:
                 raise WeightsError(
                     f"dlib weights file {str(p)!r} has SHA-256 {digest}, expected {DLIB_WEIGHTS_SHA256[n]} "
