@@ -473,11 +473,23 @@ def _protocol_object(protocol_cfg: dict) -> Any:
 
 # ----------------------------------------------------------------------------- dataset / weights
 def _instantiate(node: dict) -> Any:
+    """Build a recorded ``_target_`` node through :func:`bench.cli.instantiate_bench`.
+
+    Raises the fvbench error a constructor raised (Hydra wraps it), or
+    :class:`~bench.errors.DataError` for any other failure to build it.
+    """
+    from hydra.errors import InstantiationException
     from omegaconf import OmegaConf
 
     from bench.cli import instantiate_bench  # the single, bench.*-only instantiation path
 
-    return instantiate_bench(OmegaConf.create(node))
+    try:
+        return instantiate_bench(OmegaConf.create(node))
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, BenchError):
+            raise cause from None
+        raise DataError(f"cannot build {node.get('_target_')!r} from the recorded config: {cause or err}") from err
 
 
 def _check_dataset(metrics: dict, dataset_root: Path | None) -> Check:
@@ -530,6 +542,8 @@ def _check_weights(metrics: dict) -> Check:
         built = _instantiate(node)
     except WeightsError as err:
         return Check("weights", "skipped", f"model weights not available: {err}")
+    except BenchError as err:
+        return Check("weights", "mismatch", f"the model no longer builds from the recorded config: {err}")
     now = getattr(built, "weights_sha256", None)
     if now != stored:
         return Check("weights", "mismatch", f"weights SHA-256 stored {stored}, installed {now}")

@@ -1,0 +1,204 @@
+"""``fvbench-verify``: an untouched run verifies; every kind of tampering is caught (issue #6).
+
+One small synthetic run is made with the real CLI (into tmp_path); each test copies its
+folder and changes one thing: a rate in metrics.json, a CSV cell, a score in
+scores.parquet, a threshold, the suppression list, the manifest or weights hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.verify import verify_main, verify_run
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = "synthetic__generator"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("verify")
+    cmd = [
+        sys.executable, "-m", "bench", "debug=smoke", "++protocol.bootstrap_replicates=20",
+        f"hydra.run.dir={tmp / 'hydra'}", f"paths.results_dir={tmp / 'results'}", f"paths.cache_dir={tmp / 'cache'}",
+    ]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return tmp / "results" / RUN
+
+
+@pytest.fixture
+def copy(run_dir, tmp_path) -> Path:
+    dst = tmp_path / RUN
+    shutil.copytree(run_dir, dst)
+    return dst
+
+
+def _edit_metrics(folder: Path, edit) -> None:
+    m = json.loads((folder / "metrics.json").read_text())
+    edit(m)
+    (folder / "metrics.json").write_text(json.dumps(m, indent=2))
+
+
+def _fast(folder: Path, **kw):
+    kw.setdefault("check_bootstrap", False)
+    kw.setdefault("check_weights", False)
+    return verify_run(folder, **kw)
+
+
+def test_untouched_run_verifies_with_exit_0(run_dir, capsys):
+    assert verify_main([str(run_dir), "--skip-bootstrap"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("OK (1 skipped)") and "[skipped ] bootstrap" in out
+    report = verify_run(run_dir)  # everything, the bootstrap re-drawn with the recorded seed
+    statuses = {c.name: c.status for c in report.checks}
+    assert statuses.pop("provenance") == "info"
+    assert set(statuses.values()) == {"ok"}, report.to_text()
+    # everything published was recomputed: thresholds, tables, their CSVs, the inputs' hashes
+    assert {"thresholds", "per_group", "per_group.csv", "eer", "eer.csv", "cross_group_fmr[group]", "dataset", "weights", "suppression", "fta"} <= set(statuses)
+    per_group = next(c for c in report.checks if c.name == "per_group")
+    assert "not recomputed" not in per_group.detail  # bootstrap intervals re-drawn too
+
+
+def test_tampered_rate_in_metrics_json_is_named(copy, capsys):
+    def edit(m):
+        row = next(r for r in m["per_group"] if r["group"] == "A" and r["metric"] == "FNMR")
+        row["rate"] = row["rate"] + 0.01
+
+    _edit_metrics(copy, edit)
+    assert verify_main([str(copy), "--skip-bootstrap", "--skip-weights"]) == 1
+    out = capsys.readouterr().out
+    assert "[mismatch] per_group\n" in out and "A/FMR=1e-02/FNMR rate: stored" in out
+    assert "MISMATCH in 1 check(s)" in out  # the CSV still agrees with the scores
+
+
+def test_tampered_csv_cell_is_caught(copy):
+    pg = pd.read_csv(copy / "per_group.csv", keep_default_na=False, na_values=[""])
+    i = pg.index[(pg["group"] == "B") & (pg["metric"] == "FMR")][0]
+    pg.loc[i, "errors"] += 1
+    pg.to_csv(copy / "per_group.csv", index=False)
+    report = _fast(copy, check_dataset=False)
+    assert [c.name for c in report.mismatches] == ["per_group.csv"]
+    assert "B/FMR=1e-02/FMR errors" in report.mismatches[0].detail
+
+
+def test_tampered_score_changes_recomputed_metrics(copy):
+    scores = pd.read_parquet(copy / "scores.parquet")
+    t = json.loads((copy / "metrics.json").read_text())["thresholds"][0]["threshold"]
+    i = scores.index[scores["mated"] & (scores["score"] >= t)][0]
+    group = str(scores.loc[i, "group_a"])
+    scores.loc[i, "score"] = -1.0  # a genuine match turned into a false non-match
+    scores.to_parquet(copy / "scores.parquet", index=False)
+    report = _fast(copy, check_dataset=False)
+    bad = {c.name for c in report.mismatches}
+    assert {"per_group", "per_group.csv", "eer", "eer.csv"} <= bad
+    detail = next(c.detail for c in report.mismatches if c.name == "per_group")
+    assert f"{group}/FMR=1e-02/FNMR errors" in detail
+
+
+def test_tampered_threshold_and_count_are_caught(copy):
+    def edit(m):
+        m["thresholds"][0]["threshold"] += 1e-6
+        m["dataset"]["mated_comparisons"] += 1
+
+    _edit_metrics(copy, edit)
+    report = _fast(copy, check_dataset=False)
+    bad = {c.name: c.detail for c in report.mismatches}
+    assert "FMR=1e-02 threshold: stored" in bad["thresholds"]
+    assert "dataset.mated_comparisons: stored" in bad["scores"]
+
+
+def test_suppression_must_follow_min_group_subjects(copy):
+    _edit_metrics(copy, lambda m: m["suppression"].update(min_group_subjects=1000))
+    report = _fast(copy, check_dataset=False)
+    assert "suppression" in {c.name for c in report.mismatches}
+    assert "groups with < 1000 subjects" in report.mismatches[0].detail
+
+
+def test_manifest_hash_mismatch(copy):
+    _edit_metrics(copy, lambda m: m["dataset"].update(manifest_sha256="0" * 64))
+    report = _fast(copy)
+    assert [c.name for c in report.mismatches] == ["dataset"]
+    assert "manifest SHA-256 stored 0000" in report.mismatches[0].detail
+
+
+def test_frl_london_manifest_hash_and_dataset_root(copy, london, tmp_path, capsys):
+    from bench.data.frl_london import load_frl_london
+
+    digest = load_frl_london(london).content_hash()
+
+    def edit(m):
+        m["config"]["dataset"]["loader"] = {"_target_": "bench.data.frl_london.load_frl_london", "root": str(tmp_path / "moved")}
+        m["dataset"]["manifest_sha256"] = digest
+
+    _edit_metrics(copy, edit)
+    report = _fast(copy)
+    check = next(c for c in report.checks if c.name == "dataset")
+    assert check.status == "skipped" and "pass --dataset-root" in check.detail
+    assert verify_main([str(copy), "--skip-bootstrap", "--skip-weights", "--require-all"]) == 3
+    capsys.readouterr()
+    assert _fast(copy, dataset_root=london).status("dataset") == "ok"
+    _edit_metrics(copy, lambda m: m["dataset"].update(manifest_sha256=digest[::-1]))
+    assert _fast(copy, dataset_root=london).status("dataset") == "mismatch"
+
+
+def test_weights_hash_checked_when_the_model_is_available(copy, tmp_path):
+    pytest.importorskip("dlib")
+    from bench.models.dlib_resnet import DLIB_WEIGHTS_SHA256
+
+    def edit(m):
+        m["config"]["model"]["embedder"] = {"_target_": "bench.models.dlib_resnet.DlibResNet"}
+        m["model"]["weights_sha256"] = dict(DLIB_WEIGHTS_SHA256)
+
+    _edit_metrics(copy, edit)
+    assert _fast(copy, check_weights=True, check_dataset=False).status("weights") == "ok"
+    tampered = dict(DLIB_WEIGHTS_SHA256)
+    tampered["shape_predictor_5_face_landmarks.dat"] = "f" * 64
+    _edit_metrics(copy, lambda m: m["model"].update(weights_sha256=tampered))
+    report = _fast(copy, check_weights=True, check_dataset=False)
+    assert report.status("weights") == "mismatch" and "installed" in report.mismatches[0].detail
+    (tmp_path / "no_weights").mkdir()
+    _edit_metrics(copy, lambda m: m["config"]["model"]["embedder"].update(models_dir=str(tmp_path / "no_weights")))
+    report = _fast(copy, check_weights=True, check_dataset=False)
+    assert report.status("weights") == "skipped" and "not found" in next(c.detail for c in report.checks if c.name == "weights")
+
+
+def test_recorded_config_cannot_run_code_outside_bench(copy, tmp_path):
+    marker = tmp_path / "pwned"
+    _edit_metrics(copy, lambda m: m["config"]["dataset"].update(loader={"_target_": "bench.report.provenance.subprocess.getoutput", "cmd": f"touch {marker}"}))
+    report = _fast(copy)
+    assert report.status("dataset") == "mismatch" and "only objects defined in bench" in report.mismatches[0].detail
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage", ["no_scores", "bad_json", "no_folder", "old_schema"])
+def test_unreadable_run_folder_exits_2(copy, capsys, damage):
+    target = copy
+    if damage == "no_scores":
+        (copy / "scores.parquet").unlink()
+    elif damage == "bad_json":
+        (copy / "metrics.json").write_text("{not json")
+    elif damage == "no_folder":
+        target = copy / "nope"
+    else:
+        _edit_metrics(copy, lambda m: m.update(schema_version=999))
+    assert verify_main([str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fvbench-verify: cannot verify")
+    expected = {"no_scores": "scores.parquet' not found", "bad_json": "is not valid JSON", "no_folder": "does not exist", "old_schema": "schema_version 999 is not supported"}
+    assert expected[damage] in err
+
+
+def test_verify_does_not_write_into_the_run_folder(run_dir):
+    before = {p: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    verify_run(run_dir, check_bootstrap=False, check_weights=False)
+    assert {p: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+    assert os.listdir(run_dir) == [p.name for p in before]
