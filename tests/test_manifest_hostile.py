@@ -160,8 +160,6 @@ def test_missing_file_is_named(root):
         Manifest(t, root, ("eth",), "t")
 
 
-@pytest.mark.xfail(strict=True, reason="lead: Manifest.validate skips the root-containment checks when check_files=False; "
-                   "move the absolute/'..' checks out of the `if self.check_files` block (keep only is_file() under it)")
 def test_path_escaping_the_root_is_refused_without_file_checks(root):
     t = _table()
     t.loc[1, "path"] = "../outside.jpg"

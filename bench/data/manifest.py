@@ -93,7 +93,7 @@ class Manifest:
                 f"manifest {self.name!r}: duplicate image_id value(s) {sorted(set(dup))[:5]}; "
                 "each image needs a unique id"
             )
-        if self.root is not None and self.check_files:
+        if self.root is not None:
             root = self.root.resolve()
             for image_id, rel in zip(t["image_id"], t["path"]):
                 p = Path(rel)
@@ -108,7 +108,7 @@ class Manifest:
                         f"manifest {self.name!r}: image {image_id!r} path {rel!r} escapes the "
                         f"dataset root {str(root)!r}"
                     )
-                if not full.is_file():
+                if self.check_files and not full.is_file():
                     raise DataError(
                         f"manifest {self.name!r}: image {image_id!r} file not found: {str(full)!r}"
                     )
