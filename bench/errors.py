@@ -17,6 +17,7 @@ __all__ = [
     "ScoreSanityWarning",
     "InsufficientDataError",
     "UnverifiedWeightsWarning",
+    "ScoreRangeWarning",
 ]
 
 
@@ -76,3 +77,11 @@ class InsufficientDataError(DataError):
 
 class UnverifiedWeightsWarning(UserWarning):
     """A weight file was accepted without a published checksum; its first SHA-256 was recorded."""
+
+
+class ScoreRangeWarning(UserWarning):
+    """A read-out of a score histogram fell outside its stated range ``[lo, hi]``.
+
+    The result is still valid (conservative, exactly counted) but may be coarser than
+    one bin width; rebuild the histogram with a wider range.
+    """
