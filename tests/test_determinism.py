@@ -1,0 +1,82 @@
+"""Same config + seed -> byte-identical result files (issue #6).
+
+The CLI runs the smoke config (figures on, a short subject bootstrap) twice as separate
+processes and once as a Hydra multirun with two jobs in one process (basic launcher);
+every file of the result folder -- metrics.json, the CSV tables, scores.parquet,
+report.md and the PNG figures -- must be byte-identical.
+
+The code version recorded in metrics.json (git commit, dirty flag) is part of the
+provenance, not of the computation; other developers commit into this working tree
+while tests run, so the runs here hide git (``GIT_DIR`` pointing nowhere) to hold it
+fixed. Everything else is compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+COMMON = ["debug=smoke", "report.figures=true", "++protocol.bootstrap_replicates=30", "seed=7"]
+
+
+def _cli(tmp: Path, args: list[str]) -> None:
+    env = {**os.environ, "GIT_DIR": str(tmp / "no-git-here")}
+    flags = [a for a in args if a.startswith("-")]  # Hydra's flags (-m) go before the overrides
+    overrides = [a for a in args if not a.startswith("-")]
+    cmd = [sys.executable, "-m", "bench", *flags, *COMMON, f"paths.results_dir={tmp / 'results'}", f"paths.cache_dir={tmp / 'cache'}", *overrides]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def _differences(a: dict[str, bytes], b: dict[str, bytes]) -> list[str]:
+    out = [f"only in one run: {sorted(set(a) ^ set(b))}"] if set(a) != set(b) else []
+    for name in sorted(set(a) & set(b)):
+        if a[name] != b[name]:
+            out.append(name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("determinism")
+    out = {}
+    for k in ("first", "second"):
+        _cli(tmp, ["run_name=detA", f"hydra.run.dir={tmp / ('hydra_' + k)}"])
+        out[k] = _files(tmp / "results" / "detA")
+        shutil.rmtree(tmp / "results" / "detA")
+    _cli(tmp, ["-m", "run_name=detA,detB", f"hydra.sweep.dir={tmp / 'sweep'}"])
+    out["job0"] = _files(tmp / "results" / "detA")
+    # job 1 ran second in the same process; its only intended difference is its name
+    out["job1"] = {k: v.replace(b"detB", b"detA") for k, v in _files(tmp / "results" / "detB").items()}
+    return out
+
+
+def test_two_runs_are_byte_identical(runs):
+    files = runs["first"]
+    assert {"metrics.json", "per_group.csv", "eer.csv", "cross_group_fmr_group.csv", "scores.parquet", "report.md"} <= set(files)
+    assert {"det_group.png", "error_rates_group.png", "fmr_matrix_group.png"} <= set(files)
+    assert _differences(runs["first"], runs["second"]) == []
+
+
+@pytest.mark.parametrize("job", ["job0", "job1"])
+def test_multirun_jobs_are_byte_identical_to_a_single_run(runs, job):
+    assert _differences(runs["first"], runs[job]) == []
+
+
+def test_metrics_json_carries_no_clock_or_host(runs):
+    text = runs["first"]["metrics.json"].decode()
+    m = json.loads(text)
+    assert "timings" not in m and "acquire_embed_s" not in text
+    assert os.uname().nodename not in text
+    assert m["config"]["seed"] == 7 and m["protocol"]["seed"] == 7
