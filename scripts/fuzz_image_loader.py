@@ -18,10 +18,15 @@ stopping at the CRC check. Findings are collected (not raised), de-duplicated by
 exception type and innermost source line, and one reproducer per finding is written
 to ``--out`` (outside the repository by default; never commit fuzz inputs).
 
+A second engine, ``--engine atheris``, hands the same seeds to libFuzzer through
+Atheris (``pip install atheris``; not a project dependency) for coverage-guided
+mutation of Pillow's and bench's Python code (the C decoders are not instrumented).
+
 Usage::
 
     python scripts/fuzz_image_loader.py --seconds 300
     python scripts/fuzz_image_loader.py --seconds 30 --seed 7 --out /tmp/fuzz-out
+    python scripts/fuzz_image_loader.py --engine atheris --seconds 300
 
 Exit status: 0 when there were no findings, 1 otherwise.
 """
@@ -287,68 +292,108 @@ def run_one(
         finding.count += 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=300.0, help="time budget (s)")
-    parser.add_argument("--seed", type=int, default=0, help="first Hypothesis seed")
-    parser.add_argument("--batch", type=int, default=200, help="examples per Hypothesis run")
-    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
-    parser.add_argument("--slow-seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "fvbench-fuzz-findings",
-        help="where reproducers and summary.json go (keep it outside the repository)",
-    )
-    parser.add_argument(
-        "--verbose", action="store_true", help="show the loader's WARNING log lines"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR)
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    seeds = make_seeds()
-    for name, data in seeds.items():  # every seed loads, except the refused "F" mode
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "seed").write_bytes(data)
-            try:
-                load_rgb(Path(tmp) / "seed")
-            except ImageLoadError as err:
-                if (name, err.reason) != ("tiff_float", "unsupported_mode"):
-                    raise
-    print(f"{len(seeds)} seeds ok; fuzzing for {args.seconds:.0f} s", flush=True)
-
-    stats = FuzzStats()
+def _fuzz_hypothesis(
+    args: argparse.Namespace, seeds: dict[str, bytes], stats: FuzzStats, work: Path
+) -> dict[str, object]:
+    """Hypothesis engine: batches of seeded, reproducible mutation programs."""
     deadline = time.monotonic() + args.seconds
-    shm = Path("/dev/shm")
-    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:
-        work = Path(tmp)
 
-        def body(drawn: tuple[str, bytes]) -> None:
-            if time.monotonic() < deadline:
-                run_one(stats, *drawn, work, args.out, args.max_pixels, args.slow_seconds)
+    def body(drawn: tuple[str, bytes]) -> None:
+        if time.monotonic() < deadline:
+            run_one(stats, *drawn, work, args.out, args.max_pixels, args.slow_seconds)
 
-        batch_seed = args.seed
-        while time.monotonic() < deadline:
-            test = settings(
-                max_examples=args.batch,
-                deadline=None,
-                database=None,
-                phases=[Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )(seed(batch_seed)(given(mutated_inputs(seeds))(body)))
-            test()
-            batch_seed += 1
-            print(
-                f"  {stats.tried} inputs, {stats.returned} decoded, "
-                f"{len(stats.findings)} findings",
-                flush=True,
-            )
+    batch_seed = args.seed
+    while time.monotonic() < deadline:
+        test = settings(
+            max_examples=args.batch,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )(seed(batch_seed)(given(mutated_inputs(seeds))(body)))
+        test()
+        batch_seed += 1
+        print(
+            f"  {stats.tried} inputs, {stats.returned} decoded, "
+            f"{len(stats.findings)} findings",
+            flush=True,
+        )
+    return {"first_seed": args.seed, "last_seed": batch_seed - 1}
 
+
+def _fuzz_atheris(
+    args: argparse.Namespace, seeds: dict[str, bytes], stats: FuzzStats, work: Path
+) -> None:
+    """Atheris (libFuzzer) engine: coverage-guided on Pillow's and bench's Python code.
+
+    Never returns: libFuzzer owns the loop, so the summary is written and the
+    process exits from inside the callback once the time budget is spent.
+    """
+    import atheris  # optional; pip install atheris
+
+    # Re-import Pillow and bench under instrumentation (instrument_all() would also
+    # instrument numpy, hypothesis, ... and take minutes), then point this module's
+    # globals at the instrumented copies.
+    for module in [m for m in sys.modules if m.split(".")[0] in {"PIL", "bench"}]:
+        del sys.modules[module]
+    with atheris.instrument_imports(include=["PIL", "bench"]):
+        import bench.acquisition.images as images
+        import bench.errors as errors
+        from PIL import (  # noqa: F401 - the plugins load_rgb may reach
+            BmpImagePlugin,
+            GifImagePlugin,
+            Image as PilImage,
+            ImageFile as PilImageFile,
+            JpegImagePlugin,
+            MpoImagePlugin,
+            PngImagePlugin,
+            PpmImagePlugin,
+            TiffImagePlugin,
+            TiffTags,
+            WebPImagePlugin,
+        )
+    globals().update(
+        load_rgb=images.load_rgb,
+        IMAGE_LOAD_REASONS=images.IMAGE_LOAD_REASONS,
+        ImageLoadError=errors.ImageLoadError,
+        Image=PilImage,
+        ImageFile=PilImageFile,
+    )
+    corpus = work / "corpus"
+    corpus.mkdir()
+    for name, data in seeds.items():
+        (corpus / name).write_bytes(data)
+    deadline = time.monotonic() + args.seconds
+
+    def one_input(data: bytes) -> None:
+        if time.monotonic() >= deadline:
+            code = _report(args, stats, {"engine_seed": args.seed})
+            sys.stdout.flush()
+            os._exit(code)
+        run_one(stats, "libfuzzer", data, work, args.out, args.max_pixels, args.slow_seconds)
+        if stats.tried % 5000 == 0:
+            print(f"  {stats.tried} inputs, {len(stats.findings)} findings", flush=True)
+
+    libfuzzer_args = [
+        sys.argv[0],
+        str(corpus),
+        f"-seed={args.seed or 1}",
+        "-max_len=65536",
+        "-rss_limit_mb=6144",
+        "-timeout=60",
+        f"-artifact_prefix={args.out}{os.sep}",  # libFuzzer's own slow/crash units
+    ]
+    atheris.Setup(libfuzzer_args, one_input)
+    atheris.Fuzz()
+
+
+def _report(args: argparse.Namespace, stats: FuzzStats, extra: dict[str, object]) -> int:
+    """Write summary.json, print it and the findings; return the exit status."""
     summary = {
+        "engine": args.engine,
         "seconds": args.seconds,
-        "first_seed": args.seed,
-        "last_seed": batch_seed - 1,
+        **extra,
+        "max_pixels": args.max_pixels,
         "inputs_tried": stats.tried,
         "decoded": stats.returned,
         "refused_by_reason": dict(stats.reasons.most_common()),
@@ -363,6 +408,55 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n=== {finding.signature} x{finding.count} (seed {finding.seed_name})")
         print(f"reproducer: {finding.reproducer}\n{finding.detail}")
     return 1 if stats.findings else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=300.0, help="time budget (s)")
+    parser.add_argument(
+        "--engine",
+        choices=["hypothesis", "atheris"],
+        default="hypothesis",
+        help="hypothesis: seeded mutation programs (default, no extra dependency); "
+        "atheris: coverage-guided libFuzzer (needs `pip install atheris`)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="first Hypothesis / libFuzzer seed")
+    parser.add_argument("--batch", type=int, default=200, help="examples per Hypothesis run")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    parser.add_argument("--slow-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "fvbench-fuzz-findings",
+        help="where reproducers and summary.json go (keep it outside the repository)",
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the loader's WARNING log lines"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.verbose else logging.ERROR)
+    if not args.verbose:  # Pillow logs every malformed TIFF tag at ERROR level
+        logging.getLogger("PIL").setLevel(logging.CRITICAL)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    seeds = make_seeds()
+    for name, data in seeds.items():  # every seed loads, except the refused "F" mode
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "seed").write_bytes(data)
+            try:
+                load_rgb(Path(tmp) / "seed")
+            except ImageLoadError as err:
+                if (name, err.reason) != ("tiff_float", "unsupported_mode"):
+                    raise
+    print(f"{len(seeds)} seeds ok; fuzzing with {args.engine} for {args.seconds:.0f} s")
+
+    stats = FuzzStats()
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else None) as tmp:
+        if args.engine == "atheris":
+            _fuzz_atheris(args, seeds, stats, Path(tmp))
+        extra = _fuzz_hypothesis(args, seeds, stats, Path(tmp))
+    return _report(args, stats, extra)
 
 
 if __name__ == "__main__":

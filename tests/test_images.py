@@ -271,6 +271,21 @@ def test_load_rgb_applies_exif_orientation(
     np.testing.assert_allclose(arr[-row - 1, -col - 1], GREY, atol=30)
 
 
+def test_load_rgb_orientation_keeps_palette_transparency(tmp_path: Path) -> None:
+    img = Image.new("P", (4, 2), 0)
+    img.putpalette([255, 0, 0, 0, 0, 255] + [0, 0, 0] * 254)
+    img.putpixel((0, 0), 1)  # blue marker at stored top-left; index 0 transparent
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "p_orient6.png"
+    img.save(path, transparency=0, exif=exif)
+    arr = load_rgb(path)
+    _assert_rgb(arr, 4, 2)
+    expected = np.full((4, 2, 3), 255, dtype=np.uint8)
+    expected[0, 1] = (0, 0, 255)  # rotated 90 deg CW: top-left -> top-right
+    np.testing.assert_array_equal(arr, expected)
+
+
 def test_load_rgb_ignores_invalid_exif_orientation(tmp_path: Path) -> None:
     img = Image.new("RGB", (4, 2), GREY)
     exif = Image.Exif()
@@ -420,6 +435,35 @@ def test_load_rgb_above_pillow_warning_limit_when_allowed(tmp_path: Path) -> Non
         warnings.simplefilter("error")
         assert _reason(path, max_pixels=100_000_000) == "corrupt"
     assert Image.MAX_IMAGE_PIXELS == 89_478_485
+
+
+def _rle8_bmp(path: Path, width: int, height: int, rle: bytes) -> Path:
+    """BMP with BITMAPINFOHEADER, BI_RLE8 compression and a 2-colour palette."""
+    palette = bytes([0, 0, 255, 0, 0, 255, 0, 0])  # BGRx: index 0 red, 1 green
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(rle), 0, 0, 2, 0)
+    offset = 14 + len(info) + len(palette)
+    header = b"BM" + struct.pack("<IHHI", offset + len(rle), 0, 0, offset)
+    path.write_bytes(header + info + palette + rle)
+    return path
+
+
+def test_load_rgb_small_rle_bmp_decodes(tmp_path: Path) -> None:
+    # Rows are stored bottom-up: 4 x index 1, end of line, 4 x index 0, end of bitmap.
+    rle = b"\x04\x01" + b"\x00\x00" + b"\x04\x00" + b"\x00\x01"
+    arr = load_rgb(_rle8_bmp(tmp_path / "rle.bmp", 4, 2, rle))
+    _assert_rgb(arr, 2, 4)
+    assert (arr[0] == RED).all() and (arr[1] == (0, 255, 0)).all()
+
+
+def test_load_rgb_large_rle_bmp_is_too_large(tmp_path: Path) -> None:
+    from bench.acquisition.images import RLE_BMP_MAX_PIXELS
+
+    # 4000 x 2001 = 8.004e6 > RLE_BMP_MAX_PIXELS, from a 66-byte file (fuzzing finding).
+    path = _rle8_bmp(tmp_path / "rle_big.bmp", 4000, 2001, b"\x00\x00\x00\x01")
+    assert 4000 * 2001 > RLE_BMP_MAX_PIXELS
+    assert _reason(path) == "too_large"
+    rle_small = _rle8_bmp(tmp_path / "rle_ok.bmp", 4000, 1999, b"\x00\x00\x00\x01")
+    assert _reason(rle_small) == "corrupt"  # within the limit: decoded, found short
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5, "100"])

@@ -28,8 +28,11 @@ Failure reason codes (a closed set, :data:`IMAGE_LOAD_REASONS`)
     metadata that the decoder cannot get past.
 ``"too_large"``
     The header declares more than ``max_pixels`` pixels, or more than Pillow's own
-    hard limit ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (``DecompressionBombError``).
-    Checked before any pixel data are decoded.
+    hard limit ``2 * PIL.Image.MAX_IMAGE_PIXELS`` (``DecompressionBombError``), or
+    is an RLE-compressed BMP of more than :data:`RLE_BMP_MAX_PIXELS` pixels (Pillow
+    decodes those in pure Python, padding each row end byte by byte, so a
+    300-byte file declaring 38 million pixels costs about 5 s of CPU -- found by
+    scripts/fuzz_image_loader.py). Checked before any pixel data are decoded.
 ``"unsupported_mode"``
     The pixels decode but have no faithful 8-bit RGB form under the rules below
     (floating-point ``"F"`` images, 32-bit ``"I"`` images with values outside
@@ -97,6 +100,7 @@ from bench.errors import ConfigError, ImageLoadError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_LOAD_REASONS",
+    "RLE_BMP_MAX_PIXELS",
     "SUPPORTED_FORMATS",
     "image_sha256",
     "load_rgb",
@@ -153,6 +157,11 @@ _SIGNATURES: Final[tuple[tuple[int, bytes, str], ...]] = (
     (8, b"WEBP", "WEBP"),
     *((0, b"P" + bytes([c]), "PPM") for c in b"123456"),
 )
+
+#: Pixel limit for RLE-compressed BMPs (BI_RLE8/BI_RLE4), which Pillow decodes in
+#: pure Python at roughly 0.1 us per pixel even from a few hundred bytes; this bounds
+#: the cost of one such file to about 1 s. Real RLE BMPs are small palette images.
+RLE_BMP_MAX_PIXELS: Final[int] = 8_000_000
 
 _HASH_CHUNK_BYTES: Final[int] = 1 << 20
 
@@ -352,6 +361,15 @@ def _decode(fileobj: IO[bytes], path: str, max_pixels: int) -> Image.Image:
             f"header declares {width}x{height} = {width * height} pixels, "
             f"more than max_pixels={max_pixels}",
         )
+    if width * height > RLE_BMP_MAX_PIXELS and any(
+        tile[0] == "bmp_rle" for tile in image.tile  # tile[0]: the codec name
+    ):
+        raise ImageLoadError(
+            path,
+            "too_large",
+            f"RLE-compressed BMP of {width}x{height} pixels, more than "
+            f"RLE_BMP_MAX_PIXELS={RLE_BMP_MAX_PIXELS} (slow pure-Python decoder)",
+        )
     try:
         image.load()  # full decode; raises on truncation (LOAD_TRUNCATED_IMAGES unset)
         orientation = image.getexif().get(_ORIENTATION_TAG, 1)
@@ -392,6 +410,8 @@ def _to_rgb_array(image: Image.Image, path: str) -> NDArray[np.uint8]:
         if mode in _ALPHA_MODES or (
             transparency is not None and mode in {"1", "L", "P", "RGB"}
         ):
+            if mode == "La":  # premultiplied; Pillow converts it only to "LA"
+                image = image.convert("LA")
             rgba = np.array(image.convert("RGBA"), dtype=np.uint8)
             return _composite_on_white(rgba[..., :3], rgba[..., 3])
         if mode in _CONVERTIBLE_MODES:
