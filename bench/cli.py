@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench.errors import ConfigError
 from bench.run import Protocol, evaluate
 
-__all__ = ["main", "instantiate_bench", "run_from_config"]
+__all__ = ["main", "instantiate_bench", "run_from_config", "sweep_main", "sweep_from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ def run_from_config(cfg: DictConfig) -> Path:
         min_group_subjects=int(cfg.report.min_group_subjects),
         figures=bool(cfg.report.figures),
         save_scores=bool(cfg.report.save_scores),
+        embeddings_exported=bool(cfg.report.get("export_embeddings", False)),
     )
     if cfg.report.get("export_embeddings", False):  # opt-in: biometric data into results/ (PRIVACY.md)
         from bench.report.export import export_embeddings
@@ -113,3 +114,34 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console-script entry point (``fvbench``)."""
     _hydra_main()
+
+
+def sweep_from_config(cfg: DictConfig) -> Path:
+    """Run the acquisition-condition sweep of a composed ``sweep`` config (issue #5); return the result folder."""
+    from bench.sweep import SweepProtocol, make_sweeps, run_sweep, write_sweep
+
+    paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
+    dataset = instantiate_bench(cfg.dataset.loader)
+    model = instantiate_bench(cfg.model.embedder)
+    sweeps = make_sweeps(instantiate_bench(cfg.get("transforms")) or {})
+    try:
+        protocol = SweepProtocol(**OmegaConf.to_container(cfg.sweep, resolve=True))
+    except TypeError as err:
+        raise ConfigError(f"sweep config: {err}; valid keys: {sorted(SweepProtocol.__dataclass_fields__)}") from err
+    result = run_sweep(dataset, model, sweeps, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress))
+    out_dir = paths["results_dir"] / str(cfg.run_name)
+    write_sweep(result, out_dir, run_name=str(cfg.run_name), config=OmegaConf.to_container(cfg, resolve=True),
+                min_group_subjects=int(cfg.report.min_group_subjects), figures=bool(cfg.report.figures))
+    log.info("wrote %s (stages: %s)", out_dir, {k: round(v, 2) for k, v in result.timings.items()})
+    return out_dir
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sweep")
+def _hydra_sweep_main(cfg: DictConfig) -> None:
+    out = sweep_from_config(cfg)
+    print(f"fvbench-sweep: results written to {out}")
+
+
+def sweep_main() -> None:
+    """Console-script entry point (``fvbench-sweep``): acquisition-condition sweeps."""
+    _hydra_sweep_main()

@@ -21,7 +21,18 @@ from bench.report.export import EXPORT_FILE, WARNING_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = "synthetic__generator"
-SMALL = "D"  # 3 subjects, below report.min_group_subjects = 5
+
+
+def _smoke_groups() -> list[str]:
+    """Group names of the synthetic population under debug=smoke (the config owns them)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(config_name="fvbench", overrides=["debug=smoke"])
+    return sorted(cfg.dataset.loader.groups)
+
+
+SMALL = _smoke_groups()[0]  # shrunk to 3 subjects, below report.min_group_subjects = 5
 RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95", "boot_low", "boot_high"]
 
 #: What a result folder may hold by default: aggregates, the score table and plots.
@@ -54,6 +65,10 @@ def export_run(tmp_path_factory):
     return tmp, out, done
 
 
+def _attr(out: Path) -> str:
+    return json.loads((out / "metrics.json").read_text())["protocol"]["attributes"][0]
+
+
 def _floats_lists(node, found):
     if isinstance(node, dict):
         for v in node.values():
@@ -75,7 +90,8 @@ def test_default_results_hold_no_embeddings_crops_or_images(default_run):
     assert [n for n in names if IMAGE_OR_ARRAY.search(n) and not n.endswith(".png")] == []
     assert EXPORT_FILE not in names and WARNING_FILE not in names
     scores = pd.read_parquet(out / "scores.parquet")
-    assert list(scores.columns) == ["image_a", "image_b", "subject_a", "subject_b", "mated", "score", "group_a", "group_b"]
+    attr = _attr(out)
+    assert list(scores.columns) == ["image_a", "image_b", "subject_a", "subject_b", "mated", "score", f"{attr}_a", f"{attr}_b"]
     assert _floats_lists(json.loads((out / "metrics.json").read_text()), []) == []  # no vectors
     hydra_files = sorted(str(p.relative_to(tmp / "hydra_default")) for p in (tmp / "hydra_default").rglob("*") if p.is_file())
     assert hydra_files == [".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "cli.log"]
@@ -125,7 +141,8 @@ def test_export_flag_writes_embeddings_with_printed_and_recorded_warning(export_
     with np.load(out / EXPORT_FILE, allow_pickle=False) as z:
         emb, ids = z["embedding"], z["image_id"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert emb.dtype == np.float32 and emb.shape == (metrics["dataset"]["images_acquired"], 128)
+    dim = metrics["model"]["settings"]["dim"]
+    assert emb.dtype == np.float32 and emb.shape == (metrics["dataset"]["images_acquired"], dim)
     assert len(set(ids.tolist())) == len(ids)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)  # the generator's unit vectors
     # printed (Hydra's console log) ...
@@ -133,14 +150,11 @@ def test_export_flag_writes_embeddings_with_printed_and_recorded_warning(export_
     assert "WARNING" in printed and "biometric templates that identify people" in printed and str(out / EXPORT_FILE) in printed
     # ... and recorded: beside the export, in the job log, and in the recorded config
     note = (out / WARNING_FILE).read_text()
-    assert "Keep this file private" in note and f"{len(ids)} embeddings of dimension 128" in note
+    assert "Keep this file private" in note and f"{len(ids)} embeddings of dimension {dim}" in note
     assert "biometric templates" in (tmp / "hydra_export" / "cli.log").read_text()
     assert metrics["config"]["report"]["export_embeddings"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="lead: write_results should record the export in metrics.json, e.g. "
-                   "metrics['privacy'] = {'embeddings_exported': <bool>, 'warning': EXPORT_WARNING} (bench.report.export), "
-                   "so the published provenance says biometric data left the cache")
 def test_export_is_recorded_in_metrics_json(export_run):
     _, out, _ = export_run
     metrics = json.loads((out / "metrics.json").read_text())
@@ -163,7 +177,8 @@ def _rows(df: pd.DataFrame, group: str) -> pd.DataFrame:
 def test_small_group_published_as_counts_only_in_csv_and_json(default_run):
     _, out, _ = default_run
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["suppression"] == {"min_group_subjects": 5, "groups_shown_as_counts_only": {"group": [SMALL]}}
+    attr = _attr(out)
+    assert metrics["suppression"] == {"min_group_subjects": 5, "groups_shown_as_counts_only": {attr: [SMALL]}}
     csv = pd.read_csv(out / "per_group.csv", keep_default_na=False, na_values=[""])
     js = pd.DataFrame(metrics["per_group"])
     for table in (csv, js):
@@ -172,13 +187,13 @@ def test_small_group_published_as_counts_only_in_csv_and_json(default_run):
         assert (small["flag"] == "suppressed_small_group").all()
         assert small[RATE_COLUMNS].isna().all().all()
         assert (small["comparisons"] > 0).all() and (small["subjects"] <= 3).all()
-        other = _rows(table, "A")
+        other = _rows(table, [g for g in _smoke_groups() if g != SMALL][0])
         assert other["rate"].notna().all()
     for name, cols in (("eer", ["eer", "threshold", "eer_low", "eer_high"]), ("generalized_rates", ["fta", "fmr", "fnmr", "far_iso", "frr_iso", "fnmr_nist", "fmr_nist"])):
         for table in (pd.read_csv(out / f"{name}.csv", keep_default_na=False, na_values=[""]), pd.DataFrame(metrics[name])):
             assert _rows(table, SMALL)[cols].isna().all().all(), name
-            assert _rows(table, "A")[cols[0]].notna().all(), name
-    for table in (pd.read_csv(out / "cross_group_fmr_group.csv", keep_default_na=False, na_values=[""]), pd.DataFrame(metrics["cross_group_fmr"]["group"])):
+            assert _rows(table, [g for g in _smoke_groups() if g != SMALL][0])[cols[0]].notna().all(), name
+    for table in (pd.read_csv(out / f"cross_group_fmr_{attr}.csv", keep_default_na=False, na_values=[""]), pd.DataFrame(metrics["cross_group_fmr"][attr])):
         touching = (table["group_a"] == SMALL) | (table["group_b"] == SMALL)
         assert table.loc[touching, "fmr"].isna().all() and table.loc[~touching, "fmr"].notna().all()
     diffs = pd.DataFrame(metrics["differentials"])
@@ -230,23 +245,17 @@ def test_small_group_rates_not_plotted(figure_inputs):
         assert SMALL in figure_inputs["plot_score_distributions"][1]["suppressed"]
 
 
-@pytest.mark.xfail(strict=True, reason="lead: write_results passes result.det unfiltered to plot_det, so the DET curve of a "
-                   "counts-only group is drawn; pass {k: v for k, v in result.det.items() if k[1] not in small.get(k[0], [])}")
 def test_small_group_det_curve_not_drawn(figure_inputs):
     dets = figure_inputs["plot_det"][0][0]
     assert not [k for k in dets if k[1] == SMALL]
 
 
-@pytest.mark.xfail(strict=True, reason="lead: 'counts only' still publishes error counts (errors, false_matches, FTA reasons, "
-                   "lost comparisons) of small groups, and errors/comparisons IS the rate (a 1-person group's FNMR errors say "
-                   "whether that person's photos matched); blank errors/reasons/false_matches for suppressed groups, keep "
-                   "comparisons and subjects, and show '(counts only) n comparisons' in report.md")
 def test_small_group_error_counts_not_published(default_run):
     _, out, _ = default_run
     metrics = json.loads((out / "metrics.json").read_text())
     small = pd.DataFrame(metrics["per_group"]).query("group == @SMALL")
     assert small["errors"].isna().all()
-    cross = pd.DataFrame(metrics["cross_group_fmr"]["group"])
+    cross = pd.DataFrame(metrics["cross_group_fmr"][_attr(out)])
     assert cross.loc[(cross["group_a"] == SMALL) | (cross["group_b"] == SMALL), "false_matches"].isna().all()
 
 

@@ -17,7 +17,7 @@ __all__ = ["write_report", "rate_cell", "group_table"]
 def rate_cell(row: pd.Series) -> str:
     """One table cell: rate with its counts and interval, or the zero-error upper bound."""
     if row["flag"] == "suppressed_small_group":
-        return f"(counts only) {int(row['errors'])}/{int(row['comparisons']):,}"
+        return f"(counts only) {int(row['comparisons']):,} {'images' if row['metric'] == 'FTA' else 'comparisons'}"
     if row["comparisons"] == 0:
         return "no comparisons"
     e, n = int(row["errors"]), int(row["comparisons"])

@@ -214,8 +214,7 @@ def plot_fmr_matrix(cross: pd.DataFrame, attribute: str, threshold: dict, path: 
     vmax = max(positive.max() if positive.size else 1e-1, vmin * 10)
     shown = np.where(fmr == 0, np.nan, fmr)  # zero and missing cells: grey, labelled in the cell
     fig, ax = plt.subplots(figsize=(1.3 * n + 3, 1.1 * n + 2))
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
     im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, norm=LogNorm(vmin=vmin, vmax=vmax))
     for i in range(n):
         for j in range(n):
@@ -265,7 +264,7 @@ def plot_score_distributions(comparisons: pd.DataFrame, attribute: str, threshol
         sel = (la == g) & (lb == g)
         nm, m = score[sel & ~mated], score[sel & mated]
         if nm.size > 1:
-            parts = ax.violinplot([nm], positions=[k], vert=False, widths=0.8, showextrema=False)
+            parts = ax.violinplot([nm], positions=[k], orientation="horizontal", widths=0.8, showextrema=False)
             for b in parts["bodies"]:
                 b.set_facecolor("C0")
                 b.set_alpha(0.45)

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.report.export import EXPORT_FILE, EXPORT_WARNING
 from bench.report.markdown import write_report
 from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, safe_name
 from bench.report.provenance import code_version, package_versions
@@ -56,6 +57,7 @@ METRICS_SCHEMA = {
     "differentials": "list of differentials.csv rows: §4 measures per attribute and threshold, bootstrap intervals, parity flags",
     "cross_group_fmr": "attribute -> list of matrix cells at the primary threshold",
     "suppression": "min_group_subjects and the groups shown as counts only",
+    "privacy": "whether embeddings were exported into the result folder (opt-in), with the warning shown",
 }
 
 _RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95", "boot_low", "boot_high"]
@@ -93,9 +95,14 @@ def _small_groups(result: RunResult, min_subjects: int) -> dict[str, list[str]]:
 def _suppress(df: pd.DataFrame, small: dict[str, list[str]], cols: list[str]) -> pd.DataFrame:
     df = df.copy()
     cols = [c for c in cols if c in df.columns]
+    for c in cols:  # counts stay integers where published, empty where suppressed
+        if pd.api.types.is_integer_dtype(df[c]):
+            df[c] = df[c].astype("Int64")
+        elif df[c].dtype == object:
+            df[c] = df[c].astype(object)
     for attr, groups in small.items():
         m = (df["attribute"] == attr) & df["group"].isin(groups)
-        df.loc[m, cols] = np.nan
+        df.loc[m, cols] = None
         if "flag" in df.columns:
             df.loc[m, "flag"] = "suppressed_small_group"
     return df
@@ -113,7 +120,17 @@ def _suppress_differentials(df: pd.DataFrame, small: dict[str, list[str]]) -> pd
     return df
 
 
-def write_results(result: RunResult, out_dir: Path, *, run_name: str, config: dict, min_group_subjects: int = 5, figures: bool = True, save_scores: bool = True) -> Path:
+def write_results(
+    result: RunResult,
+    out_dir: Path,
+    *,
+    run_name: str,
+    config: dict,
+    min_group_subjects: int = 5,
+    figures: bool = True,
+    save_scores: bool = True,
+    embeddings_exported: bool = False,
+) -> Path:
     """Write the result folder of ``result`` into ``out_dir`` (created if needed).
 
     Parameters
@@ -129,6 +146,9 @@ def write_results(result: RunResult, out_dir: Path, *, run_name: str, config: di
         Write the PNG figures.
     save_scores : bool
         Write ``scores.parquet`` (the comparison table; git-ignored).
+    embeddings_exported : bool
+        The run also exports embeddings (opt-in ``report.export_embeddings``); recorded
+        under ``privacy`` so the published provenance says biometric data left the cache.
 
     Returns
     -------
@@ -138,10 +158,12 @@ def write_results(result: RunResult, out_dir: Path, *, run_name: str, config: di
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     small = _small_groups(result, min_group_subjects)
-    per_group = _suppress(result.per_group, small, _RATE_COLUMNS)
+    per_group = _suppress(result.per_group, small, [*_RATE_COLUMNS, "errors", "reasons"])
     eer = _suppress(result.eer, small, ["eer", "threshold", "eer_low", "eer_high"])
     per_group.to_csv(out_dir / "per_group.csv", index=False, float_format="%.10g", lineterminator="\n")
-    generalized = _suppress(result.generalized, small, ["fta", "fmr", "fnmr", "far_iso", "frr_iso", "fnmr_nist", "fmr_nist"])
+    generalized = _suppress(
+        result.generalized, small, ["fta", "fmr", "fnmr", "far_iso", "frr_iso", "fnmr_nist", "fmr_nist", "lost_mated", "lost_nonmated"]
+    )
     generalized.to_csv(out_dir / "generalized_rates.csv", index=False, float_format="%.10g", lineterminator="\n")
     differentials = _suppress_differentials(result.differentials, small)
     differentials.to_csv(out_dir / "differentials.csv", index=False, float_format="%.10g", lineterminator="\n")
@@ -150,7 +172,8 @@ def write_results(result: RunResult, out_dir: Path, *, run_name: str, config: di
     for attr, cross in result.cross.items():
         c = cross.copy()
         hide = c["group_a"].isin(small.get(attr, [])) | c["group_b"].isin(small.get(attr, []))
-        c.loc[hide, "fmr"] = np.nan
+        c["false_matches"] = c["false_matches"].astype("Int64")
+        c.loc[hide, ["fmr", "false_matches"]] = pd.NA
         c.to_csv(out_dir / f"cross_group_fmr_{safe_name(attr)}.csv", index=False, float_format="%.10g", lineterminator="\n")
         cross_pub[attr] = c
     if save_scores:
@@ -186,6 +209,10 @@ def write_results(result: RunResult, out_dir: Path, *, run_name: str, config: di
         "differentials": differentials.to_dict(orient="records"),
         "cross_group_fmr": {a: c.to_dict(orient="records") for a, c in cross_pub.items()},
         "suppression": {"min_group_subjects": min_group_subjects, "groups_shown_as_counts_only": small},
+        "privacy": {
+            "embeddings_exported": bool(embeddings_exported),
+            "warning": EXPORT_WARNING.format(path=str(out_dir / EXPORT_FILE)) if embeddings_exported else None,
+        },
     }
     (out_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
@@ -196,7 +223,8 @@ def write_results(result: RunResult, out_dir: Path, *, run_name: str, config: di
         for attr in result.attributes:
             name = safe_name(attr)
             f = {"det": f"det_{name}.png", "error_rates": f"error_rates_{name}.png", "fmr_matrix": f"fmr_matrix_{name}.png", "scores": f"scores_{name}.png"}
-            plot_det(result.det, eer, shown, attr, result.thresholds, out_dir / f["det"], title=f"DET by {attr}: {title}")
+            dets = {k: v for k, v in result.det.items() if k[1] not in small.get(k[0], [])}
+            plot_det(dets, eer, shown, attr, result.thresholds, out_dir / f["det"], title=f"DET by {attr}: {title}")
             interval = "boot" if "boot_low" in shown.columns else "wilson"
             plot_error_rates(shown, attr, out_dir / f["error_rates"], title=f"Error rates by {attr}: {title}", interval=interval)
             plot_score_distributions(result.comparisons, attr, result.thresholds, out_dir / f["scores"], title=f"Comparison scores by {attr}: {title}", suppressed=small.get(attr, []))
