@@ -359,7 +359,8 @@ def _fta_rows(stored_rows: pd.DataFrame, confidence: float) -> pd.DataFrame:
     fta = stored_rows.loc[stored_rows["metric"] == "FTA", cols].copy().reset_index(drop=True)
     if fta.empty:
         return fta
-    e = fta["errors"].to_numpy(dtype=np.int64)
+    # counts-only groups publish no error count; their rates are blanked again afterwards
+    e = pd.to_numeric(fta["errors"], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
     n = fta["comparisons"].to_numpy(dtype=np.int64)
     w_lo, w_hi = wilson_interval(e, n, confidence=confidence)
     c_lo, c_hi = clopper_pearson_interval(e, n, confidence=confidence)
@@ -422,7 +423,10 @@ def _generalized_rows(per_group: pd.DataFrame, stored: pd.DataFrame) -> pd.DataF
             fnm = pg.loc[(attr, g, name, "FNMR")]
         except KeyError:
             continue  # reported as a stored row the scores do not produce
-        lm, ln = int(s["lost_mated"]), int(s["lost_nonmated"])
+        if pd.isna(s["lost_mated"]) or pd.isna(s["lost_nonmated"]):  # counts-only group: not published
+            lm = ln = 0
+        else:
+            lm, ln = int(s["lost_mated"]), int(s["lost_nonmated"])
         fmr, fnmr = float(fm["rate"]), float(fnm["rate"])
         n_m, n_n = int(fnm["comparisons"]), int(fm["comparisons"])
         rows.append(
@@ -440,6 +444,9 @@ def _suppress(df: pd.DataFrame, small: dict[str, list[str]], cols: Sequence[str]
     """Blank ``cols`` of the rows of groups published as counts only."""
     df = df.copy()
     cols = [c for c in cols if c in df.columns]
+    for c in cols:
+        if pd.api.types.is_integer_dtype(df[c]):
+            df[c] = df[c].astype("float64")
     for attr, groups in small.items():
         m = (df["attribute"] == attr) & df["group"].isin(groups)
         df.loc[m, cols] = np.nan
@@ -702,6 +709,8 @@ def verify_run(
             present = _images_per_group(comp, attr)
             rows = fta_stored[fta_stored["attribute"] == attr]
             for _, r in rows.iterrows():
+                if r["group"] in small.get(attr, []):
+                    continue  # counts only: the number of failures is not published
                 acquired = int(r["comparisons"]) - int(r["errors"])
                 if present.get(r["group"], 0) != acquired:
                     diffs.append(f"{attr}/{r['group']}: FTA counts say {acquired} acquired image(s), scores.parquet has {present.get(r['group'], 0)}")
@@ -738,7 +747,7 @@ def verify_run(
         parts.append(rates)
     expected_pg = pd.concat(parts, ignore_index=True)
     expected_pg["reasons"] = expected_pg["reasons"].fillna("")
-    published_pg = _suppress(expected_pg, small, _RATE_COLUMNS, flag=True)
+    published_pg = _suppress(expected_pg, small, [*_RATE_COLUMNS, "errors", "reasons"], flag=True)
     checks += _table_checks("per_group", published_pg, stored_pg, run_dir / "per_group.csv", key=_PER_GROUP_KEY, rtol=rtol)
 
     # ---- generalized rates
@@ -781,9 +790,20 @@ def verify_run(
             checks.append(Check(name, "mismatch", "no usable threshold to compute the matrix at"))
             continue
         c = cross_group_fmr(comp, attribute=attr, threshold=usable[primary])
-        c.loc[c["group_a"].isin(small.get(attr, [])) | c["group_b"].isin(small.get(attr, [])), "fmr"] = np.nan
+        hide = c["group_a"].isin(small.get(attr, [])) | c["group_b"].isin(small.get(attr, []))
+        c["false_matches"] = c["false_matches"].astype("float64")
+        c.loc[hide, ["fmr", "false_matches"]] = np.nan
         stored_c = metrics["cross_group_fmr"].get(attr)
         checks += _table_checks(name, c, None if stored_c is None else pd.DataFrame(stored_c), run_dir / f"cross_group_fmr_{safe_name(attr)}.csv", key=_CROSS_KEY, rtol=rtol)
+
+    # ---- privacy record vs. the folder
+    exported = (run_dir / "embeddings.npz").is_file()
+    privacy = metrics.get("privacy")
+    if privacy is not None:
+        if exported and not privacy.get("embeddings_exported"):
+            checks.append(Check("privacy", "mismatch", "embeddings.npz is in the folder but metrics.json records no export (a stale export of another run?)"))
+        else:
+            checks.append(Check("privacy", "ok", f"embeddings exported: {bool(privacy.get('embeddings_exported'))}; export file present: {exported}"))
 
     # ---- hashes of the inputs
     checks.append(_check_dataset(metrics, None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))

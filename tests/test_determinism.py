@@ -64,8 +64,9 @@ def runs(tmp_path_factory):
 
 def test_two_runs_are_byte_identical(runs):
     files = runs["first"]
-    assert {"metrics.json", "per_group.csv", "eer.csv", "cross_group_fmr_group.csv", "scores.parquet", "report.md"} <= set(files)
-    assert {"det_group.png", "error_rates_group.png", "fmr_matrix_group.png"} <= set(files)
+    attr = json.loads(files["metrics.json"])["protocol"]["attributes"][0].replace("&", "_x_")
+    assert {"metrics.json", "per_group.csv", "eer.csv", f"cross_group_fmr_{attr}.csv", "scores.parquet", "report.md"} <= set(files)
+    assert {f"det_{attr}.png", f"error_rates_{attr}.png", f"fmr_matrix_{attr}.png"} <= set(files)
     assert _differences(runs["first"], runs["second"]) == []
 
 

@@ -23,11 +23,21 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = "synthetic__generator"
 
 
+def _smoke_groups() -> list[str]:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return sorted(compose(config_name="fvbench", overrides=["debug=smoke"]).dataset.loader.groups)
+
+
+SMALL = _smoke_groups()[-1]  # shrunk to 3 subjects: published as counts only
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("verify")
     cmd = [
-        sys.executable, "-m", "bench", "debug=smoke", "++protocol.bootstrap_replicates=20",
+        sys.executable, "-m", "bench", "debug=smoke", "++protocol.bootstrap_replicates=20", f"dataset.loader.groups.{SMALL}.subjects=3",
         f"hydra.run.dir={tmp / 'hydra'}", f"paths.results_dir={tmp / 'results'}", f"paths.cache_dir={tmp / 'cache'}",
     ]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -40,6 +50,13 @@ def copy(run_dir, tmp_path) -> Path:
     dst = tmp_path / RUN
     shutil.copytree(run_dir, dst)
     return dst
+
+
+def _attr_groups(folder: Path) -> tuple[str, list[str]]:
+    """The run's (first) attribute and its groups, whatever the synthetic config names them."""
+    m = json.loads((folder / "metrics.json").read_text())
+    attr = m["protocol"]["attributes"][0]
+    return attr, sorted(m["dataset"]["subjects_per_group"][attr])
 
 
 def _edit_metrics(folder: Path, edit) -> None:
@@ -63,45 +80,51 @@ def test_untouched_run_verifies_with_exit_0(run_dir, capsys):
     assert statuses.pop("provenance") == "info"
     assert set(statuses.values()) == {"ok"}, report.to_text()
     # everything published was recomputed: thresholds, tables, their CSVs, the inputs' hashes
-    assert {"thresholds", "per_group", "per_group.csv", "eer", "eer.csv", "cross_group_fmr[group]", "dataset", "weights", "suppression", "fta"} <= set(statuses)
+    attr, _ = _attr_groups(run_dir)
+    assert {"thresholds", "per_group", "per_group.csv", "eer", "eer.csv", f"cross_group_fmr[{attr}]", "dataset", "weights", "suppression", "fta"} <= set(statuses)
     per_group = next(c for c in report.checks if c.name == "per_group")
     assert "not recomputed" not in per_group.detail  # bootstrap intervals re-drawn too
+    suppression = next(c for c in report.checks if c.name == "suppression")
+    assert f"'{SMALL}'" in suppression.detail  # the counts-only group was checked as such
 
 
 def test_tampered_rate_in_metrics_json_is_named(copy, capsys):
+    _, groups = _attr_groups(copy)
+
     def edit(m):
-        row = next(r for r in m["per_group"] if r["group"] == "A" and r["metric"] == "FNMR")
+        row = next(r for r in m["per_group"] if r["group"] == groups[0] and r["metric"] == "FNMR")
         row["rate"] = row["rate"] + 0.01
 
     _edit_metrics(copy, edit)
     assert verify_main([str(copy), "--skip-bootstrap", "--skip-weights"]) == 1
     out = capsys.readouterr().out
-    assert "[mismatch] per_group\n" in out and "A/FMR=1e-02/FNMR rate: stored" in out
+    assert "[mismatch] per_group\n" in out and f"{groups[0]}/FMR=1e-02/FNMR rate: stored" in out
     assert "MISMATCH in 1 check(s)" in out  # the CSV still agrees with the scores
 
 
 def test_tampered_csv_cell_is_caught(copy):
+    _, groups = _attr_groups(copy)
     pg = pd.read_csv(copy / "per_group.csv", keep_default_na=False, na_values=[""])
-    i = pg.index[(pg["group"] == "B") & (pg["metric"] == "FMR")][0]
+    i = pg.index[(pg["group"] == groups[1]) & (pg["metric"] == "FMR")][0]
     pg.loc[i, "errors"] += 1
     pg.to_csv(copy / "per_group.csv", index=False)
     report = _fast(copy, check_dataset=False)
     assert [c.name for c in report.mismatches] == ["per_group.csv"]
-    assert "B/FMR=1e-02/FMR errors" in report.mismatches[0].detail
+    assert f"{groups[1]}/FMR=1e-02/FMR errors" in report.mismatches[0].detail
 
 
 def test_tampered_score_changes_recomputed_metrics(copy):
     scores = pd.read_parquet(copy / "scores.parquet")
     t = json.loads((copy / "metrics.json").read_text())["thresholds"][0]["threshold"]
     i = scores.index[scores["mated"] & (scores["score"] >= t)][0]
-    group = str(scores.loc[i, "group_a"])
+    attr, _ = _attr_groups(copy)
     scores.loc[i, "score"] = -1.0  # a genuine match turned into a false non-match
     scores.to_parquet(copy / "scores.parquet", index=False)
     report = _fast(copy, check_dataset=False)
     bad = {c.name for c in report.mismatches}
     assert {"per_group", "per_group.csv", "eer", "eer.csv"} <= bad
     detail = next(c.detail for c in report.mismatches if c.name == "per_group")
-    assert f"{group}/FMR=1e-02/FNMR errors" in detail
+    assert f"{attr}/(all)/FMR=1e-02/FNMR errors: stored" in detail  # the first of the changed cells
 
 
 def test_tampered_threshold_and_count_are_caught(copy):
@@ -202,3 +225,9 @@ def test_verify_does_not_write_into_the_run_folder(run_dir):
     verify_run(run_dir, check_bootstrap=False, check_weights=False)
     assert {p: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
     assert os.listdir(run_dir) == [p.name for p in before]
+
+
+def test_stale_embedding_export_is_flagged(copy):
+    (copy / "embeddings.npz").write_bytes(b"left over from another run")
+    report = _fast(copy, check_dataset=False)
+    assert report.status("privacy") == "mismatch" and "metrics.json records no export" in report.mismatches[0].detail
