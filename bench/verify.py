@@ -34,7 +34,11 @@ these still agree with each other and with every published number:
     cross-group FMR matrices at the primary threshold.
 ``suppression``
     The groups published as counts only are exactly those with fewer than
-    ``min_group_subjects`` subjects.
+    ``min_group_subjects`` subjects (their rates, error counts, reasons,
+    lost-comparison and false-match counts blank, as the writer publishes them).
+``privacy``
+    An ``embeddings.npz`` in the folder must be recorded as exported in
+    ``metrics.json`` (else it is a stale export of another run).
 ``dataset``
     When the dataset is available: the manifest is rebuilt from the recorded
     loader config and its :meth:`~bench.data.manifest.Manifest.content_hash`
