@@ -96,10 +96,15 @@ def run_from_config(cfg: DictConfig) -> Path:
         save_scores=bool(cfg.report.save_scores),
         embeddings_exported=bool(cfg.report.get("export_embeddings", False)),
     )
-    if cfg.report.get("export_embeddings", False):  # opt-in: biometric data into results/ (PRIVACY.md)
-        from bench.report.export import export_embeddings
+    from bench.report.export import EXPORT_FILE, WARNING_FILE, export_embeddings
 
+    if cfg.report.get("export_embeddings", False):  # opt-in: biometric data into results/ (PRIVACY.md)
         export_embeddings(dataset, result, out_dir, cache_dir=paths["cache_dir"])
+    else:  # an export left by an earlier opt-in run must not sit beside results that say "not exported"
+        for name in (EXPORT_FILE, WARNING_FILE):
+            if (out_dir / name).exists():
+                (out_dir / name).unlink()
+                log.warning("removed %s left by an earlier run with report.export_embeddings=true", out_dir / name)
     total = time.perf_counter() - t0
     log.info("wrote %s in %.1f s (stages: %s)", out_dir, total, {k: round(v, 2) for k, v in result.timings.items()})
     return out_dir

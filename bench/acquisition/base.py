@@ -14,11 +14,14 @@ import numpy as np
 __all__ = ["Acquisition", "FTA_REASONS"]
 
 #: Closed set of failure-to-acquire reasons. Image-loading reasons come from
-#: :class:`bench.errors.ImageLoadError` (``missing_file``, ``empty_file``,
-#: ``not_an_image``, ``corrupt``, ``too_large``, ``unsupported_mode``); the others
+#: :class:`bench.errors.ImageLoadError` (``missing_file``, ``not_a_file``,
+#: ``unreadable``, ``empty_file``, ``not_an_image``, ``corrupt``, ``too_large``,
+#: ``unsupported_mode``); the others
 #: are raised by the detector/embedder stages.
 FTA_REASONS = (
     "missing_file",
+    "not_a_file",
+    "unreadable",
     "empty_file",
     "not_an_image",
     "corrupt",
