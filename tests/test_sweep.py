@@ -1,0 +1,196 @@
+"""Acquisition-condition sweep (issue #5) on 5 real London subjects with the real dlib model.
+
+The London set is read in place (never copied); the test skips when it is absent.
+The unperturbed protocol is recomputed here by hand from the embeddings (probe x
+reference score matrix, order-statistic threshold, counts) and compared with the
+sweep's thresholds and its unperturbed and strength-0 rows.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.acquisition.transforms import Exposure, Resolution
+from bench.errors import ConfigError
+from bench.sweep import SWEEP_COLUMNS, UNPERTURBED, SweepProtocol, make_sweeps, run_sweep, write_sweep
+
+DATA = Path(__file__).resolve().parents[2] / "shared/datasets/frl_london"
+SUBJECTS = ["001", "002", "003", "004", "005"]
+PROTOCOL = SweepProtocol(attributes=["face_gender"], target_fmrs=[0.05], seed=0)  # 20 non-mated: 1e-3 would be refused
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    if not (DATA / "london_info.csv").is_file():
+        pytest.skip(f"FRL London set not found at {DATA}; it is read in place, never copied")
+    from bench.data.frl_london import load_frl_london
+    from bench.data.manifest import Manifest
+    from bench.models.dlib_resnet import DlibResNet
+
+    full = load_frl_london(DATA)
+    table = full.table[full.table["subject_id"].isin(SUBJECTS)].reset_index(drop=True)
+    dataset = Manifest(table=table, root=full.root, attributes=full.attributes, name=full.name)
+    model = DlibResNet()
+    sweeps = make_sweeps({
+        "exposure": {"transform": Exposure(), "strengths": [0, -3]},
+        "resolution": {"transform": Resolution(), "strengths": [12]},
+    })
+    cache = tmp_path_factory.mktemp("cache")
+    first = run_sweep(dataset, model, sweeps, PROTOCOL, cache_dir=cache, progress=False)
+    second = run_sweep(dataset, model, sweeps, PROTOCOL, cache_dir=cache, progress=False)
+    return dataset, model, cache, first, second
+
+
+def _by_hand(setup):
+    """Unperturbed probe x reference protocol computed directly from the cached embeddings."""
+    from bench.metrics.rates import threshold_at_fmr
+    from bench.models.cache import EmbeddingCache, model_cache_key
+    from bench.models.extraction import extract_embeddings
+
+    dataset, model, cache, *_ = setup
+    ext = extract_embeddings(dataset, model, EmbeddingCache(cache, model_cache_key(model.settings(), model.weights_sha256)), progress=False)
+    t = dataset.table
+    probe = {s: ext.embeddings[i] for i, s in enumerate(t["subject_id"]) if t["view"].iloc[i] == "smiling_front"}
+    ref = {s: ext.embeddings[i] for i, s in enumerate(t["subject_id"]) if t["view"].iloc[i] == "neutral_front"}
+    score = np.array([[-np.linalg.norm(probe[a].astype(np.float64) - ref[b]) for b in SUBJECTS] for a in SUBJECTS])
+    mated = np.eye(len(SUBJECTS), dtype=bool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        thr = threshold_at_fmr(score[~mated], 0.05)
+    gender = t.drop_duplicates("subject_id").set_index("subject_id").loc[SUBJECTS, "face_gender"].astype(str).to_numpy()
+    return score, mated, thr, gender
+
+
+def test_counts(setup):
+    *_, first, _ = setup
+    c = first.counts
+    assert c["probe_images"] == 5 and c["reference_images"] == 5 and c["probes_in_population"] == 5
+    assert c["mated_comparisons_unperturbed"] == 5  # one per subject
+    assert c["nonmated_comparisons_unperturbed"] == 5 * 4  # n (n - 1) ordered probe/reference pairs
+    rows = first.rows
+    allg = rows[(rows["group"] == "(all)") & (rows["attribute"] == "face_gender")]
+    for (tr, s), sel in allg.groupby(["transform", "strength"], dropna=False):
+        fta = sel[sel["metric"] == "FTA"].iloc[0]
+        assert fta["comparisons"] == 5
+        acquired = 5 - int(fta["errors"])
+        fnmr = sel[sel["metric"] == "FNMR"]
+        fmr = sel[sel["metric"] == "FMR"]
+        assert (fnmr["comparisons"] == acquired).all(), (tr, s)
+        assert (fmr["comparisons"] == acquired * 4).all(), (tr, s)
+        incl = sel[sel["metric"] == "FNMR_incl_FTA"]
+        assert (incl["comparisons"] == 5).all() and (incl["errors"].to_numpy() == fnmr["errors"].to_numpy() + int(fta["errors"])).all()
+    assert list(rows.columns) == SWEEP_COLUMNS
+    assert c["perturbed_probes_computed"] == 10  # exposure -3 and resolution 12; exposure 0 is the identity
+    assert c["perturbed_probes_unchanged"] == 5
+
+
+def test_thresholds_are_the_unperturbed_runs(setup):
+    *_, first, _ = setup
+    score, mated, thr, _ = _by_hand(setup)
+    th = {t["name"]: t for t in first.thresholds}
+    assert th["nominal"]["threshold"] == -0.6
+    cal = th["FMR=5e-02"]
+    assert cal["k"] == 1 and cal["n_nonmated"] == 20  # floor(0.05 * 20)
+    assert cal["threshold"] == thr.threshold and cal["achieved_fmr"] == thr.achieved_fmr <= 0.05
+    # every transform and strength is measured at these same values
+    r = first.rows[first.rows["metric"].isin(["FMR", "FNMR", "FNMR_incl_FTA"])]
+    for name, value in (("nominal", -0.6), ("FMR=5e-02", thr.threshold)):
+        assert (r[r["threshold_name"] == name]["threshold"] == value).all()
+
+
+def test_unperturbed_and_strength_zero_rows_equal_the_protocol_by_hand(setup):
+    *_, first, _ = setup
+    score, mated, thr, gender = _by_hand(setup)
+    rows = first.rows
+    none = rows[rows["transform"] == UNPERTURBED].drop(columns=["transform", "strength"]).reset_index(drop=True)
+    zero = rows[(rows["transform"] == "exposure") & (rows["strength"] == 0)].drop(columns=["transform", "strength"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(none, zero)
+    for name, t in (("nominal", -0.6), ("FMR=5e-02", thr.threshold)):
+        sel = none[(none["attribute"] == "face_gender") & (none["threshold_name"] == name)].set_index(["group", "metric"])
+        assert sel.loc[("(all)", "FNMR"), "errors"] == int((score[mated] < t).sum())
+        assert sel.loc[("(all)", "FMR"), "errors"] == int((score[~mated] >= t).sum())
+        for g in sorted(set(gender)):
+            ing = gender == g
+            both = np.outer(ing, ing)
+            n_nm = int((both & ~mated).sum())
+            assert sel.loc[(g, "FNMR"), "comparisons"] == int(ing.sum())
+            assert sel.loc[(g, "FNMR"), "errors"] == int((score[mated & both] < t).sum())
+            assert sel.loc[(g, "FMR"), "comparisons"] == n_nm
+            assert sel.loc[(g, "FMR"), "errors"] == int((score[~mated & both] >= t).sum())
+            if n_nm:
+                assert sel.loc[(g, "FMR"), "rate"] == pytest.approx((score[~mated & both] >= t).sum() / n_nm)
+
+
+def test_perturbed_rows_are_cached_and_reproducible(setup):
+    *_, first, second = setup
+    assert second.counts["perturbed_probes_computed"] == 0
+    assert second.counts["perturbed_probes_from_cache"] == 10
+    pd.testing.assert_frame_equal(first.rows, second.rows)
+    assert second.thresholds == first.thresholds
+    # the perturbed probes really were different images: some score moved
+    r = first.rows[(first.rows["metric"] == "FTA") & (first.rows["group"] == "(all)")]
+    assert set(r["transform"]) == {UNPERTURBED, "exposure", "resolution"}
+    assert first.geometry_info["probes_located"] == 5 and 150 < first.geometry_info["ied_px"]["median"] < 260
+
+
+def test_write_sweep(setup, tmp_path):
+    *_, first, _ = setup
+    out = write_sweep(first, tmp_path / "run", run_name="tiny", config={"note": "test"}, min_group_subjects=3, figures=True)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["sweep.csv", "sweep.json", "report.md", "sweep_exposure_face_gender.png", "sweep_resolution_face_gender.png"])
+    csv = pd.read_csv(out / "sweep.csv", keep_default_na=False, na_values=[""])
+    assert list(csv.columns) == SWEEP_COLUMNS and len(csv) == len(first.rows)
+    doc = json.loads((out / "sweep.json").read_text())
+    assert doc["dataset"]["manifest_sha256"] and len(doc["model"]["weights_sha256"]) == 2
+    assert doc["provenance"]["packages"]["dlib-bin"]
+    assert [t["name"] for t in doc["transforms"]] == ["exposure", "resolution"]
+    small = doc["suppression"]["groups_shown_as_counts_only"]
+    for attr, groups in small.items():  # fewer than 3 subjects: counts only
+        sel = csv[(csv["attribute"] == attr) & csv["group"].isin(groups)]
+        assert len(sel) and sel["rate"].isna().all() and (sel["flag"] == "suppressed_small_group").all()
+        assert sel["comparisons"].notna().all()
+    assert "FMR=5e-02" in (out / "report.md").read_text()
+    # nothing per image is published
+    assert not {"image_a", "image_b", "score", "embedding"} & set(csv.columns)
+    assert "001_08" not in (out / "sweep.csv").read_text()
+
+
+def test_config_composes_and_every_transform_instantiates():
+    from hydra import compose, initialize_config_dir
+
+    from bench.cli import CONFIG_DIR, instantiate_bench
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("sweep", overrides=["experiment_sweep=frl_london_dlib_sweep"])
+        assert cfg.run_name == "frl_london_dlib_sweep" and cfg.model.name == "dlib_resnet"
+        assert [s.name for s in make_sweeps(instantiate_bench(cfg.transforms))] == ["exposure", "resolution"]
+        SweepProtocol(**{k: v for k, v in dict(cfg.sweep).items()})
+        names = sorted(p.stem for p in (Path(CONFIG_DIR) / "transforms").glob("*.yaml"))
+        cfg = compose("sweep", overrides=[f"transforms=[{','.join(names)}]"])
+        sweeps = make_sweeps(instantiate_bench(cfg.transforms))
+        assert sorted(s.name for s in sweeps) == names
+        for s in sweeps:
+            assert s.transform.name == s.name
+
+
+def test_bad_sweep_configs_are_refused():
+    with pytest.raises(ConfigError, match="non-empty"):
+        make_sweeps({})
+    with pytest.raises(ConfigError, match="repeated"):
+        make_sweeps({"exposure": {"transform": Exposure(), "strengths": [1, 1.0]}})
+    with pytest.raises(ConfigError, match="expected keys"):
+        make_sweeps({"exposure": {"transform": Exposure()}})
+    with pytest.raises(ConfigError, match="Transform"):
+        make_sweeps({"exposure": {"transform": "Exposure", "strengths": [1]}})
+    with pytest.raises(ConfigError, match="outside"):
+        make_sweeps({"exposure": {"transform": Exposure(), "strengths": [40]}})
+    with pytest.raises(ConfigError, match="must differ"):
+        SweepProtocol(reference_view="a", probe_view="a")
+    with pytest.raises(ConfigError, match="outside"):
+        SweepProtocol(target_fmrs=[2.0])
