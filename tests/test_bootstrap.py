@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from bench.errors import ConfigError, DataError, InsufficientDataError
+from bench.metrics import bootstrap as bs_module
 from bench.metrics.bootstrap import (
     BOOT_DIFFERENTIAL_COLUMNS,
     BOOT_GROUP_COLUMNS,
@@ -29,7 +30,7 @@ from bench.metrics.differentials import (
 )
 from bench.metrics.groups import ALL_GROUP, per_group_rates
 from bench.metrics.intervals import wilson_interval
-from bench.metrics.rates import threshold_at_fmr
+from bench.metrics.rates import _allowed_false_matches, threshold_at_fmr
 from test_groups import make_table
 
 
@@ -279,3 +280,179 @@ def test_bad_rows():
         bootstrap_replicates(_rows(["a"], ["b"], [1], [0.5], "X"), attribute="g", thresholds={"t": 0.5})
     with pytest.raises(DataError, match="compares subject 'a' with itself"):
         bootstrap_replicates(_rows(["a"], ["a"], [0], [0.5], "X"), attribute="g", thresholds={"t": 0.5})
+
+
+# ----------------------------------------------------------------------------- fast re-calibration
+def _tied_table(seed, n_subjects=24, grid=0.05, keep=0.8):
+    """Random table: 1-4 images per subject, scores on a coarse grid (many ties), a random
+    share of the non-mated pairs dropped, and one subject with two labels (stratum "(mixed)")."""
+    rng = np.random.default_rng(seed)
+    subj, lab = [], []
+    for i in range(n_subjects):
+        for m in range(int(rng.integers(1, 5))):
+            subj.append(f"s{i:02d}")
+            lab.append("ABC"[i % 3] if i else "AB"[m % 2])
+    subj, lab = np.array(subj), np.array(lab)
+    a, b = np.triu_indices(subj.size, k=1)
+    mated = subj[a] == subj[b]
+    kept = mated | (rng.random(a.size) < keep)
+    a, b, mated = a[kept], b[kept], mated[kept]
+    score = np.where(mated, 0.7, 0.3) + rng.normal(0.0, 0.15, a.size)
+    return _rows(subj[a], subj[b], mated, np.round(score / grid) * grid, lab[a], lab[b])
+
+
+def _brute_force_replicates(df, reps, thresholds, recalibrate):
+    """Every replicate's thresholds, error and comparison counts by explicit weighting of all rows
+    (mated row: c_i; non-mated: c_i c_j); re-calibration on the expanded pooled non-mated scores
+    with ``threshold_at_fmr`` (§0), k = 0 giving nextafter of the top drawn score."""
+    ids = np.asarray(reps.subject_ids, dtype=str)
+    c = reps.subject_counts.astype(np.int64)
+    ia, ib = np.searchsorted(ids, df.subject_a.to_numpy(str)), np.searchsorted(ids, df.subject_b.to_numpy(str))
+    mated, s = df.mated.to_numpy(), df.score.to_numpy()
+    w = np.where(mated, c[:, ia], c[:, ia] * c[:, ib])  # (B, N)
+    in_g = [np.ones(len(df), bool)] + [((df.g_a == g) & (df.g_b == g)).to_numpy() for g in reps.groups[1:]]
+    out = {}
+    for name, t in thresholds.items():
+        thr = np.full(reps.n_replicates, t)
+        if name in recalibrate:
+            for r in range(reps.n_replicates):
+                pooled = np.repeat(s[~mated], w[r, ~mated])
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        thr[r] = threshold_at_fmr(pooled, recalibrate[name]).threshold
+                except InsufficientDataError:  # k = 0
+                    thr[r] = np.nextafter(pooled.max() if pooled.size else s[~mated].max(), np.inf)
+        out[name, "thr"] = thr
+        cases = (("FMR", ~mated, s[None, :] >= thr[:, None]), ("FNMR", mated, s[None, :] < thr[:, None]))
+        for metric, rows, err in cases:
+            out[name, metric, "n"] = np.stack([(w * (rows & g)).sum(axis=1) for g in in_g], axis=1)
+            out[name, metric, "e"] = np.stack([(w * (rows & g) * err).sum(axis=1) for g in in_g], axis=1)
+    return out
+
+
+def _assert_same_replicates(a, b):
+    assert a.groups == b.groups and a.threshold_names == b.threshold_names
+    np.testing.assert_array_equal(a.subject_counts, b.subject_counts)
+    for key in a.errors:
+        assert np.array_equal(a.errors[key], b.errors[key]), key
+        assert np.array_equal(a.comparisons[key], b.comparisons[key]), key
+    for name in a.thresholds:
+        assert np.array_equal(a.thresholds[name], b.thresholds[name]), name
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_prefix_recalibration_equals_brute_force_with_ties(seed, monkeypatch):
+    df = _tied_table(seed)
+    th = {"cal": 0.0, "cal2": 0.0, "fixed": 0.45}
+    recal = {"cal": 0.05, "cal2": 0.3}
+    levels = []  # (prefix rows, replicates tried, replicates resolved) of every prefix pass
+    inner = bs_module._thresholds_on_rows
+
+    def spy(design, counts, k, rows):
+        out = inner(design, counts, k, rows)
+        levels.append((rows.size, counts.shape[0], int(out[2].sum())))
+        return out
+
+    monkeypatch.setattr(bs_module, "_thresholds_on_rows", spy)
+    kw = dict(attribute="g", thresholds=th, n_replicates=40, seed=seed, recalibrate=recal)
+    default = bootstrap_replicates(df, **kw)
+    assert all(tried == ok for _, tried, ok in levels)  # the default first prefix (4096 rows) is enough
+    levels.clear()
+    tiny = bootstrap_replicates(df, _prefix_rows=3, **kw)
+    # the fallback ran: unresolved replicates on the first prefix, longer prefixes after it
+    assert levels[0][2] < levels[0][1] and len({m for m, _, _ in levels}) >= 3
+    _assert_same_replicates(default, tiny)
+
+    ref = _brute_force_replicates(df, default, th, recal)
+    assert np.unique(default.thresholds["cal"]).size > 1
+    for name in th:
+        assert np.array_equal(default.thresholds[name], ref[name, "thr"]), name
+        for metric in ("FMR", "FNMR"):
+            assert np.array_equal(default.errors[(name, metric)], ref[name, metric, "e"]), (name, metric)
+            assert np.array_equal(default.comparisons[(name, metric)], ref[name, metric, "n"]), (name, metric)
+
+
+@pytest.mark.parametrize("prefix_rows", [1, 2, 17, 10**9])
+def test_prefix_search_equals_dense_reference(prefix_rows):
+    df = _tied_table(5, n_subjects=30, grid=0.02)
+    design = bs_module._design(df, "g")
+    counts = bs_module._draw_counts(design, 60, np.random.default_rng(3))
+    c = counts.astype(float)
+    w_pairs = c[:, design.pair_i] * c[:, design.pair_j]
+    total = w_pairs @ np.bincount(design.nm_pair, minlength=design.pair_i.size)
+    for target in (0.01, 0.1, 0.5):
+        k = np.array([_allowed_false_matches(target, int(t)) if t > 0 else 0 for t in total], dtype=float)
+        thr_ref, fm_ref = bs_module._recalibrated_thresholds_full(design, counts, k)
+        thr, fm = bs_module._recalibrated_thresholds(design, counts, total, target, prefix_rows)
+        assert np.array_equal(thr, thr_ref) and np.array_equal(fm, fm_ref), target
+
+
+@pytest.mark.parametrize("grid", [0.05, 0.002])
+def test_every_prefix_length_resolves_only_exact_replicates(grid):
+    # for each whole-tie-block prefix of the descending order, a replicate marked resolved
+    # must already have its final threshold and false-match counts (coarse grid: big tie
+    # blocks; fine grid: blocks of one row, so prefixes just short of the cut occur)
+    df = _tied_table(11, n_subjects=12, grid=grid)
+    design = bs_module._design(df, "g")
+    counts = bs_module._draw_counts(design, 80, np.random.default_rng(5))
+    c = counts.astype(float)
+    total = (c[:, design.pair_i] * c[:, design.pair_j]) @ np.bincount(design.nm_pair, minlength=design.pair_i.size)
+    n = design.nm_score.size
+    for target in (0.05, 0.2):
+        k = np.array([_allowed_false_matches(target, int(t)) if t > 0 else 0 for t in total], dtype=float)
+        thr_ref, fm_ref = bs_module._recalibrated_thresholds_full(design, counts, k)
+        n_resolved = []
+        for m in range(1, n + 1):
+            rows = bs_module._top_rows(design.nm_score, m)
+            assert rows.size == n or design.nm_score[rows[-1]] > design.nm_score[np.setdiff1d(np.arange(n), rows)].max()
+            thr, fm, ok = bs_module._thresholds_on_rows(design, counts, k, rows)
+            assert np.array_equal(thr[ok], thr_ref[ok]) and np.array_equal(fm[ok], fm_ref[ok]), (target, m)
+            n_resolved.append(int(ok.sum()))
+        assert n_resolved[0] < len(k) and n_resolved[-1] == len(k) and len(set(n_resolved)) > 3
+
+
+def test_replicates_with_nothing_drawn_match_dense_reference():
+    # the only non-mated pairs are a-b (stratum X, 2 subjects): drawing {a,a} or {b,b} leaves no
+    # impostor weight; the threshold is then just above the top score and nothing is a false match
+    rng = np.random.default_rng(0)
+    df = _rows(
+        ["a"] * 25 + ["a", "b", "c", "d"],
+        ["b"] * 25 + ["a", "b", "c", "d"],
+        [0] * 25 + [1] * 4,
+        np.r_[np.round(rng.random(25), 1), 0.8, 0.9, 0.2, 0.95],
+        ["X"] * 27 + ["Y", "Y"],
+    )
+    reps = bootstrap_replicates(
+        df, attribute="g", thresholds={"t": 0.0}, n_replicates=50, seed=1, recalibrate={"t": 0.1}
+    )
+    empty = reps.comparisons[("t", "FMR")][:, 0] == 0
+    assert 0 < empty.sum() < 50
+    top = df.score[~df.mated].max()
+    assert np.all(reps.thresholds["t"][empty] == np.nextafter(top, np.inf))
+    assert np.all(reps.errors[("t", "FMR")][empty] == 0)
+    design = bs_module._design(df, "g")
+    total = reps.comparisons[("t", "FMR")][:, 0]
+    k = np.array([_allowed_false_matches(0.1, int(t)) if t > 0 else 0 for t in total], dtype=float)
+    thr_ref, fm_ref = bs_module._recalibrated_thresholds_full(design, reps.subject_counts, k)
+    assert np.array_equal(reps.thresholds["t"], thr_ref)
+    assert np.array_equal(reps.errors[("t", "FMR")], np.rint(fm_ref))
+
+
+def test_categorical_columns_give_the_same_replicates():
+    # categoricals (with unused categories, as a filtered table keeps them) versus plain strings
+    df = _tied_table(7)
+    cat = df.copy()
+    for col in ("subject_a", "subject_b", "g_a", "g_b"):
+        cat[col] = pd.Categorical(df[col], categories=sorted(set(df[col]) | {"zz_unused"})[::-1])
+    kw = dict(attribute="g", thresholds={"cal": 0.0}, n_replicates=30, seed=4, recalibrate={"cal": 0.05})
+    plain, categorical = bootstrap_replicates(df, **kw), bootstrap_replicates(cat, **kw)
+    _assert_same_replicates(plain, categorical)
+    assert list(categorical.subject_ids) == sorted(set(df.subject_a) | set(df.subject_b))
+    assert categorical.groups == [ALL_GROUP, "A", "B", "C"]
+
+
+def test_missing_subject_id_is_a_data_error():
+    df = _rows(["a", None], ["b", "c"], [0, 0], [0.5, 0.6], "X")
+    with pytest.raises(DataError, match=r"comparisons\['subject_a'\]: 1 missing subject id"):
+        bootstrap_replicates(df, attribute="g", thresholds={"t": 0.5})

@@ -25,13 +25,20 @@ counts are too narrow (metrics-reference §5.1). This module resamples **subject
   named reference group) stay fixed -- do not list them.
 
 Cost. Aggregation is one pass over the table. Without re-calibration a replicate costs
-``O(S + P)`` (``S`` subjects, ``P`` compared subject pairs): the aggregates are
-resampled, the comparisons are never revisited. With re-calibration a replicate also
-needs the weighted order statistic of the pooled non-mated scores: the scores are sorted
-**once**; per replicate the pair weights ``c_i c_j`` are gathered onto the sorted rows,
-summed per distinct score and cumulated, i.e. ``O(N_nonmated)`` time per replicate
-(about 1000 x 1e5 = 1e8 simple operations for the table sizes fvbench handles, a few
-seconds) and ``O(chunk x N_nonmated)`` memory, processed in chunks of replicates.
+``O(S + P)`` (``S`` subjects, ``P`` compared subject pairs): the per-pair aggregates enter
+as quadratic forms ``sum_{i<j} c_i c_j a_ij`` (one sparse product per chunk of
+replicates), the comparisons are never revisited. With re-calibration a replicate also
+needs the weighted order statistic of the pooled non-mated scores, and only the top of
+the descending order matters: with ``k = floor(f W)`` allowed false matches (``W``, the
+replicate's non-mated weight, is one of the quadratic forms) the cut lies inside the
+top ``M`` rows whenever their replicate weight exceeds ``k``. Each replicate is resolved
+on a top prefix of ``M = max(4096, 2 f N_nonmated)`` rows (found by partition, whole tie
+blocks), the rare replicate where that prefix is too light on a 4x longer one, up to
+all rows; the mated side is evaluated per replicate only between the lowest and highest
+replicate threshold. About ``O(N)`` once plus ``O(B x M)``: ~1 s for 1000
+replicates at 1.2e6 comparisons, ~3 s CPU at 1e7 (``scripts/bench_bootstrap.py``). The
+counts are exact integers, identical to the dense computation over all rows
+(``_recalibrated_thresholds_full``, kept as the test reference).
 
 Intervals are percentile intervals over the replicates (order statistics: the lower
 bound uses the ``(1-confidence)/2`` quantile rounded down, the upper bound the
@@ -50,7 +57,7 @@ import pandas as pd
 from scipy import sparse
 
 from bench.errors import ConfigError, DataError, InsufficientDataError
-from bench.metrics.groups import ALL_GROUP, _check_thresholds, _labels, validate_comparisons
+from bench.metrics.groups import ALL_GROUP, _check_thresholds, validate_comparisons
 from bench.metrics.rates import _allowed_false_matches, _check_target, _supports
 
 __all__ = [
@@ -87,21 +94,21 @@ BOOT_DIFFERENTIAL_COLUMNS = [
     "includes_parity",
 ]
 
-# Elements per chunk of (replicates x rows) work matrices (~40 MB of float64).
-_CHUNK_ELEMENTS = 5_000_000
+# Elements per chunk of (replicates x rows) work matrices (~16 MB of float64).
+_CHUNK_ELEMENTS = 2_000_000
 
 
 # ----------------------------------------------------------------------------- design
 @dataclass
 class _Design:
     attribute: str
-    subjects: np.ndarray  # (S,) subject ids (str)
+    subjects: np.ndarray  # (S,) subject ids (str, object array), sorted
     strata: list[np.ndarray]  # subject indices per stratum
     groups: list[str]  # K-1 sorted labels; column 0 of every K-array is ALL_GROUP
     m_subject: np.ndarray  # (Nm,) subject index of each mated row
     m_col: np.ndarray  # (Nm,) group column (1..K-1) or 0 if the row is in no group
     m_score: np.ndarray  # (Nm,)
-    pair_i: np.ndarray  # (P,) subject indices, pair_i < pair_j
+    pair_i: np.ndarray  # (P,) subject indices, pair_i < pair_j, pairs sorted by (i, j)
     pair_j: np.ndarray  # (P,)
     nm_pair: np.ndarray  # (Nn,) pair index of each non-mated row
     nm_col: np.ndarray  # (Nn,) group column or 0 (off-diagonal)
@@ -112,58 +119,104 @@ class _Design:
         return len(self.groups) + 1
 
 
+def _str_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Factorize ``column.astype(str)``: codes (n,) and the strings they index (u,).
+
+    Categorical columns are converted through their categories only (not row by row);
+    their unused categories are kept here (dropped by :func:`_joint_codes`).
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        codes = column.cat.codes.to_numpy()
+        return codes, pd.Series(column.cat.categories).astype(str).to_numpy(dtype=object)
+    codes, values = pd.factorize(column.astype(str).to_numpy(dtype=object))
+    return codes, np.asarray(values, dtype=object)
+
+
+def _joint_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted distinct strings of two columns (as ``astype(str)``, values that occur only)
+    and each row's index in them (int64)."""
+    ca, va = _str_codes(a)
+    cb, vb = _str_codes(b)
+    used_a = np.bincount(ca, minlength=va.size) > 0
+    used_b = np.bincount(cb, minlength=vb.size) > 0
+    values = np.unique(np.concatenate([va[used_a], vb[used_b]]))
+    # code -> position in values, one gather per row (unused codes never looked up)
+    return values, np.searchsorted(values, va).astype(np.int64)[ca], np.searchsorted(values, vb).astype(np.int64)[cb]
+
+
+def _pair_index(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, return_inverse=True)`` for keys in ``[0, n_keys)``, by table lookup if small."""
+    if n_keys > max(1 << 24, 4 * key.size):
+        ukey, inverse = np.unique(key, return_inverse=True)
+        return ukey, inverse.reshape(-1)
+    present = np.zeros(n_keys, dtype=bool)
+    present[key] = True
+    ukey = np.flatnonzero(present)
+    lookup = np.empty(n_keys, dtype=np.int32 if ukey.size < 2**31 else np.int64)
+    lookup[ukey] = np.arange(ukey.size)
+    return ukey, lookup[key]
+
+
 def _design(comparisons: pd.DataFrame, attribute: str) -> _Design:
     validate_comparisons(comparisons, attribute)
-    la, lb = _labels(comparisons, attribute)
+    for side in ("subject_a", "subject_b"):
+        missing = comparisons[side].isna().to_numpy()
+        if missing.any():
+            raise DataError(
+                f"comparisons[{side!r}]: {int(missing.sum())} missing subject id(s); first at row "
+                f"{int(np.flatnonzero(missing)[0])}; expected a subject id in every row"
+            )
     mated = comparisons["mated"].to_numpy(dtype=bool)
     score = comparisons["score"].to_numpy(dtype=np.float64)
-    sa = comparisons["subject_a"].astype(str).to_numpy()
-    sb = comparisons["subject_b"].astype(str).to_numpy()
+    subjects, ia, ib = _joint_codes(comparisons["subject_a"], comparisons["subject_b"])
+    labels, la, lb = _joint_codes(comparisons[f"{attribute}_a"], comparisons[f"{attribute}_b"])
 
-    bad = mated & (sa != sb)
+    bad = mated & (ia != ib)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"comparisons: mated row {i} has different subjects {sa[i]!r} and {sb[i]!r}")
-    bad = ~mated & (sa == sb)
+        raise DataError(
+            f"comparisons: mated row {i} has different subjects {subjects[ia[i]]!r} and {subjects[ib[i]]!r}"
+        )
+    bad = ~mated & (ia == ib)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"comparisons: non-mated row {i} compares subject {sa[i]!r} with itself")
+        raise DataError(f"comparisons: non-mated row {i} compares subject {subjects[ia[i]]!r} with itself")
 
-    subjects, inv = np.unique(np.concatenate([sa, sb]), return_inverse=True)
-    n = len(sa)
-    ia, ib = inv[:n], inv[n:]
-
-    groups = sorted(set(la.tolist()) | set(lb.tolist()))
-    col_of = {g: k + 1 for k, g in enumerate(groups)}
-    same = la == lb
-    col = np.zeros(n, dtype=np.int64)
-    if n:
-        col[same] = np.fromiter((col_of[g] for g in la[same]), dtype=np.int64, count=int(same.sum()))
+    S, L = subjects.size, labels.size
+    groups = [str(g) for g in labels]  # sorted, as sorted(set(...)) of the label strings
+    col = np.where(la == lb, la + 1, 0)
 
     # strata: each subject's label, or MIXED_STRATUM if it has several
-    lab = pd.DataFrame({"s": np.concatenate([ia, ib]), "l": np.concatenate([la, lb])}).drop_duplicates()
-    n_labels = lab.groupby("s")["l"].nunique()
-    first = lab.groupby("s")["l"].first()
-    stratum = np.where(n_labels.reindex(range(len(subjects))).to_numpy() > 1, MIXED_STRATUM,
-                       first.reindex(range(len(subjects))).to_numpy())
+    n_keys = S * max(L, 1)
+    if n_keys <= max(1 << 24, 2 * ia.size):
+        hit = np.zeros(n_keys, dtype=bool)
+        hit[ia * max(L, 1) + la] = True
+        hit[ib * max(L, 1) + lb] = True
+        seen = np.flatnonzero(hit)
+    else:
+        seen = np.unique(np.concatenate([ia * max(L, 1) + la, ib * max(L, 1) + lb]))
+    s_of, l_of = seen // max(L, 1), seen % max(L, 1)
+    n_labels = np.bincount(s_of, minlength=S)
+    only = np.empty(S, dtype=object)
+    only[s_of] = labels[l_of]  # the label, for subjects with exactly one
+    stratum = np.where(n_labels > 1, MIXED_STRATUM, only)
     strata = [np.flatnonzero(stratum == s) for s in sorted(set(stratum.tolist()))]
 
     nm = ~mated
     pi = np.minimum(ia[nm], ib[nm])
     pj = np.maximum(ia[nm], ib[nm])
-    key = pi.astype(np.int64) * len(subjects) + pj
-    ukey, nm_pair = np.unique(key, return_inverse=True)
+    ukey, nm_pair = _pair_index(pi * S + pj, S * S)
     return _Design(
         attribute=attribute,
         subjects=subjects,
         strata=strata,
         groups=groups,
-        m_subject=ia[mated],
+        m_subject=ia[mated].astype(np.int64),
         m_col=col[mated],
         m_score=score[mated],
-        pair_i=(ukey // len(subjects)).astype(np.int64) if len(subjects) else ukey,
-        pair_j=(ukey % len(subjects)).astype(np.int64) if len(subjects) else ukey,
-        nm_pair=nm_pair.reshape(-1),
+        pair_i=(ukey // S).astype(np.int64) if S else ukey,
+        pair_j=(ukey % S).astype(np.int64) if S else ukey,
+        nm_pair=nm_pair,
         nm_col=col[nm],
         nm_score=score[nm],
     )
@@ -180,13 +233,15 @@ def _onehot(cols: np.ndarray, n_cols: int, weights: np.ndarray | None = None) ->
     return sparse.csr_matrix((v, (r, c)), shape=(n, n_cols))
 
 
-def _aggregate(keys: np.ndarray, n_keys: int, cols: np.ndarray, n_cols: int, weights: np.ndarray) -> sparse.csr_matrix:
-    """Sum ``weights`` per (key, group column) -> sparse (n_keys x n_cols); column 0 = ALL."""
-    m = _onehot(cols, n_cols, weights)  # rows x cols
-    agg = sparse.csr_matrix(
-        (np.ones(keys.size), (keys, np.arange(keys.size))), shape=(n_keys, keys.size)
-    )
-    return (agg @ m).tocsr()
+def _aggregate(
+    keys: np.ndarray, n_keys: int, cols: np.ndarray, n_cols: int, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Sum ``weights`` (default 1) per (key, group column) -> dense (n_keys x n_cols); column 0 = ALL."""
+    flat = keys.astype(np.int64) * n_cols + cols
+    out = np.bincount(flat, weights=weights, minlength=n_keys * n_cols).astype(np.float64)
+    out = out.reshape(n_keys, n_cols)
+    out[:, 0] = out.sum(axis=1)  # rows outside every group sit in column 0 already
+    return out
 
 
 def _draw_counts(design: _Design, n_replicates: int, rng: np.random.Generator) -> np.ndarray:
@@ -270,31 +325,214 @@ def _check_run_args(n_replicates: int, confidence: float | None) -> None:
         raise ConfigError(f"confidence: expected a value in the open interval (0, 1), got {confidence!r}")
 
 
-def _recalibrated_thresholds(
-    design: _Design, w_pairs: np.ndarray, target: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """§0 rule on each replicate's weighted pooled non-mated scores.
+def _pair_quadratic_forms(design: _Design, pair_values: np.ndarray) -> sparse.csr_matrix:
+    """Sparse (S*Q x S) matrix ``U`` with ``U[j*Q + q, i] = pair_values[p, q]`` for pair ``p = (i, j)``.
 
-    Returns the thresholds (b,), the row weights in descending score order (b x Nn) and
-    the descending-sorted scores.
+    For draw counts ``c`` (S,), ``sum_j c_j (U @ c)[j*Q + q] = sum_p c_i c_j pair_values[p, q]``:
+    the replicate-weighted sum over subject pairs, without a (replicates x pairs) matrix.
+    """
+    S = design.subjects.size
+    Q = pair_values.shape[1]
+    p, q = np.nonzero(pair_values)
+    return sparse.csr_matrix(
+        (pair_values[p, q], (design.pair_j[p] * Q + q, design.pair_i[p])), shape=(S * Q, S)
+    )
+
+
+def _weighted_pair_sums(u: sparse.csr_matrix, c: np.ndarray, n_values: int) -> np.ndarray:
+    """(b x Q) sums ``sum_p c_i c_j pair_values[p, q]`` for draw counts ``c`` (b x S); see above."""
+    ct = np.ascontiguousarray(c.T)  # (S, b)
+    g = (u @ ct).reshape(c.shape[1], n_values, c.shape[0])  # (S, Q, b)
+    return np.einsum("jb,jqb->bq", ct, g)
+
+
+def _top_rows(scores: np.ndarray, m: int) -> np.ndarray:
+    """Indices of the ``>= m`` highest scores, whole tie blocks, in descending stable order.
+
+    Equal to the first rows of ``np.argsort(-scores, kind="stable")`` (the full order when
+    ``m >= scores.size``), found by partition in ``O(N + m log m)``.
+    """
+    n = scores.size
+    if m >= n:
+        return np.argsort(-scores, kind="stable")
+    cut = np.partition(scores, n - m)[n - m]  # m-th largest score
+    sel = np.flatnonzero(scores >= cut)
+    return sel[np.argsort(-scores[sel], kind="stable")]
+
+
+def _threshold_rule(
+    w_rows: np.ndarray, s_desc: np.ndarray, k: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """§0 rule on weighted descending-sorted scores, per replicate (row of ``w_rows``).
+
+    Parameters: row weights (b x n) in the order of ``s_desc`` (n,), allowed false
+    matches ``k`` (b,). The threshold is the smallest *present* score (tie block of
+    positive weight) whose weight at or above it is ``<= k``; ``nextafter`` of the top
+    present score if there is none. Returns the thresholds (b,), the weight of all n
+    rows (b,), the number of rows with score ``>= threshold`` (b,) and the cumulative
+    row weights (b x n). The result is the threshold of the full score list whenever
+    the rows are a whole-tie-block prefix of it and their weight exceeds ``k`` (the cut
+    then lies inside the prefix).
+    """
+    b, n = w_rows.shape
+    if n == 0:
+        return np.full(b, np.inf), np.zeros(b), np.zeros(b, dtype=np.int64), np.zeros((b, 0))
+    cum_rows = np.cumsum(w_rows, axis=1)
+    ends = np.flatnonzero(np.r_[s_desc[1:] != s_desc[:-1], True])  # last row of each tie block
+    cum = cum_rows if ends.size == n else cum_rows[:, ends]  # weight of scores >= values[m]
+    values = s_desc[ends]  # distinct scores, descending
+    thr = np.empty(b)
+    for r in range(b):
+        row = cum[r]
+        n_le = int(np.searchsorted(row, k[r], side="right"))  # blocks with weight-above <= k
+        reached = row[n_le - 1] if n_le else 0.0
+        if reached > 0:  # last present block among them: first block reaching that weight
+            thr[r] = values[int(np.searchsorted(row, reached, side="left"))]
+        else:  # no present block fits: just above the top present score
+            first = int(np.searchsorted(row, 0.0, side="right"))
+            thr[r] = np.nextafter(values[first if first < values.size else 0], np.inf)
+    n_at_or_above = np.searchsorted(-s_desc, -thr, side="right")
+    return thr, cum[:, -1], n_at_or_above, cum_rows
+
+
+def _recalibrated_thresholds_full(
+    design: _Design, counts: np.ndarray, k: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference (tests): the dense computation used before the prefix method.
+
+    ``O(b x N_nonmated)`` per call: all rows weighted, summed per distinct score,
+    cumulated. Returns the thresholds (b,) and the replicate-weighted false matches at
+    them (b x K).
     """
     order = np.argsort(-design.nm_score, kind="stable")
     s_desc = design.nm_score[order]
-    w_rows = w_pairs[:, design.nm_pair[order]]  # (b, Nn)
+    c = counts.astype(np.float64)
+    w_rows = c[:, design.pair_i[design.nm_pair[order]]] * c[:, design.pair_j[design.nm_pair[order]]]
     starts = np.flatnonzero(np.r_[True, s_desc[1:] != s_desc[:-1]])
-    values = s_desc[starts]  # distinct scores, descending
-    block = np.add.reduceat(w_rows, starts, axis=1) if s_desc.size else np.zeros((w_rows.shape[0], 0))
-    cum = np.cumsum(block, axis=1)  # weight of scores >= values[m]
-    total = cum[:, -1] if cum.shape[1] else np.zeros(w_rows.shape[0])
-    b = w_rows.shape[0]
-    k = np.array([_allowed_false_matches(target, int(round(t))) if t > 0 else 0 for t in total])
+    values = s_desc[starts]
+    block = np.add.reduceat(w_rows, starts, axis=1)
+    cum = np.cumsum(block, axis=1)
     present = block > 0
     ok = present & (cum <= k[:, None])
-    idx = np.where(ok, np.arange(values.size)[None, :], -1).max(axis=1) if values.size else np.full(b, -1)
-    first_present = np.argmax(present, axis=1) if values.size else np.zeros(b, dtype=np.int64)
-    top = values[first_present] if values.size else np.full(b, np.inf)
-    thr = np.where(idx >= 0, values[np.maximum(idx, 0)] if values.size else np.inf, np.nextafter(top, np.inf))
-    return thr, w_rows, s_desc
+    idx = np.where(ok, np.arange(values.size)[None, :], -1).max(axis=1)
+    top = values[np.argmax(present, axis=1)]
+    thr = np.where(idx >= 0, values[np.maximum(idx, 0)], np.nextafter(top, np.inf))
+    p = np.searchsorted(-s_desc, -thr, side="right")
+    mask = np.arange(s_desc.size)[None, :] < p[:, None]
+    return thr, _dense_matmul(w_rows * mask, _onehot(design.nm_col[order], design.n_cols))
+
+
+def _thresholds_on_rows(
+    design: _Design, counts: np.ndarray, k: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """§0 rule on the non-mated ``rows`` (a descending whole-tie-block prefix), per replicate.
+
+    Returns thresholds (b,), false matches (b x K) and ``resolved`` (b,): True where the
+    result equals the full computation (prefix weight > k, or the prefix is every row).
+    """
+    c = counts.astype(np.float64)
+    pair = design.nm_pair[rows]
+    w_rows = c[:, design.pair_i[pair]] * c[:, design.pair_j[pair]]
+    thr, weight, p, cum_rows = _threshold_rule(w_rows, design.nm_score[rows], k)
+    resolved = (weight > k) | (rows.size == design.nm_score.size)
+    # false matches: the first p rows (score >= threshold), per group column
+    fm = np.zeros((c.shape[0], design.n_cols))
+    has = p > 0
+    fm[has, 0] = cum_rows[has, p[has] - 1]
+    p_max = int(p.max()) if p.size else 0
+    if p_max and design.n_cols > 1:
+        sub = w_rows[:, :p_max] * (np.arange(p_max)[None, :] < p[:, None])
+        cols = design.nm_col[rows[:p_max]]
+        for g in range(1, design.n_cols):
+            fm[:, g] = sub[:, cols == g].sum(axis=1)
+    return thr, fm, resolved
+
+
+def _recalibrated_thresholds(
+    design: _Design, counts: np.ndarray, total_weight: np.ndarray, target: float, prefix_rows: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """§0 rule on each replicate's weighted pooled non-mated scores, by top-prefix search.
+
+    Parameters
+    ----------
+    design : _Design
+    counts : ndarray (B, S) of int
+        Subject draw counts.
+    total_weight : ndarray (B,)
+        Replicate non-mated weight ``W = sum_p c_i c_j n_p`` (exact integers as float).
+    target : float
+        Target FMR ``f``.
+    prefix_rows : int, optional
+        First prefix length (testing); default ``max(4096, 2 f N_nonmated)``.
+
+    Returns
+    -------
+    thresholds : ndarray (B,)
+    false_matches : ndarray (B, K)
+        Replicate-weighted non-mated rows with score >= threshold, per group column.
+
+    Notes
+    -----
+    Only the top of the descending order matters: with ``k = floor(f W)`` allowed false
+    matches, the cut lies inside the first ``M`` rows (whole tie blocks) whenever their
+    replicate weight exceeds ``k``, and the false matches at a threshold inside the
+    prefix are prefix rows. Each replicate is first tried on a prefix of ``M`` rows; the
+    few where the prefix is too light are retried on a 4x longer one, up to all rows.
+    Same integers as the full computation (:func:`_recalibrated_thresholds_full`).
+    """
+    B = counts.shape[0]
+    n = design.nm_score.size
+    thr = np.empty(B)
+    fm = np.zeros((B, design.n_cols))
+    k = np.array(
+        [_allowed_false_matches(target, int(round(t))) if t > 0 else 0 for t in total_weight], dtype=np.float64
+    )
+    # nothing drawn: every row has weight 0, threshold above the top score, no false match
+    empty = total_weight <= 0
+    thr[empty] = np.nextafter(design.nm_score.max(), np.inf) if n else np.inf
+    pending = np.flatnonzero(~empty)
+    m = max(1, prefix_rows) if prefix_rows is not None else max(4096, int(math.ceil(2 * target * n)))
+    while pending.size:
+        rows = _top_rows(design.nm_score, m)
+        chunk = max(1, _CHUNK_ELEMENTS // max(rows.size, 1))
+        unresolved = []
+        for lo in range(0, pending.size, chunk):
+            idx = pending[lo:lo + chunk]
+            t, f, ok = _thresholds_on_rows(design, counts[idx], k[idx], rows)
+            thr[idx[ok]] = t[ok]
+            fm[idx[ok]] = f[ok]
+            unresolved.append(idx[~ok])
+        pending = np.concatenate(unresolved)
+        m = min(n, 4 * max(m, 1))
+    return thr, fm
+
+
+def _false_non_matches_at(design: _Design, counts: np.ndarray, thr: np.ndarray) -> np.ndarray:
+    """(B x K) replicate-weighted mated rows with score < thr[b], per group column.
+
+    Rows below every replicate threshold are aggregated per subject once; only the band
+    between the lowest and highest threshold is evaluated per replicate.
+    """
+    B, K = counts.shape[0], design.n_cols
+    S = design.subjects.size
+    if design.m_score.size == 0 or B == 0:
+        return np.zeros((B, K))
+    order = np.argsort(design.m_score, kind="stable")
+    asc = design.m_score[order]
+    q_lo = int(np.searchsorted(asc, thr.min(), side="left"))
+    q_hi = int(np.searchsorted(asc, thr.max(), side="left"))
+    always = order[:q_lo]  # score < every threshold
+    out = counts.astype(np.float64) @ _aggregate(design.m_subject[always], S, design.m_col[always], K)
+    band = order[q_lo:q_hi]
+    if band.size:
+        onehot = _onehot(design.m_col[band], K)
+        b_subj, b_score = design.m_subject[band], design.m_score[band]
+        chunk = max(1, _CHUNK_ELEMENTS // band.size)
+        for lo in range(0, B, chunk):
+            hi = min(B, lo + chunk)
+            cm = counts[lo:hi][:, b_subj].astype(np.float64) * (b_score[None, :] < thr[lo:hi, None])
+            out[lo:hi] += _dense_matmul(cm, onehot)
+    return out
 
 
 def bootstrap_replicates(
@@ -305,6 +543,7 @@ def bootstrap_replicates(
     n_replicates: int = 1000,
     seed: int = 0,
     recalibrate: Mapping[str, float] | None = None,
+    _prefix_rows: int | None = None,
 ) -> BootstrapReplicates:
     """Draw subject-level bootstrap replicates and their per-group error counts.
 
@@ -324,6 +563,8 @@ def bootstrap_replicates(
         ``{threshold_name: target_fmr}`` for thresholds calibrated on this table's
         non-mated comparisons; each replicate re-calibrates them (§5.4). Names must be
         in ``thresholds``.
+    _prefix_rows : int, optional
+        Private (tests): first prefix length of the re-calibration search.
 
     Returns
     -------
@@ -332,8 +573,8 @@ def bootstrap_replicates(
     Raises
     ------
     DataError
-        Table problems (see ``validate_comparisons``), a mated row with two subjects or
-        a non-mated row with one.
+        Table problems (see ``validate_comparisons``), a missing subject id, a mated row
+        with two subjects or a non-mated row with one.
     ConfigError
         Bad thresholds, ``n_replicates``, or ``recalibrate`` entries.
     InsufficientDataError
@@ -358,70 +599,57 @@ def bootstrap_replicates(
     K = design.n_cols
     S = design.subjects.size
     P = design.pair_i.size
+    fixed = [name for name in ths if name not in recal]
 
-    # aggregates: subjects (FNMR) and subject pairs (FMR)
-    n_fnmr = _aggregate(design.m_subject, S, design.m_col, K, np.ones(design.m_score.size))
-    n_fmr = _aggregate(design.nm_pair, P, design.nm_col, K, np.ones(design.nm_score.size))
-    e_fnmr = {
-        name: _aggregate(design.m_subject, S, design.m_col, K, (design.m_score < t).astype(float))
-        for name, t in ths.items() if name not in recal
-    }
-    e_fmr = {
-        name: _aggregate(design.nm_pair, P, design.nm_col, K, (design.nm_score >= t).astype(float))
-        for name, t in ths.items() if name not in recal
-    }
-    # for re-calibration: per-row group indicators, mated rows sorted ascending
-    m_order = np.argsort(design.m_score, kind="stable")
-    m_asc = design.m_score[m_order]
-    m_onehot = _onehot(design.m_col[m_order], K)
-    nm_onehot_desc = _onehot(design.nm_col[np.argsort(-design.nm_score, kind="stable")], K)
+    # aggregates: subjects (FNMR) and subject pairs (FMR), columns [comparisons, errors per fixed threshold]
+    per_subject = np.hstack(
+        [_aggregate(design.m_subject, S, design.m_col, K)]
+        + [_aggregate(design.m_subject, S, design.m_col, K, (design.m_score < ths[n]).astype(float)) for n in fixed]
+    )
+    per_pair = np.hstack(
+        [_aggregate(design.nm_pair, P, design.nm_col, K)]
+        + [_aggregate(design.nm_pair, P, design.nm_col, K, (design.nm_score >= ths[n]).astype(float)) for n in fixed]
+    )
+    Q = per_pair.shape[1]
+    u_pairs = _pair_quadratic_forms(design, per_pair)
 
-    errors = {(n, m): np.zeros((n_replicates, K)) for n in ths for m in ("FMR", "FNMR")}
-    comps = {(n, m): np.zeros((n_replicates, K)) for n in ths for m in ("FMR", "FNMR")}
-    thr_out = {n: np.full(n_replicates, t, dtype=np.float64) for n, t in ths.items()}
-
-    width = max(P, design.nm_score.size if recal else 0, 1)
-    chunk = max(1, min(n_replicates, _CHUNK_ELEMENTS // width))
+    subj_sums = np.zeros((n_replicates, Q))
+    pair_sums = np.zeros((n_replicates, Q))
+    chunk = max(1, min(n_replicates, _CHUNK_ELEMENTS // max(S * Q, 1)))
     for lo in range(0, n_replicates, chunk):
         hi = min(n_replicates, lo + chunk)
         c = counts[lo:hi].astype(np.float64)
-        w_pairs = c[:, design.pair_i] * c[:, design.pair_j] if P else np.zeros((hi - lo, 0))
-        den_fnmr = _dense_matmul(c, n_fnmr) if S else np.zeros((hi - lo, K))
-        den_fmr = _dense_matmul(w_pairs, n_fmr) if P else np.zeros((hi - lo, K))
-        for name in ths:
-            comps[(name, "FNMR")][lo:hi] = den_fnmr
-            comps[(name, "FMR")][lo:hi] = den_fmr
-            if name not in recal:
-                if S:
-                    errors[(name, "FNMR")][lo:hi] = _dense_matmul(c, e_fnmr[name])
-                if P:
-                    errors[(name, "FMR")][lo:hi] = _dense_matmul(w_pairs, e_fmr[name])
-                continue
-            thr, w_rows, s_desc = _recalibrated_thresholds(design, w_pairs, recal[name])
-            thr_out[name][lo:hi] = thr
-            # FMR: rows with s >= thr are a prefix of the descending order
-            p = np.searchsorted(-s_desc, -thr, side="right")
-            mask = np.arange(s_desc.size)[None, :] < p[:, None]
-            errors[(name, "FMR")][lo:hi] = _dense_matmul(w_rows * mask, nm_onehot_desc)
-            # FNMR: rows with s < thr are a prefix of the ascending order
-            q = np.searchsorted(m_asc, thr, side="left")
-            cm = c[:, design.m_subject[m_order]]
-            mask_m = np.arange(m_asc.size)[None, :] < q[:, None]
-            errors[(name, "FNMR")][lo:hi] = _dense_matmul(cm * mask_m, m_onehot)
+        subj_sums[lo:hi] = c @ per_subject
+        if P:
+            pair_sums[lo:hi] = _weighted_pair_sums(u_pairs, c, Q)
+
+    errors: dict[tuple[str, str], np.ndarray] = {}
+    comps: dict[tuple[str, str], np.ndarray] = {}
+    thr_out = {n: np.full(n_replicates, t, dtype=np.float64) for n, t in ths.items()}
+    for name in ths:
+        comps[(name, "FMR")] = pair_sums[:, :K]
+        comps[(name, "FNMR")] = subj_sums[:, :K]
+        if name in fixed:
+            j = (1 + fixed.index(name)) * K
+            errors[(name, "FMR")] = pair_sums[:, j:j + K]
+            errors[(name, "FNMR")] = subj_sums[:, j:j + K]
+        else:
+            thr, fm = _recalibrated_thresholds(design, counts, pair_sums[:, 0], recal[name], _prefix_rows)
+            thr_out[name] = thr
+            errors[(name, "FMR")] = fm
+            errors[(name, "FNMR")] = _false_non_matches_at(design, counts, thr)
+    key_order = [(n, m) for n in ths for m in ("FMR", "FNMR")]
     return BootstrapReplicates(
         attribute=attribute,
         groups=[ALL_GROUP, *design.groups],
         threshold_names=list(ths),
-        errors={k: np.rint(v) for k, v in errors.items()},
-        comparisons={k: np.rint(v) for k, v in comps.items()},
+        errors={key: np.rint(errors[key]) for key in key_order},
+        comparisons={key: np.rint(comps[key]) for key in key_order},
         thresholds=thr_out,
         subject_ids=design.subjects,
         subject_counts=counts,
         seed=int(seed),
-        original_comparisons={
-            "FNMR": np.asarray(n_fnmr.sum(axis=0)).ravel() if S else np.zeros(K),
-            "FMR": np.asarray(n_fmr.sum(axis=0)).ravel() if P else np.zeros(K),
-        },
+        original_comparisons={"FNMR": per_subject[:, :K].sum(axis=0), "FMR": per_pair[:, :K].sum(axis=0)},
         recalibrate=recal,
     )
 
