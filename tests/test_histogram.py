@@ -466,3 +466,29 @@ def test_subject_error_counts_and_merge():
     assert set(zip(got["pair_a"], got["pair_b"])) == pairs
     with pytest.raises(InsufficientDataError):
         a.subject_error_counts(a.cutoff - 1.0)
+
+
+def test_recalibration_falls_back_to_the_whole_tail():
+    # subjects 0 and 1 (80 images each) share the 6400 highest non-mated scores; a
+    # replicate that does not draw subject 0 must find its cut beyond the short prefix
+    rng = np.random.default_rng(11)
+    m = np.r_[80, 80, np.full(40, 2)]
+    img = np.repeat(np.arange(m.size), m)
+    i, j = np.triu_indices(img.size, 1)
+    sa, sb = img[i], img[j]
+    scores = np.round(rng.normal(0.0, 0.2, sa.size), 3)
+    top = ((sa == 0) & (sb == 1)) | ((sa == 1) & (sb == 0))
+    scores[top] = 2.0 + np.round(rng.random(top.sum()), 3)
+    agg = SubjectAggregates(np.zeros(m.size, dtype=int), m, tail_size=100_000)
+    agg.update(scores, sa, sb)
+    c_all = agg.draw_subject_counts(4, np.random.default_rng(1))
+    c_all[:2, 0] = 0  # two replicates without subject 0, two with subjects 0 and 1
+    c_all[2:, :2] = np.maximum(c_all[2:, :2], 1)
+    rep = agg.replicate_counts(c_all, recalibrate={"re": 0.001})
+    nm = sa != sb
+    for b in range(4):
+        c = c_all[b].astype(np.float64)
+        w = (c[sa] * c[sb])[nm].astype(int)
+        want = _quiet(rates.threshold_at_fmr, np.repeat(scores[nm], w), 0.001).threshold
+        assert rep.thresholds["re"][b] == want
+    assert rep.thresholds["re"][0] < 2.0 < rep.thresholds["re"][2]

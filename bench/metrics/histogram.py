@@ -115,6 +115,39 @@ def _ceil_to_dtype(value: float, dtype: np.dtype) -> np.floating:
     return v
 
 
+def _recalibrated_rows(
+    c: NDArray[np.float64],
+    k: NDArray[np.int64],
+    ca: NDArray[np.int32],
+    cb: NDArray[np.int32],
+    starts: NDArray[np.intp],
+    values: NDArray[np.float64],
+    n_entries: int,
+) -> NDArray[np.float64]:
+    """§0 thresholds of bootstrap replicates from the weighted, descending-sorted tail.
+
+    ``c`` (R, S) draw counts; ``k`` (R,) allowed false matches; ``ca``, ``cb`` subjects
+    of the sorted tail entries; ``starts``/``values`` its tie blocks (start index,
+    score). Only the blocks starting before ``n_entries`` are used; a replicate whose
+    weighted count never exceeds ``k`` inside them gets NaN. Otherwise the threshold is
+    the smallest *present* (positive-weight) score ``v`` with weighted ``#{s >= v} <= k``,
+    or ``nextafter`` of the first block that already exceeds ``k`` -- the rule of
+    :func:`bench.metrics.rates.threshold_at_fmr` applied to the replicate's data.
+    """
+    nblk = int(np.searchsorted(starts, n_entries, side="left"))
+    end = int(starts[nblk]) if nblk < starts.size else ca.size
+    w = c[:, ca[:end]] * c[:, cb[:end]]
+    blocks = w if nblk == end else np.add.reduceat(w, starts[:nblk], axis=1)  # no ties: no-op
+    over = np.cumsum(blocks, axis=1) > k[:, None]
+    found = over.any(axis=1)
+    j = np.argmax(over, axis=1)
+    last = np.maximum.accumulate(np.where(blocks > 0, np.arange(nblk)[None, :], -1), axis=1)
+    p = np.where(j > 0, last[np.arange(k.size), np.maximum(j - 1, 0)], -1)
+    t = np.where(p >= 0, values[np.maximum(p, 0)], np.nextafter(values[j], np.inf))
+    t[~found] = np.nan
+    return t
+
+
 # ============================================================================ histogram
 class ScoreHistogram:
     """Per-cell histograms of mated and non-mated similarity scores, in fine fixed bins.
@@ -264,9 +297,11 @@ class ScoreHistogram:
         extra = np.unique(np.asarray(list(extra_edges), dtype=np.float64))
         if extra.size and not np.isfinite(extra).all():
             raise ConfigError(f"extra_edges: expected finite numbers, got {list(extra_edges)!r}")
-        extra = extra[~np.isin(extra, uniform_edges)]
+        if extra.size:
+            extra = extra[~np.isin(extra, uniform_edges)]
         self._extra = extra
-        self._edges = np.union1d(uniform_edges, extra)  # sorted finite edges
+        self._edges = np.union1d(uniform_edges, extra) if extra.size else uniform_edges  # sorted
+        self._lower = np.concatenate([[-np.inf], self._edges])  # lower edge of every bin
         self._nb = self._edges.size + 1  # bins incl. underflow and overflow
         self._n_cells = int(n_cells)
         if cell_labels is None:
@@ -280,6 +315,8 @@ class ScoreHistogram:
         self._labels = labels
         self._label_index = {lab: i for i, lab in enumerate(labels)}
         self._counts = np.zeros((2, self._n_cells, self._nb), dtype=np.int64)
+        # pooled count vectors of read-outs, keyed by (class, cells); cleared on any change
+        self._pooled: dict[tuple[int, bytes], NDArray[np.int64]] = {}
         self._keep = keep_scores
         self._keep_limit = int(keep_scores_limit)
         self._raw: list[tuple[NDArray[np.floating], NDArray[np.int64], NDArray[np.bool_]]] | None
@@ -419,7 +456,13 @@ class ScoreHistogram:
             the last bin is ``[edges[-1], +inf)``.
         """
         sel = self._cells(cells)
-        return self._counts[_MATED if mated else _NONMATED, sel].sum(axis=0)
+        kind = _MATED if mated else _NONMATED
+        key = (kind, sel.tobytes())
+        if key not in self._pooled:
+            if len(self._pooled) > 256:
+                self._pooled.clear()
+            self._pooled[key] = self._counts[kind, sel].sum(axis=0)
+        return self._pooled[key].copy()
 
     def n_comparisons(self, *, mated: bool, cells: int | Sequence[int] | None = None) -> int:
         """Number of comparisons of one class in ``cells`` (None = all)."""
@@ -511,9 +554,10 @@ class ScoreHistogram:
             np.not_equal(cell_arr[1:], cell_arr[:-1], out=change)
         if mated_arr.ndim:
             change |= mated_arr[1:] != mated_arr[:-1]
-        starts = np.flatnonzero(change) + 1
-        if starts.size + 1 <= n // _MIN_RUN:
-            bounds = np.concatenate([[0], starts, [n]])
+        few_runs = np.count_nonzero(change) + 1 <= n // _MIN_RUN
+        bounds = np.concatenate([[0], np.flatnonzero(change) + 1, [n]]) if few_runs else None
+        del change
+        if bounds is not None:
             for a, b in zip(bounds[:-1], bounds[1:]):
                 c = int(cell_arr[a]) if cell_arr.ndim else int(cell_arr)
                 m = bool(mated_arr[a]) if mated_arr.ndim else bool(mated_arr)
@@ -583,6 +627,7 @@ class ScoreHistogram:
         the scores ``>= select_at_least``, found while the chunk is in cache (used by the
         blocked scorer to feed :class:`SubjectAggregates`).
         """
+        self._pooled.clear()
         target = self._counts[_MATED if mated else _NONMATED, cell]
         n = x.size
         idx = np.empty(min(n, _BINCOUNT_CHUNK), dtype=self._index_dtype())
@@ -607,6 +652,7 @@ class ScoreHistogram:
         self, x: NDArray[np.floating], cells: np.ndarray, mated: np.ndarray, check_finite: bool = True
     ) -> None:
         """Comparisons of several cells/classes: one bincount over the flat count array."""
+        self._pooled.clear()
         flat = self._counts.reshape(-1)
         n = x.size
         nb = self._nb
@@ -688,6 +734,7 @@ class ScoreHistogram:
             raise DataError("counts: expected non-negative integer counts")
         c = self._cells(cell)
         self._raw = None
+        self._pooled.clear()
         self._counts[_MATED if mated else _NONMATED, int(c[0])] += arr.astype(np.int64)
 
     def compatible_with(self, other: ScoreHistogram) -> bool:
@@ -729,6 +776,7 @@ class ScoreHistogram:
                 f"(width {self._width} vs {getattr(other, '_width', None)}, "
                 f"cells {self._n_cells} vs {getattr(other, '_n_cells', None)})"
             )
+        self._pooled.clear()
         self._counts += other._counts
         if self._raw is not None and other._raw is not None and (
             self._keep == "always" or self._n_raw + other._n_raw <= self._keep_limit
@@ -795,6 +843,7 @@ class ScoreHistogram:
         if h._k != k or h._lo_index != lo_index or h._n_uniform != n_uniform or counts.shape != h._counts.shape:
             raise DataError(f"{path}: bin definition or count shape inconsistent ({counts.shape})")
         h._counts[...] = counts
+        h._pooled.clear()
         return h
 
     # ------------------------------------------------------------------ raw selection
@@ -1025,7 +1074,7 @@ class ScoreHistogram:
         if n_nm == 0:
             raise DataError(f"nonmated_scores: empty; {what} needs at least one score")
         used = np.flatnonzero((nm > 0) | (m > 0))
-        lower = np.concatenate([[-np.inf], self._edges])  # lower edge of bin j
+        lower = self._lower  # lower edge of bin j
         fm_suffix = np.cumsum(nm[::-1])[::-1]  # #{s >= lower edge of bin j}
         fnm_prefix = np.concatenate([[0], np.cumsum(m)[:-1]])  # #{s < lower edge of bin j}
         return lower[used], fm_suffix[used], fnm_prefix[used], n_m, n_nm
@@ -1709,51 +1758,53 @@ class SubjectAggregates:
             # thresholds of this chunk
             thr_chunk = {nm: np.full(nb_, t) for nm, t in fixed.items()}
             if recal:
-                w = c[:, ca] * c[:, cb] if cs.size else np.zeros((nb_, 0))
-                blocks = np.add.reduceat(w, c_starts, axis=1) if cs.size else np.zeros((nb_, 0))
-                cum = np.cumsum(blocks, axis=1)
                 n_cal = nn[:, cal_cells].sum(axis=1)
-                last_pos = np.maximum.accumulate(
-                    np.where(blocks > 0, np.arange(c_values.size)[None, :], -1), axis=1
-                ) if c_values.size else np.zeros((nb_, 0), dtype=np.intp)
                 for nm, f in recal.items():
-                    t_b = np.full(nb_, np.nan)
+                    k_rows = np.full(nb_, -1, dtype=np.int64)
                     for r in range(nb_):
                         n_r = int(round(n_cal[r]))
-                        if not _supports(n_r, f, 1.0):
-                            continue
-                        k = _allowed_false_matches(f, n_r)
-                        over = np.flatnonzero(cum[r] > k)
-                        if over.size == 0:
-                            continue  # cut below the tail cutoff
-                        j = int(over[0])
-                        p = int(last_pos[r, j - 1]) if j > 0 else -1
-                        t_b[r] = c_values[p] if p >= 0 else np.nextafter(c_values[j], np.inf)
+                        if _supports(n_r, f, 1.0):
+                            k_rows[r] = _allowed_false_matches(f, n_r)
+                    t_b = np.full(nb_, np.nan)
+                    rows = np.flatnonzero(k_rows >= 0)
+                    if rows.size and cs.size:
+                        # the cut lies near the k-th largest score: try a prefix of the tail
+                        # first, the whole tail only for replicates not resolved by it
+                        e0 = min(cs.size, 2 * int(k_rows[rows].max()) + 4096)
+                        t_b[rows] = _recalibrated_rows(c[rows], k_rows[rows], ca, cb, c_starts, c_values, e0)
+                        again = rows[np.isnan(t_b[rows])]
+                        if again.size and e0 < cs.size:
+                            t_b[again] = _recalibrated_rows(
+                                c[again], k_rows[again], ca, cb, c_starts, c_values, cs.size
+                            )
                     unresolved[nm] += int(np.isnan(t_b).sum())
                     thr_chunk[nm] = t_b
+            rows_idx = np.arange(nb_)
             for nm, t_b in thr_chunk.items():
                 thr_out[nm][lo_:hi_] = t_b
                 ok = ~np.isnan(t_b)
-                t_safe = np.where(ok, t_b, np.inf)
+                # only prefixes are needed: mated scores below t (ascending order) and
+                # non-mated tail scores at or above t (descending order)
                 fnm = np.zeros((nb_, G))
+                t_lo = np.where(ok, t_b, -np.inf)
                 for g in range(G):
                     a0, a1 = m_bounds[g], m_bounds[g + 1]
-                    if a1 == a0:
+                    q = np.searchsorted(ms[a0:a1], t_lo, side="left")
+                    if a1 == a0 or q.max() == 0:
                         continue
-                    cum_m = np.concatenate([np.zeros((nb_, 1)), np.cumsum(c[:, ma[a0:a1]], axis=1)], axis=1)
-                    q = np.searchsorted(ms[a0:a1], t_safe, side="left")
-                    fnm[:, g] = cum_m[np.arange(nb_), q]
+                    cum_m = np.cumsum(c[:, ma[a0 : a0 + q.max()]], axis=1)
+                    fnm[:, g] = np.where(q > 0, cum_m[rows_idx, np.maximum(q - 1, 0)], 0.0)
                 fm = np.zeros((nb_, G, G))
+                t_hi = np.where(ok, t_b, np.inf)
                 for gi, hi_g in zip(*tri):
                     cid = gi * G + hi_g
                     a0, a1 = t_bounds[cid], t_bounds[cid + 1]
-                    if a1 == a0:
+                    p = np.searchsorted(-ts[a0:a1], -t_hi, side="right")
+                    if a1 == a0 or p.max() == 0:
                         continue
-                    cum_t = np.concatenate(
-                        [np.zeros((nb_, 1)), np.cumsum(c[:, ta[a0:a1]] * c[:, tb[a0:a1]], axis=1)], axis=1
-                    )
-                    p = np.searchsorted(-ts[a0:a1], -t_safe, side="right")
-                    fm[:, gi, hi_g] = fm[:, hi_g, gi] = cum_t[np.arange(nb_), p]
+                    e = a0 + p.max()
+                    cum_t = np.cumsum(c[:, ta[a0:e]] * c[:, tb[a0:e]], axis=1)
+                    fm[:, gi, hi_g] = fm[:, hi_g, gi] = np.where(p > 0, cum_t[rows_idx, np.maximum(p - 1, 0)], 0.0)
                 fnm[~ok] = np.nan
                 fm[~ok] = np.nan
                 fnm_out[nm][lo_:hi_] = fnm

@@ -377,6 +377,31 @@ class _TorchSink:
         torch.cuda.synchronize(self.device)
 
 
+def _run_blocks(
+    x: torch.Tensor,
+    segs: list[tuple[int, int, int]],
+    seg_subjects: list[NDArray[np.int64]],
+    cmap: NDArray[np.intp],
+    subj_s: NDArray[np.int64],
+    sink: _CpuSink | _TorchSink,
+) -> int:
+    """Compute every upper-triangle block product and hand it to ``sink``; returns the count."""
+    n_blocks = 0
+    with torch.inference_mode():
+        for ri, (r0, r1, gr) in enumerate(segs):
+            xr = x[r0:r1]
+            for ci in range(ri, len(segs)):
+                c0, c1, gc = segs[ci]
+                s = xr @ x[c0:c1].T
+                n_blocks += 1
+                cell = int(cmap[gr, gc])
+                # a subject with images in both segments (only possible within a group,
+                # unless group labels vary between a subject's images)
+                straddle = np.intersect1d(seg_subjects[ri], seg_subjects[ci], assume_unique=True).size > 0
+                sink.block(s, cell, r0, r1, c0, c1, subj_s, diagonal=ci == ri, straddle=straddle)
+    return n_blocks
+
+
 def score_all_vs_all(
     embeddings: ArrayLike | torch.Tensor,
     subject_ids: ArrayLike,
@@ -433,7 +458,9 @@ def score_all_vs_all(
     every block belongs to one histogram cell and is binned on the single-cell fast
     path. Only blocks that straddle a subject (and the diagonal blocks) need a mated
     mask. The score of a pair does not depend on the block it falls in up to float32
-    rounding of the matrix product.
+    rounding of the matrix product. Products run at full float32 precision
+    (``torch.set_float32_matmul_precision("highest")`` for the duration of the call,
+    then restored), so a global TF32 setting cannot coarsen the scores on CUDA.
     """
     t0 = time.perf_counter()
     x, dev = _validate(embeddings, metric, device)
@@ -483,22 +510,16 @@ def score_all_vs_all(
     else:
         sink = _TorchSink(histogram, aggregates, metric, sq, subj_s, dev)
     n_blocks = 0
-    with torch.inference_mode():
-        for ri, (r0, r1, gr) in enumerate(segs):
-            xr = x[r0:r1]
-            for ci in range(ri, len(segs)):
-                c0, c1, gc = segs[ci]
-                s = xr @ x[c0:c1].T
-                n_blocks += 1
-                cell = int(cmap[gr, gc])
-                # a subject with images in both segments (only possible within a group,
-                # unless group labels vary between a subject's images)
-                straddle = np.intersect1d(seg_subjects[ri], seg_subjects[ci], assume_unique=True).size > 0
-                sink.block(s, cell, r0, r1, c0, c1, subj_s, diagonal=ci == ri, straddle=straddle)
+    # full float32 products: a global "high"/"medium" setting would let CUDA use TF32
+    # (10-bit mantissa) and silently coarsen every score; restored afterwards
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        n_blocks = _run_blocks(x, segs, seg_subjects, cmap, subj_s, sink)
+    finally:
+        torch.set_float32_matmul_precision(precision)
     sink.finish()
     n_mated, n_nonmated = sink.n_mated, sink.n_nonmated
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
     stats = StreamStats(
         n_images=n,
         n_comparisons=n_mated + n_nonmated,
