@@ -317,6 +317,7 @@ class ScoreHistogram:
         self._counts = np.zeros((2, self._n_cells, self._nb), dtype=np.int64)
         # pooled count vectors of read-outs, keyed by (class, cells); cleared on any change
         self._pooled: dict[tuple[int, bytes], NDArray[np.int64]] = {}
+        self._derived: dict[tuple[str, bytes], tuple[NDArray, ...]] = {}
         self._keep = keep_scores
         self._keep_limit = int(keep_scores_limit)
         self._raw: list[tuple[NDArray[np.floating], NDArray[np.int64], NDArray[np.bool_]]] | None
@@ -467,6 +468,11 @@ class ScoreHistogram:
     def n_comparisons(self, *, mated: bool, cells: int | Sequence[int] | None = None) -> int:
         """Number of comparisons of one class in ``cells`` (None = all)."""
         return int(self.counts(mated=mated, cells=cells).sum())
+
+    def _invalidate(self) -> None:
+        """Forget cached read-out arrays (called whenever the counts change)."""
+        self._pooled.clear()
+        self._derived.clear()
 
     def _cells(self, cells: int | Sequence[int] | None) -> NDArray[np.intp]:
         if cells is None:
@@ -627,7 +633,7 @@ class ScoreHistogram:
         the scores ``>= select_at_least``, found while the chunk is in cache (used by the
         blocked scorer to feed :class:`SubjectAggregates`).
         """
-        self._pooled.clear()
+        self._invalidate()
         target = self._counts[_MATED if mated else _NONMATED, cell]
         n = x.size
         idx = np.empty(min(n, _BINCOUNT_CHUNK), dtype=self._index_dtype())
@@ -652,7 +658,7 @@ class ScoreHistogram:
         self, x: NDArray[np.floating], cells: np.ndarray, mated: np.ndarray, check_finite: bool = True
     ) -> None:
         """Comparisons of several cells/classes: one bincount over the flat count array."""
-        self._pooled.clear()
+        self._invalidate()
         flat = self._counts.reshape(-1)
         n = x.size
         nb = self._nb
@@ -734,7 +740,7 @@ class ScoreHistogram:
             raise DataError("counts: expected non-negative integer counts")
         c = self._cells(cell)
         self._raw = None
-        self._pooled.clear()
+        self._invalidate()
         self._counts[_MATED if mated else _NONMATED, int(c[0])] += arr.astype(np.int64)
 
     def compatible_with(self, other: ScoreHistogram) -> bool:
@@ -776,7 +782,7 @@ class ScoreHistogram:
                 f"(width {self._width} vs {getattr(other, '_width', None)}, "
                 f"cells {self._n_cells} vs {getattr(other, '_n_cells', None)})"
             )
-        self._pooled.clear()
+        self._invalidate()
         self._counts += other._counts
         if self._raw is not None and other._raw is not None and (
             self._keep == "always" or self._n_raw + other._n_raw <= self._keep_limit
@@ -843,7 +849,7 @@ class ScoreHistogram:
         if h._k != k or h._lo_index != lo_index or h._n_uniform != n_uniform or counts.shape != h._counts.shape:
             raise DataError(f"{path}: bin definition or count shape inconsistent ({counts.shape})")
         h._counts[...] = counts
-        h._pooled.clear()
+        h._invalidate()
         return h
 
     # ------------------------------------------------------------------ raw selection
@@ -1016,7 +1022,10 @@ class ScoreHistogram:
             )
         k = _allowed_false_matches(f, n)
         # suffix[j] = #{s >= candidate j}; candidates: -inf, edges[0], ..., edges[-1]
-        suffix = np.cumsum(nm[::-1])[::-1]
+        key = ("suffix", self._cells(cells).tobytes())
+        if key not in self._derived:
+            self._derived[key] = (np.cumsum(nm[::-1])[::-1],)
+        suffix = self._derived[key][0]
         j = int(np.argmax(suffix <= k)) if suffix[-1] <= k else -1
         if j < 0:
             raise DataError(
@@ -1073,11 +1082,14 @@ class ScoreHistogram:
             raise DataError(f"mated_scores: empty; {what} needs at least one score")
         if n_nm == 0:
             raise DataError(f"nonmated_scores: empty; {what} needs at least one score")
-        used = np.flatnonzero((nm > 0) | (m > 0))
-        lower = self._lower  # lower edge of bin j
-        fm_suffix = np.cumsum(nm[::-1])[::-1]  # #{s >= lower edge of bin j}
-        fnm_prefix = np.concatenate([[0], np.cumsum(m)[:-1]])  # #{s < lower edge of bin j}
-        return lower[used], fm_suffix[used], fnm_prefix[used], n_m, n_nm
+        key = ("det", self._cells(cells).tobytes())  # DET and EER share these arrays
+        if key not in self._derived:
+            used = np.flatnonzero((nm > 0) | (m > 0))
+            fm_suffix = np.cumsum(nm[::-1])[::-1]  # #{s >= lower edge of bin j}
+            fnm_prefix = np.cumsum(m) - m  # #{s < lower edge of bin j}
+            self._derived[key] = (self._lower[used], fm_suffix[used], fnm_prefix[used])
+        thr, fm, fnm = self._derived[key]
+        return thr.copy(), fm.copy(), fnm.copy(), n_m, n_nm
 
     def equal_error_rate(self, *, cells: int | Sequence[int] | None = None) -> EqualErrorRate:
         """EER over the pooled ``cells`` (bob.measure convention, metrics-reference §1.4).

@@ -202,7 +202,9 @@ class _CpuSink:
             return
         flat = s.reshape(-1)
         if agg.cutoff == -math.inf:
-            # first block(s): take a cutoff from the histogram, which holds this block already
+            # first block(s): take a cutoff from the histogram, which holds this block already.
+            # Any cutoff is valid while the aggregates still hold everything they were given;
+            # this one keeps about tail_size scores.
             agg.raise_cutoff(_histogram_cut(self.hist, agg.tail_size))
             hits = None
             if agg.cutoff == -math.inf and valid is None:
