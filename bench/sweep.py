@@ -663,7 +663,8 @@ def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: di
     """Write ``sweep.csv``, ``sweep.json``, ``sweep_<transform>_<attribute>.png`` and ``report.md``.
 
     Groups with fewer than ``min_group_subjects`` subjects are published as counts only
-    (rates and intervals blanked, flag ``suppressed_small_group``; not drawn).
+    (comparison and subject counts kept; rates, intervals, error counts and FTA reasons
+    blanked; flag ``suppressed_small_group``; not drawn), as in :mod:`bench.report.writer`.
 
     Parameters
     ----------
@@ -689,9 +690,12 @@ def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: di
     out_dir.mkdir(parents=True, exist_ok=True)
     small = _small_groups(result, min_group_subjects)
     rows = result.rows.copy()
-    for attr, groups in small.items():
+    rows["errors"] = rows["errors"].astype("Int64")  # integers where published, empty where suppressed
+    for attr, groups in small.items():  # as bench.report.writer: no rates and no error counts, only sizes
         m = (rows["attribute"] == attr) & rows["group"].isin(groups)
         rows.loc[m, _RATE_COLUMNS] = np.nan
+        rows.loc[m, "errors"] = pd.NA
+        rows.loc[m, "reasons"] = ""
         rows.loc[m, "flag"] = "suppressed_small_group"
     rows.to_csv(out_dir / "sweep.csv", index=False, float_format="%.10g", lineterminator="\n")
 

@@ -151,9 +151,11 @@ def test_write_sweep(setup, tmp_path):
     assert doc["provenance"]["packages"]["dlib-bin"]
     assert [t["name"] for t in doc["transforms"]] == ["exposure", "resolution"]
     small = doc["suppression"]["groups_shown_as_counts_only"]
+    assert small == {"face_gender": ["male"]}  # 2 of the 5 subjects
     for attr, groups in small.items():  # fewer than 3 subjects: counts only
         sel = csv[(csv["attribute"] == attr) & csv["group"].isin(groups)]
-        assert len(sel) and sel["rate"].isna().all() and (sel["flag"] == "suppressed_small_group").all()
+        assert len(sel) and sel["rate"].isna().all() and sel["errors"].isna().all()
+        assert (sel["flag"] == "suppressed_small_group").all()
         assert sel["comparisons"].notna().all()
     assert "FMR=5e-02" in (out / "report.md").read_text()
     # nothing per image is published
