@@ -148,3 +148,13 @@ def test_template_scaling_and_errors(tmp_path):
         read_tem(bad)
     with pytest.raises(ConfigError, match="min_face_size"):
         MtcnnDetector(min_face_size=5)
+    with pytest.raises(ConfigError, match="cpu_threads"):
+        MtcnnDetector(cpu_threads=0)
+
+
+def test_detection_restores_torch_threads(detector):
+    import torch
+
+    before = torch.get_num_threads()
+    detector.detect(np.full((64, 64, 3), 90, np.uint8))
+    assert torch.get_num_threads() == before and detector.cpu_threads == 1

@@ -114,8 +114,8 @@ class OracleEyesAligner:
     max_pixels : int
         Images with more pixels are refused before decoding (FTA ``too_large``).
     **mtcnn_kwargs
-        ``min_face_size``, ``thresholds``, ``factor``, ``detect_max_side``, ``device``
-        for the fallback aligner.
+        ``min_face_size``, ``thresholds``, ``factor``, ``detect_max_side``, ``device``,
+        ``cpu_threads`` for the fallback aligner.
     """
 
     def __init__(self, *, chip_size: int = 112, max_pixels: int = DEFAULT_MAX_PIXELS, **mtcnn_kwargs: object) -> None:
