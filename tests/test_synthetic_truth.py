@@ -46,6 +46,12 @@ def test_closed_form_limit_uniform_identities():
     exact = special.betainc((d - 1) / 2, (d - 1) / 2, (1 - t) / 2)
     np.testing.assert_allclose(truth.fmr(t), exact, rtol=0, atol=3e-3)
     np.testing.assert_array_equal(truth.fnmr([0.999, 1.0 - 1e-12]), [0.0, 0.0])
+    # far tail (importance-sampled identity layer): FMR 1e-3, 1e-5, 1e-7 within 4 standard errors
+    a = (d - 1) / 2
+    for target in (1e-3, 1e-5, 1e-7):
+        t_tail = 1 - 2 * special.betaincinv(a, a, target)
+        p, se = truth.nonmated.sf_with_se([t_tail])
+        assert abs(p[0] - target) < 4 * se[0] and se[0] < 0.05 * target, (target, p, se)
 
 
 def _binomial_ok(k: int, n: int, p: float, z: float = 4.5) -> bool:
