@@ -316,7 +316,7 @@ class ScoreHistogram:
         self._label_index = {lab: i for i, lab in enumerate(labels)}
         self._counts = np.zeros((2, self._n_cells, self._nb), dtype=np.int64)
         # pooled count vectors of read-outs, keyed by (class, cells); cleared on any change
-        self._pooled: dict[tuple[int, bytes], NDArray[np.int64]] = {}
+        self._pooled: dict[tuple[int, bytes], tuple[NDArray[np.int64], NDArray[np.int64], int]] = {}
         self._derived: dict[tuple[str, bytes], tuple[NDArray, ...]] = {}
         self._keep = keep_scores
         self._keep_limit = int(keep_scores_limit)
@@ -456,18 +456,26 @@ class ScoreHistogram:
             Bin ``0`` is ``(-inf, edges[0])``, bin ``j`` is ``[edges[j-1], edges[j])``,
             the last bin is ``[edges[-1], +inf)``.
         """
+        return self._stats(mated, cells)[0].copy()
+
+    def _stats(
+        self, mated: bool, cells: int | Sequence[int] | None
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
+        """Cached (pooled counts, suffix sums ``#{s >= lower edge of bin j}``, total); read-only."""
         sel = self._cells(cells)
         kind = _MATED if mated else _NONMATED
         key = (kind, sel.tobytes())
         if key not in self._pooled:
             if len(self._pooled) > 256:
                 self._pooled.clear()
-            self._pooled[key] = self._counts[kind, sel].sum(axis=0)
-        return self._pooled[key].copy()
+            c = self._counts[kind, sel].sum(axis=0) if sel.size > 1 else self._counts[kind, int(sel[0])].copy()
+            suffix = np.cumsum(c[::-1])[::-1]
+            self._pooled[key] = (c, suffix, int(suffix[0]))
+        return self._pooled[key]
 
     def n_comparisons(self, *, mated: bool, cells: int | Sequence[int] | None = None) -> int:
         """Number of comparisons of one class in ``cells`` (None = all)."""
-        return int(self.counts(mated=mated, cells=cells).sum())
+        return self._stats(mated, cells)[2]
 
     def _invalidate(self) -> None:
         """Forget cached read-out arrays (called whenever the counts change)."""
@@ -945,11 +953,10 @@ class ScoreHistogram:
                 "exact; list it in extra_edges when building the histogram, or pass snap='up'/'down' "
                 "to bracket it"
             )
-        nm = self.counts(mated=False, cells=cells)
-        m = self.counts(mated=True, cells=cells)
-        fm = int(nm[j:].sum())
-        fnm = int(m[:j].sum())
-        n_nm, n_m = int(nm.sum()), int(m.sum())
+        _, nm_suffix, n_nm = self._stats(False, cells)
+        _, m_suffix, n_m = self._stats(True, cells)
+        fm = int(nm_suffix[j]) if j < self._nb else 0
+        fnm = n_m - (int(m_suffix[j]) if j < self._nb else 0)
         return ErrorRates(
             threshold=t,
             false_matches=fm,
@@ -1002,8 +1009,7 @@ class ScoreHistogram:
         if self.is_exact:
             _, nonmated = self._raw_scores(cells)
             return _rates.threshold_at_fmr(nonmated, f)
-        nm = self.counts(mated=False, cells=cells)
-        n = int(nm.sum())
+        nm, suffix, n = self._stats(False, cells)
         if not _supports(n, f, 1.0):
             raise InsufficientDataError(
                 f"threshold_at_fmr: N={n} non-mated scores cannot resolve target FMR {f:g}; "
@@ -1022,10 +1028,6 @@ class ScoreHistogram:
             )
         k = _allowed_false_matches(f, n)
         # suffix[j] = #{s >= candidate j}; candidates: -inf, edges[0], ..., edges[-1]
-        key = ("suffix", self._cells(cells).tobytes())
-        if key not in self._derived:
-            self._derived[key] = (np.cumsum(nm[::-1])[::-1],)
-        suffix = self._derived[key][0]
         j = int(np.argmax(suffix <= k)) if suffix[-1] <= k else -1
         if j < 0:
             raise DataError(
@@ -1075,9 +1077,8 @@ class ScoreHistogram:
     def _det_counts(
         self, cells: int | Sequence[int] | None, what: str
     ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], int, int]:
-        nm = self.counts(mated=False, cells=cells)
-        m = self.counts(mated=True, cells=cells)
-        n_nm, n_m = int(nm.sum()), int(m.sum())
+        nm, nm_suffix, n_nm = self._stats(False, cells)
+        m, m_suffix, n_m = self._stats(True, cells)
         if n_m == 0:
             raise DataError(f"mated_scores: empty; {what} needs at least one score")
         if n_nm == 0:
@@ -1085,9 +1086,8 @@ class ScoreHistogram:
         key = ("det", self._cells(cells).tobytes())  # DET and EER share these arrays
         if key not in self._derived:
             used = np.flatnonzero((nm > 0) | (m > 0))
-            fm_suffix = np.cumsum(nm[::-1])[::-1]  # #{s >= lower edge of bin j}
-            fnm_prefix = np.cumsum(m) - m  # #{s < lower edge of bin j}
-            self._derived[key] = (self._lower[used], fm_suffix[used], fnm_prefix[used])
+            # #{non-mated s >= lower edge of bin j}, #{mated s < lower edge of bin j}
+            self._derived[key] = (self._lower[used], nm_suffix[used], n_m - m_suffix[used])
         thr, fm, fnm = self._derived[key]
         return thr.copy(), fm.copy(), fnm.copy(), n_m, n_nm
 
