@@ -148,6 +148,26 @@ def test_exact_mode_per_cell_equals_rates_on_the_subset():
         assert h.equal_error_rate(cells=sel) == rates.equal_error_rate(m, nm)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    nm=st.lists(st.integers(-20, 20), min_size=1, max_size=120),
+    m=st.lists(st.integers(-20, 20), min_size=1, max_size=40),
+    t=st.integers(-21, 21),
+    f=st.floats(0.01, 0.99),
+)
+def test_exact_mode_is_identical_to_rates_property(nm, m, t, f):
+    nm_s, m_s = np.asarray(nm) / 7.0, np.asarray(m) / 7.0  # ties, non-dyadic values
+    h = _hist(m_s, nm_s)
+    assert h.error_rates(t / 7.0) == rates.error_rates(m_s, nm_s, t / 7.0)
+    assert h.equal_error_rate() == rates.equal_error_rate(m_s, nm_s)
+    if nm_s.size * f >= 1:
+        got = _quiet(h.threshold_at_fmr, f)
+        assert got == _quiet(rates.threshold_at_fmr, nm_s, f)
+        k = got.k
+        if k >= 1:
+            assert got.threshold == _sklearn_threshold(nm_s, k)
+
+
 def test_auto_mode_switches_to_binned_above_the_limit():
     h = ScoreHistogram(keep_scores="auto", keep_scores_limit=100)
     h.update(np.linspace(-0.5, 0.5, 60))
@@ -283,6 +303,20 @@ def test_update_paths_agree_and_order_does_not_matter():
         for m in (False, True):
             for c in range(4):
                 np.testing.assert_array_equal(mixed.counts(mated=m, cells=c), other.counts(mated=m, cells=c))
+
+
+def test_threads_give_identical_counts():
+    rng = np.random.default_rng(12)
+    s = rng.normal(0, 0.3, (1 << 21) + 12345).astype(np.float32)
+    cells = rng.integers(0, 3, s.size)
+    one, two = ScoreHistogram(3, keep_scores="never"), ScoreHistogram(3, keep_scores="never", threads=2)
+    for h in (one, two):
+        h.update(s, cells, False)  # mixed path
+        h.update(s, 1, True)  # single-cell path
+    np.testing.assert_array_equal(one._counts, two._counts)
+    cut = np.float32(0.9)
+    hits = two._bin_block(s, 0, False, select_at_least=cut)
+    np.testing.assert_array_equal(hits, np.flatnonzero(s >= cut))
 
 
 def test_merge_equals_single_pass_and_save_load_roundtrip(tmp_path):

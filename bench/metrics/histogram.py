@@ -33,6 +33,7 @@ import math
 import os
 import warnings
 from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,6 +79,8 @@ _MAX_UNIFORM_BINS = 1 << 22
 #: Mean run length (comparisons of one cell and class in a row) above which
 #: :meth:`ScoreHistogram.update` bins run by run.
 _MIN_RUN = 4096
+#: Smallest update split across worker threads (see ``threads`` of ScoreHistogram).
+_THREADED_MIN = 1 << 20
 _NONMATED, _MATED = 0, 1
 
 
@@ -190,6 +193,10 @@ class ScoreHistogram:
         to it.
     keep_scores_limit : int, default 1_000_000
         Threshold of the ``"auto"`` policy (total scores over both classes).
+    threads : int, default 1
+        Worker threads for large updates (``>= 2**20`` scores): each bins a contiguous
+        part into private counts, summed at the end (numpy releases the GIL). Counts
+        are identical for any value; use the number of idle cores.
 
     Raises
     ------
@@ -268,6 +275,7 @@ class ScoreHistogram:
         cell_labels: Sequence[Hashable] | None = None,
         keep_scores: Literal["auto", "always", "never"] = "auto",
         keep_scores_limit: int = 1_000_000,
+        threads: int = 1,
     ) -> None:
         if not isinstance(n_cells, (int, np.integer)) or isinstance(n_cells, bool) or n_cells < 1:
             raise ConfigError(f"n_cells: expected a positive integer, got {n_cells!r}")
@@ -280,6 +288,9 @@ class ScoreHistogram:
             raise ConfigError(f"n_bins: expected an integer in [1, {_MAX_UNIFORM_BINS}], got {n_bins!r}")
         if keep_scores not in ("auto", "always", "never"):
             raise ConfigError(f"keep_scores: expected 'auto', 'always' or 'never', got {keep_scores!r}")
+        if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1:
+            raise ConfigError(f"threads: expected a positive integer, got {threads!r}")
+        self._threads = int(threads)
         if int(keep_scores_limit) < 0:
             raise ConfigError(f"keep_scores_limit: expected >= 0, got {keep_scores_limit!r}")
         # power-of-two bin width and aligned range (exact binning, class Notes)
@@ -627,6 +638,18 @@ class ScoreHistogram:
         # int32 conversion and bincount input is ~2x cheaper than int64 (numpy casts it)
         return np.int32 if 2 * self._n_cells * self._nb < 2**31 else np.intp
 
+    def _parts(self, n: int) -> list[tuple[int, int]]:
+        """Contiguous ranges for the worker threads (one range when not threaded)."""
+        t = self._threads if n >= _THREADED_MIN else 1
+        bounds = np.linspace(0, n, t + 1).astype(int)
+        return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def _map(self, fn, parts: list[tuple[int, int]]) -> list:  # type: ignore[no-untyped-def]
+        if len(parts) == 1:
+            return [fn(*parts[0])]
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:  # numpy releases the GIL
+            return list(pool.map(lambda p: fn(*p), parts))
+
     def _bin_block(
         self,
         x: NDArray[np.floating],
@@ -643,23 +666,34 @@ class ScoreHistogram:
         """
         self._invalidate()
         target = self._counts[_MATED if mated else _NONMATED, cell]
-        n = x.size
-        idx = np.empty(min(n, _BINCOUNT_CHUNK), dtype=self._index_dtype())
-        fbuf = np.empty(min(n, _CHUNK), dtype=x.dtype)
-        hits: list[NDArray[np.intp]] = []
-        for a in range(0, n, _BINCOUNT_CHUNK):
-            m = min(_BINCOUNT_CHUNK, n - a)
-            for b in range(0, m, _CHUNK):
-                e = min(b + _CHUNK, m)
-                xc = x[a + b : a + e]
-                self._bin_index_into(xc, fbuf[: e - b], idx[b:e], check_finite)
-                if select_at_least is not None:
-                    h = np.flatnonzero(xc >= select_at_least)
-                    if h.size:
-                        hits.append(h + (a + b))
-            target += np.bincount(idx[:m], minlength=self._nb)
+        parts = self._parts(x.size)
+
+        def work(lo: int, hi: int) -> tuple[NDArray[np.int64], list[NDArray[np.intp]]]:
+            out = target if len(parts) == 1 else np.zeros(self._nb, dtype=np.int64)
+            n = hi - lo
+            idx = np.empty(min(n, _BINCOUNT_CHUNK), dtype=self._index_dtype())
+            fbuf = np.empty(min(n, _CHUNK), dtype=x.dtype)
+            hits: list[NDArray[np.intp]] = []
+            for a in range(lo, hi, _BINCOUNT_CHUNK):
+                m = min(_BINCOUNT_CHUNK, hi - a)
+                for b in range(0, m, _CHUNK):
+                    e = min(b + _CHUNK, m)
+                    xc = x[a + b : a + e]
+                    self._bin_index_into(xc, fbuf[: e - b], idx[b:e], check_finite)
+                    if select_at_least is not None:
+                        h = np.flatnonzero(xc >= select_at_least)
+                        if h.size:
+                            hits.append(h + (a + b))
+                out += np.bincount(idx[:m], minlength=self._nb)
+            return out, hits
+
+        results = self._map(work, parts)
+        if len(parts) > 1:
+            for out, _ in results:
+                target += out
         if select_at_least is None:
             return None
+        hits = [h for _, hs in results for h in hs]
         return np.concatenate(hits) if hits else np.empty(0, dtype=np.intp)
 
     def _bin_mixed(
@@ -668,32 +702,42 @@ class ScoreHistogram:
         """Comparisons of several cells/classes: one bincount over the flat count array."""
         self._invalidate()
         flat = self._counts.reshape(-1)
-        n = x.size
         nb = self._nb
         it = self._index_dtype()
-        idx = np.empty(min(n, _MIXED_BINCOUNT_CHUNK), dtype=it)
-        off = np.empty(min(n, _CHUNK), dtype=it)
-        fbuf = np.empty(min(n, _CHUNK), dtype=x.dtype)
         kind_offset = self._n_cells * nb
         scalar_offset = (int(cells) * nb if cells.ndim == 0 else 0) + (
             kind_offset if mated.ndim == 0 and bool(mated) else 0
         )
-        for a in range(0, n, _MIXED_BINCOUNT_CHUNK):
-            m = min(_MIXED_BINCOUNT_CHUNK, n - a)
-            for b in range(0, m, _CHUNK):
-                e = min(b + _CHUNK, m)
-                ib = idx[b:e]
-                ob = off[: e - b]
-                self._bin_index_into(x[a + b : a + e], fbuf[: e - b], ib, check_finite)
-                if cells.ndim:
-                    np.multiply(cells[a + b : a + e], nb, out=ob, dtype=it, casting="unsafe")
-                    ib += ob
-                if mated.ndim:
-                    np.add(ib, kind_offset, out=ib, where=mated[a + b : a + e])
-                if scalar_offset:
-                    ib += scalar_offset
-            part = np.bincount(idx[:m])
-            flat[: part.size] += part
+        parts = self._parts(x.size)
+
+        def work(lo: int, hi: int) -> NDArray[np.int64]:
+            out = flat if len(parts) == 1 else np.zeros(flat.size, dtype=np.int64)
+            n = hi - lo
+            idx = np.empty(min(n, _MIXED_BINCOUNT_CHUNK), dtype=it)
+            off = np.empty(min(n, _CHUNK), dtype=it)
+            fbuf = np.empty(min(n, _CHUNK), dtype=x.dtype)
+            for a in range(lo, hi, _MIXED_BINCOUNT_CHUNK):
+                m = min(_MIXED_BINCOUNT_CHUNK, hi - a)
+                for b in range(0, m, _CHUNK):
+                    e = min(b + _CHUNK, m)
+                    ib = idx[b:e]
+                    ob = off[: e - b]
+                    self._bin_index_into(x[a + b : a + e], fbuf[: e - b], ib, check_finite)
+                    if cells.ndim:
+                        np.multiply(cells[a + b : a + e], nb, out=ob, dtype=it, casting="unsafe")
+                        ib += ob
+                    if mated.ndim:
+                        np.add(ib, kind_offset, out=ib, where=mated[a + b : a + e])
+                    if scalar_offset:
+                        ib += scalar_offset
+                part = np.bincount(idx[:m])
+                out[: part.size] += part
+            return out
+
+        results = self._map(work, parts)
+        if len(parts) > 1:
+            for out in results:
+                flat += out
 
     def bin_index(self, scores: ArrayLike) -> NDArray[np.intp]:
         """Bin of every score (0 = underflow, ``n_bins_total - 1`` = overflow).
