@@ -521,6 +521,7 @@ def plot_power(curve: pd.DataFrame, scenario: PowerScenario, path: str | Path, *
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7.0, 4.6))
     styles = {"FMR": ("#b2182b", "o"), "FNMR": ("#1b7837", "s")}
@@ -537,9 +538,14 @@ def plot_power(curve: pd.DataFrame, scenario: PowerScenario, path: str | Path, *
     ax.axhline(target_power, color="0.4", lw=0.8, ls=":", label=f"target power {target_power:g}")
     ax.axhline(alpha, color="0.7", lw=0.8, ls="--", label=f"alpha = {alpha:g} (power under no difference)")
     ax.set_xscale("log")
+    ticks = sorted(curve["subjects"].unique().tolist())
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(int(t)) for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("subjects per group (log scale)")
-    ax.set_ylabel("power (share of simulated studies detecting it)")
+    reps = int(curve["replicates"].min()) if len(curve) else 0
+    ax.set_ylabel(f"power (share of {reps} simulated studies detecting it;\nbars: Monte Carlo standard error)")
     ax.set_title(
         f"Power of the subject-level bootstrap test (two-sided, alpha={alpha:g})\n"
         f"threshold at reference FMR {scenario.target_fmr:g}; synthetic generator, dim={scenario.dim}",
@@ -624,6 +630,16 @@ def power_main(argv: Sequence[str] | None = None) -> int:
             grid = sorted({max(4, int(round(centre * f))) for f in (0.5, 0.71, 1.0, 1.41, 2.0, 2.83)})
         curve = power_curve(scen, grid, args.images_per_subject, replicates=args.replicates, n_bootstrap=args.bootstrap,
                             alpha=args.alpha, seed=args.seed)
+        if args.subjects is None:  # extend the default grid (doubling, at most 3 times) until every target is reached
+            wanted = [m for m in METRICS if abs(scen.true_rates[m][1] - scen.true_rates[m][0]) > 1e-12]
+            for _ in range(3):
+                need = required_subjects(curve, args.power)
+                if not need[need["metric"].isin(wanted)]["subjects_needed"].isna().any():
+                    break
+                top = int(curve["subjects"].max())
+                more = power_curve(scen, [2 * top], args.images_per_subject, replicates=args.replicates, n_bootstrap=args.bootstrap,
+                                   alpha=args.alpha, seed=args.seed + top)
+                curve = pd.concat([curve, more], ignore_index=True).sort_values(["images_per_subject", "subjects"], ignore_index=True)
     except ConfigError as err:
         print(f"fvbench-power: {err}", file=sys.stderr)
         return 2
@@ -657,6 +673,6 @@ def power_main(argv: Sequence[str] | None = None) -> int:
             continue
         found = "not reached on the grid" if math.isnan(row.subjects_needed) else f"{int(row.subjects_needed)} subjects per group (interpolated {row.subjects_interpolated:.0f})"
         print(f"  {row.metric}, {row.images_per_subject} images/subject: power {args.power:g} needs {found}")
-    print(f"  design effects (simulated): " + ", ".join(f"{m} {curve[f'deff_{m}'].median():.2f}" for m in METRICS))
+    print("  design effects (simulated): " + ", ".join(f"{m} {curve[f'deff_{m}'].median():.2f}" for m in METRICS))
     print(f"  wrote {out / 'power.csv'}, {out / 'power.json'}, {out / 'power.png'}")
     return 0

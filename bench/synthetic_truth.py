@@ -35,8 +35,9 @@ sqrt(1 - gamma^2) + beta f_2)``, ``|u'|^2 = |P_u|^2 + alpha^2 R_e^2`` (and likew
 
 Applied twice -- first to two identities of a group (``p = q = c_g``, giving the
 identity cosine ``rho = A_1 + B_1 Phi_1``), then to two images of them (``p.q = rho``) --
-a comparison score is ``A + B Phi`` where ``(A, B)`` is a function of 13 scalar random
-variables (9 for a mated comparison) whatever ``d`` is, and
+a comparison score is ``A + B Phi`` where ``(A, B)`` is a function of 15 scalar random
+variables (7 for a mated comparison; the per-subject noise factors ``eta`` included)
+whatever ``d`` is, and
 
     P(score >= t) = E[ P(Phi >= (t - A)/B | A, B) ] = E[ I_{(1 - (t - A)/B)/2}((d-3)/2, (d-3)/2) ],
 
@@ -50,9 +51,10 @@ defensive mixture -- half uniform in its quantile ``u``, half with ``1 - u``
 log-uniform on ``[1e-12, 1]`` -- and every draw carries its likelihood ratio. With
 ``n_samples = 10^6`` the relative Monte Carlo error of ``FMR(t)`` is about 1% at
 FMR 1e-2, 4% at 1e-4 and 8% at 1e-6 (measured for the calibrated dlib x London
-"white" group; plain sampling gives 25% at 1e-4 and fails below). Every rate comes
-with its standard error (:meth:`ScoreLaw.sf_with_se`, ``PopulationTruth.table``). This is the "very large independent simulation" of the
-issue, made cheap by the reduction (each draw costs O(1), not O(d)). The reduction is
+"white" group; plain sampling has 3x that error at 1e-4 and fails below 1e-6). Every
+rate comes with its standard error (:meth:`ScoreLaw.sf_with_se`,
+:meth:`PopulationTruth.table`). This is the "very large independent simulation" of
+the issue, made cheap by the reduction (each draw costs O(1), not O(d)). The reduction is
 checked against brute-force d-dimensional draws in ``tests/test_synthetic_truth.py``.
 
 All scores are cosine similarities in ``[-1, 1]`` (metrics-reference §0: similarity,
@@ -84,6 +86,7 @@ __all__ = [
     "nonmated_law",
     "group_truth",
     "population_truth",
+    "bootstrap_coverage",
     "DEFAULT_TRUTH_SAMPLES",
 ]
 
@@ -729,8 +732,8 @@ def bootstrap_coverage(
         ``replicate, group, threshold_name, metric, estimate, errors, comparisons,
         boot_low, boot_high, true_rate, covered`` (``covered``: ``low <= truth <= high``).
     summary : pandas.DataFrame
-        Per ``group, threshold_name, metric``: ``true_rate, mean_estimate, coverage,
-        replicates, zero_error_share, mean_width``.
+        Per ``group, threshold_name, metric``: ``true_rate, mean_estimate,
+        mean_errors, coverage, replicates, zero_error_share, mean_width``.
     """
     from bench.data.synthetic import GroupSpec, SyntheticPopulation
     from bench.metrics.bootstrap import bootstrap_group_rates
@@ -772,7 +775,8 @@ def bootstrap_coverage(
     summary = (
         per.assign(zero=per["errors"] == 0, width=per["boot_high"] - per["boot_low"])
         .groupby(["group", "threshold_name", "metric"], sort=False)
-        .agg(true_rate=("true_rate", "first"), mean_estimate=("estimate", "mean"), coverage=("covered", "mean"),
+        .agg(true_rate=("true_rate", "first"), mean_estimate=("estimate", "mean"), mean_errors=("errors", "mean"),
+             coverage=("covered", "mean"),
              replicates=("covered", "size"), zero_error_share=("zero", "mean"), mean_width=("width", "mean"))
         .reset_index()
     )
