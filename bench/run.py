@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -25,13 +25,16 @@ from bench.metrics.bootstrap import bootstrap_differentials, bootstrap_group_rat
 from bench.metrics.differentials import differential_summary
 from bench.metrics.fta import fta_by_group, generalized_rates
 from bench.metrics.groups import cross_group_fmr, per_group_rates
-from bench.metrics.rates import det_curve, equal_error_rate, score_sanity_check, threshold_at_fmr
+from bench.metrics.rates import ThresholdAtFMR, det_curve, equal_error_rate, score_sanity_check, threshold_at_fmr
 from bench.models.cache import EmbeddingCache, model_cache_key
 from bench.models.extraction import extract_embeddings
 from bench.protocol.pairs import all_pairs, comparison_table
 from bench.protocol.scoring import pair_scores, similarity_matrix
 
-__all__ = ["Protocol", "RunResult", "evaluate", "fmr_threshold_name", "primary_threshold"]
+__all__ = ["ENGINES", "Protocol", "RunResult", "evaluate", "fmr_threshold_name", "primary_threshold", "threshold_entries"]
+
+#: Values of ``protocol.engine``.
+ENGINES = ("auto", "table", "stream")
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,15 @@ class Protocol:
     per_group_thresholds : bool
         Add the labelled *mitigation analysis*: each group at its own threshold for
         each target FMR (never the headline numbers).
+    engine : {"auto", "table", "stream"}
+        ``table``: the comparison-score table (every score kept; ``scores.parquet``).
+        ``stream``: blocked scoring into score histograms and subject aggregates
+        (:mod:`bench.run_streaming`; memory independent of the number of
+        comparisons). ``auto``: table up to ``table_max_comparisons`` comparisons,
+        else stream.
+    table_max_comparisons : int
+        Largest run (mated + non-mated comparisons) that ``engine: auto`` keeps in a
+        table (default 2e7, about 3 GB of table).
     """
 
     attributes: list[str] | None = None
@@ -101,8 +113,16 @@ class Protocol:
     zero_rule: str | None = None
     reference_groups: dict = field(default_factory=dict)
     per_group_thresholds: bool = False
+    engine: str = "auto"
+    table_max_comparisons: int = 20_000_000
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"protocol.engine must be one of {list(ENGINES)}, got {self.engine!r}")
+        limit = self.table_max_comparisons
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit != int(limit) or limit < 0:
+            raise ConfigError(f"protocol.table_max_comparisons must be a non-negative integer, got {limit!r}")
+        object.__setattr__(self, "table_max_comparisons", int(limit))
         if not self.target_fmrs and not self.use_nominal_threshold:
             raise ConfigError("protocol: give at least one target_fmrs value or use_nominal_threshold: true")
         for f in self.target_fmrs:
@@ -141,8 +161,9 @@ class RunResult:
         Shape (n_images,), None or reason code.
     n_faces : numpy.ndarray or None
         Shape (n_images,), faces found (None for synthetic data).
-    comparisons : pandas.DataFrame
-        The comparison-score table (see :mod:`bench.protocol.pairs`).
+    comparisons : pandas.DataFrame or None
+        The comparison-score table (see :mod:`bench.protocol.pairs`); None for a
+        streamed run (``engine_info["engine"] == "stream"``).
     thresholds : list of dict
         Each: name, kind (``nominal`` / ``target_fmr``), threshold, and for
         calibrated ones target_fmr, achieved_fmr, k, n_nonmated, support; or
@@ -165,6 +186,11 @@ class RunResult:
         the data (manifest hash, counts).
     timings : dict
         Seconds per stage (kept out of metrics.json for byte-identical reruns).
+    engine_info : dict
+        Which engine computed the numbers, why, and (stream) its bin width, tail and
+        stated tolerances; written to metrics.json as ``engine``.
+    stream : bench.run_streaming.StreamedScores or None
+        The histograms of a streamed run (for the writer); None for a table run.
     """
 
     manifest: Manifest
@@ -172,7 +198,7 @@ class RunResult:
     labels: pd.DataFrame
     fta_reason: np.ndarray
     n_faces: np.ndarray | None
-    comparisons: pd.DataFrame
+    comparisons: pd.DataFrame | None
     thresholds: list[dict]
     per_group: pd.DataFrame
     generalized: pd.DataFrame
@@ -184,6 +210,8 @@ class RunResult:
     dataset_info: dict
     protocol: Protocol
     timings: dict = field(default_factory=dict)
+    engine_info: dict = field(default_factory=dict)
+    stream: Any = None
 
     @property
     def primary_threshold(self) -> dict:
@@ -274,6 +302,40 @@ def _calibration_scores(comp: pd.DataFrame, protocol: Protocol) -> tuple[np.ndar
 
 
 def _thresholds(model_info: dict, comp: pd.DataFrame, protocol: Protocol) -> list[dict]:
+    def calibration() -> tuple[Callable[[float], ThresholdAtFMR], str]:
+        scores, population = _calibration_scores(comp, protocol)
+        return (lambda f: threshold_at_fmr(scores, f)), population
+
+    return threshold_entries(model_info, protocol, calibration)
+
+
+def threshold_entries(
+    model_info: dict, protocol: Protocol, calibration: Callable[[], tuple[Callable[[float], ThresholdAtFMR], str]]
+) -> list[dict]:
+    """The run's thresholds (the ``thresholds`` list of :class:`RunResult`), whatever the engine.
+
+    Parameters
+    ----------
+    model_info : dict
+        Model provenance (``nominal_threshold`` and its source).
+    protocol : Protocol
+    calibration : callable
+        Called once, only when target FMRs are calibrated on this run: returns
+        ``(calibrate, population)``, where ``calibrate(target_fmr)`` applies the §0
+        order-statistic rule to the calibration population (raising
+        :class:`~bench.errors.InsufficientDataError` when it cannot) and
+        ``population`` describes that population in words.
+
+    Returns
+    -------
+    list of dict
+        Nominal, external and target-FMR thresholds (refused targets with their reason).
+
+    Raises
+    ------
+    DataError
+        If no threshold at all could be set.
+    """
     out: list[dict] = []
     if protocol.use_nominal_threshold and model_info.get("nominal_threshold") is not None:
         out.append(
@@ -291,13 +353,13 @@ def _thresholds(model_info: dict, comp: pd.DataFrame, protocol: Protocol) -> lis
             out.append({"name": str(name), "kind": "external", "threshold": float(value), "status": "ok", "bootstrap": "fixed",
                         "calibration": "external calibration run (given in protocol.external_thresholds)"})
         return out
-    scores, population = _calibration_scores(comp, protocol)
+    calibrate, population = calibration()
     for f in protocol.target_fmrs:
         name = fmr_threshold_name(float(f))
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                t = threshold_at_fmr(scores, float(f))
+                t = calibrate(float(f))
             entry = {
                 "name": name,
                 "kind": "target_fmr",
@@ -381,6 +443,32 @@ def _differentials(rates: pd.DataFrame, attr: str, thresholds: dict[str, float],
     return out
 
 
+def _choose_engine(subject_ids: np.ndarray, protocol: Protocol) -> dict:
+    """``protocol.engine`` resolved for this run: ``{engine, selected_by, comparisons, table_max_comparisons}``.
+
+    ``subject_ids`` (n_acquired,) gives the comparison count without pairing anything:
+    all ``n(n-1)/2`` pairs, or the mated ones plus the ``max_nonmated`` sample.
+    """
+    n = subject_ids.size
+    _, per_subject = np.unique(subject_ids, return_counts=True)
+    n_mated = int((per_subject * (per_subject - 1) // 2).sum())
+    n_nonmated = n * (n - 1) // 2 - n_mated
+    if protocol.max_nonmated is not None:
+        n_nonmated = min(n_nonmated, int(protocol.max_nonmated))
+    total = n_mated + n_nonmated
+    if protocol.engine == "auto":
+        engine, why = ("table", "auto") if total <= protocol.table_max_comparisons else ("stream", "auto")
+    else:
+        engine, why = protocol.engine, "protocol.engine"
+    if engine == "stream" and protocol.max_nonmated is not None:
+        raise ConfigError(
+            f"protocol.max_nonmated={protocol.max_nonmated}: the streaming engine scores every pair and does not sample; "
+            f"set max_nonmated: null, or engine: table (this run has {total:,} comparisons; "
+            f"table_max_comparisons={protocol.table_max_comparisons:,})"
+        )
+    return {"engine": engine, "selected_by": why, "comparisons": total, "table_max_comparisons": protocol.table_max_comparisons}
+
+
 def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | Path, progress: bool = True) -> RunResult:
     """Run one benchmark and return all its numbers (nothing is written).
 
@@ -417,6 +505,13 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     ok = np.array([r is None for r in fta_reason], dtype=bool)
     if ok.sum() < 2:
         raise DataError(f"dataset {manifest.name!r}: only {int(ok.sum())} image(s) acquired; no comparison is possible")
+
+    engine_info = _choose_engine(manifest.table["subject_id"][ok].astype(str).to_numpy(), protocol)
+    if engine_info["engine"] == "stream":
+        from bench.run_streaming import evaluate_streamed  # torch only when streaming
+
+        return evaluate_streamed(manifest, emb, fta_reason, n_faces, model_info, attributes, labels, protocol,
+                                 engine_info=engine_info, timings=timings)
 
     t1 = time.perf_counter()
     table = manifest.table[ok].reset_index(drop=True)
@@ -490,4 +585,5 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         dataset_info=dataset_info,
         protocol=protocol,
         timings=timings,
+        engine_info=engine_info,
     )

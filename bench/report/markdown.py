@@ -78,6 +78,21 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
         f"(labels: {', '.join(d['label_source'])}), {d['images_acquired']:,} acquired, "
         f"{d['mated_comparisons']:,} mated and {d['nonmated_comparisons']:,} non-mated comparisons.",
         "",
+    ]
+    eng = getattr(result, "engine_info", None) or {}
+    if eng.get("engine") == "stream":
+        h = eng["histogram"]
+        binned = [t["name"] for t in result.thresholds if str(t.get("calibration_method", "")).startswith("binned")]
+        exact = ("Thresholds, error counts and bootstrap intervals are exact" if not binned and eng.get("aggregates")
+                 else f"Thresholds {', '.join(binned) or 'at target FMRs'} are bin edges (within one bin width of the exact ones)")
+        out += [
+            f"Computed by the **streaming engine** ({eng['selected_by']}: {eng['comparisons']:,} comparisons, table limit "
+            f"{eng['table_max_comparisons']:,}): scores binned into histograms (bin width {h['bin_width']:.3g}) and the exact top "
+            f"tail of the non-mated scores kept with its subjects. {exact}; EER and DET are read from the bins (tolerances in "
+            "`metrics.json` `engine`). No score table: `histograms.npz`.",
+            "",
+        ]
+    out += [
         "## Thresholds",
         "",
         "| name | kind | threshold | target FMR | achieved FMR (k / N) | note |",

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-__all__ = ["plot_det", "plot_error_rates", "plot_fmr_matrix", "plot_score_distributions", "safe_name"]
+__all__ = ["plot_det", "plot_error_rates", "plot_fmr_matrix", "plot_score_distributions", "plot_score_histograms", "safe_name"]
 
 _SAVE = {"dpi": 130, "metadata": {"Software": None}, "bbox_inches": "tight"}
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
@@ -283,6 +283,60 @@ def plot_score_distributions(comparisons: pd.DataFrame, attribute: str, threshol
         counts.append(f"{g}\n{int((sel & mated).sum()):,} mated / {int((sel & ~mated).sum()):,} non-mated")
     ax.set_yticklabels(counts, fontsize=7)
     ax.set_xlabel("Comparison score (similarity; higher = more alike; match iff score >= threshold)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12 - 0.6 / max(1, len(groups))), frameon=False)
+    fig.savefig(path, **_SAVE)
+    plt.close(fig)
+
+
+def plot_score_histograms(counts: dict, thresholds: list[dict], path: Path, *, title: str, suppressed: list[str] = (), display_bins: int = 240) -> None:
+    """Score distributions per group from binned counts (streamed runs), thresholds marked.
+
+    The figure of :func:`plot_score_distributions` for a run without a comparison
+    table: each group's non-mated (blue) and mated (red) densities drawn as mirrored
+    shapes (violins), each scaled to its own maximum, from the fine histogram bins
+    regrouped into ``display_bins`` equal bins over the occupied score range.
+
+    Parameters
+    ----------
+    counts : dict
+        group -> (lower bin edges, mated counts, non-mated counts), arrays of equal
+        length (``bench.run_streaming.StreamedScores.score_counts``).
+    thresholds : list of dict
+        Usable thresholds are drawn as vertical lines.
+    path : pathlib.Path
+    title : str
+    suppressed : sequence of str
+        Groups not to draw.
+    display_bins : int
+        Bins of the drawn densities.
+    """
+    groups = [g for g in counts if g not in set(suppressed)]
+    fig, ax = plt.subplots(figsize=(8, 0.7 * len(groups) + 2.2))
+    used = [lower[(m + nm) > 0] for lower, m, nm in (counts[g] for g in groups)]
+    finite = np.concatenate([u[np.isfinite(u)] for u in used]) if used else np.zeros(0)
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
+    hi = hi + (hi - lo) / display_bins if hi > lo else lo + 1.0
+    grid = np.linspace(lo, hi, display_bins + 1)
+    centre = (grid[:-1] + grid[1:]) / 2
+    labels = []
+    for k, g in enumerate(groups):
+        lower, m, nm = counts[g]
+        pos = np.clip(np.searchsorted(grid, np.where(np.isfinite(lower), lower, lo), side="right") - 1, 0, display_bins - 1)
+        for cls, colour, alpha in ((nm, "C0", 0.45), (m, "C3", 0.35)):
+            d = np.bincount(pos, weights=cls, minlength=display_bins)
+            if d.max() > 0:
+                h = 0.4 * d / d.max()
+                ax.fill_between(centre, k - h, k + h, color=colour, alpha=alpha, lw=0)
+        labels.append(f"{g}\n{int(m.sum()):,} mated / {int(nm.sum()):,} non-mated")
+    for j, t in enumerate(t for t in thresholds if t.get("status") == "ok"):
+        ax.axvline(t["threshold"], color="k", ls=["--", ":", "-."][j % 3], lw=1, label=f"{t['name']} (t = {t['threshold']:.4g})")
+    ax.plot([], [], "s", color="C0", alpha=0.45, label="non-mated scores (both subjects in group)")
+    ax.plot([], [], "s", color="C3", alpha=0.35, label="mated scores")
+    ax.set_yticks(range(len(groups)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xlabel("Comparison score (similarity; higher = more alike; match iff score >= threshold); from the score histograms")
     ax.set_title(title, fontsize=10)
     ax.grid(True, axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.12 - 0.6 / max(1, len(groups))), frameon=False)

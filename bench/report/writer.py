@@ -14,6 +14,9 @@ Layout of ``results/<run_name>/`` (every file documented in README "Result files
 - ``report.md``: the human summary with a reading guide.
 - ``scores.parquet``: the comparison-score table (not published: git-ignored; it lets
   anyone recompute every metric without the model).
+- ``histograms.npz`` instead of ``scores.parquet`` for a run of the streaming engine
+  (``metrics.json`` ``engine``): its score histograms (:meth:`ScoreHistogram.save
+  <bench.metrics.histogram.ScoreHistogram.save>`; git-ignored too).
 
 Groups with fewer subjects than ``min_group_subjects`` are published as counts
 only: their rates, intervals and EER are blanked and flagged
@@ -33,7 +36,7 @@ import pandas as pd
 
 from bench.report.export import EXPORT_FILE, EXPORT_WARNING
 from bench.report.markdown import write_report
-from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, safe_name
+from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, plot_score_histograms, safe_name
 from bench.report.provenance import code_version, package_versions
 from bench.run import RunResult
 
@@ -58,6 +61,7 @@ METRICS_SCHEMA = {
     "cross_group_fmr": "attribute -> list of matrix cells at the primary threshold",
     "suppression": "min_group_subjects and the groups shown as counts only",
     "privacy": "whether embeddings were exported into the result folder (opt-in), with the warning shown",
+    "engine": "table or stream, how it was chosen (protocol.engine, table_max_comparisons); stream: bin width, tail, tolerances",
 }
 
 _RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95", "boot_low", "boot_high"]
@@ -177,7 +181,14 @@ def write_results(
         c.to_csv(out_dir / f"cross_group_fmr_{safe_name(attr)}.csv", index=False, float_format="%.10g", lineterminator="\n")
         cross_pub[attr] = c
     if save_scores:
-        result.comparisons.to_parquet(out_dir / "scores.parquet", index=False)
+        if result.comparisons is not None:
+            result.comparisons.to_parquet(out_dir / "scores.parquet", index=False)
+        else:
+            result.stream.histogram.save(out_dir / "histograms.npz")
+    # a score file of the other engine left by an earlier run would not match these numbers
+    stale = "histograms.npz" if result.comparisons is not None else "scores.parquet"
+    if (out_dir / stale).exists():
+        (out_dir / stale).unlink()
 
     primary = result.primary_threshold
     protocol = {
@@ -213,6 +224,7 @@ def write_results(
             "embeddings_exported": bool(embeddings_exported),
             "warning": EXPORT_WARNING.format(path=str(out_dir / EXPORT_FILE)) if embeddings_exported else None,
         },
+        "engine": result.engine_info or {"engine": "table"},
     }
     (out_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
@@ -227,7 +239,10 @@ def write_results(
             plot_det(dets, eer, shown, attr, result.thresholds, out_dir / f["det"], title=f"DET by {attr}: {title}")
             interval = "boot" if "boot_low" in shown.columns else "wilson"
             plot_error_rates(shown, attr, out_dir / f["error_rates"], title=f"Error rates by {attr}: {title}", interval=interval)
-            plot_score_distributions(result.comparisons, attr, result.thresholds, out_dir / f["scores"], title=f"Comparison scores by {attr}: {title}", suppressed=small.get(attr, []))
+            if result.comparisons is not None:
+                plot_score_distributions(result.comparisons, attr, result.thresholds, out_dir / f["scores"], title=f"Comparison scores by {attr}: {title}", suppressed=small.get(attr, []))
+            else:
+                plot_score_histograms(result.stream.score_counts(attr), result.thresholds, out_dir / f["scores"], title=f"Comparison scores by {attr}: {title}", suppressed=small.get(attr, []))
             plot_fmr_matrix(cross_pub[attr], attr, primary, out_dir / f["fmr_matrix"], title=f"Cross-group FMR by {attr}: {title}")
             figs[attr] = f
     write_report(out_dir / "report.md", result, per_group=per_group, eer=eer, differentials=differentials, figures=figs, run_name=run_name, small=small, min_group_subjects=min_group_subjects)

@@ -1,0 +1,634 @@
+"""Streamed evaluation: the pipeline's path for runs too large for the comparison table.
+
+:func:`bench.run.evaluate` calls :func:`evaluate_streamed` when ``protocol.engine``
+resolves to ``stream`` (``auto`` above ``protocol.table_max_comparisons``
+comparisons). Every unordered pair of acquired images is scored once, in blocks
+(:func:`bench.protocol.streaming.score_all_vs_all`), straight into
+
+* a :class:`~bench.metrics.histogram.ScoreHistogram`: mated and non-mated counts in
+  fine fixed bins per cell (memory independent of the number of comparisons), and
+* :class:`~bench.metrics.histogram.SubjectAggregates`: every mated score with its
+  subject and the exact top tail of the non-mated scores with their subject pairs.
+
+The result is a :class:`~bench.run.RunResult` with the same tables as the table
+engine (per-group FTA/FMR/FNMR rows with counts, Wilson/Clopper-Pearson intervals,
+flags and subject-bootstrap intervals; generalized rates; differentials with
+bootstrap intervals; EER and DET per group; cross-group FMR matrices), but no
+comparison table: ``comparisons`` is None and :attr:`RunResult.stream` holds the
+histograms (written as ``histograms.npz``).
+
+Cells: joint groups
+-------------------
+The engine keys a comparison's cell by one group code per image. Here the code is
+the image's **joint group**: the tuple of its labels for every reported attribute
+(intersections included), and a cell is an unordered pair of joint groups. Every
+quantity of one attribute is a union of such cells -- group ``g`` of attribute ``X``
+is the set of cells whose two joint groups both have ``X = g`` (the demographically
+matched impostors of metrics-reference §2.3), cross cell ``(g, h)`` those with one
+side in ``g`` and the other in ``h`` -- so per attribute the read-outs pool cells
+(integer counts add exactly). Chosen over one histogram per attribute because one
+pass bins each comparison once whatever the number of attributes (per-attribute
+histograms would bin it once per attribute), and one set of subject aggregates then
+serves every attribute's bootstrap. The cost is ``G (G + 1) / 2`` cells for ``G``
+joint groups (4 ethnicities x 2 genders: 36 cells x 65,538 bins x 16 bytes = 38 MB).
+
+The subject aggregates need each subject in one joint group. When an attribute varies
+between a subject's images (image-level labels) the histogram still gives every rate
+(cells are built from image labels, as the table engine's groups are), but target-FMR
+thresholds come from the histogram (binned tolerance below) and the subject bootstrap
+is unavailable (:class:`~bench.errors.ConfigError` when it is requested).
+
+What is exact, and the stated tolerance
+---------------------------------------
+* **Thresholds at a target FMR**: the §0 order statistic of the retained non-mated
+  tail (:meth:`SubjectAggregates.threshold_at_fmr`): exact, no bin tolerance. Only if
+  the cut falls below the tail cutoff (tail too small) does the threshold fall back to
+  the histogram (smallest bin edge with at most ``k`` false matches: conservative,
+  less than one bin width ``w`` above the exact threshold or decision-equivalent to it;
+  recorded per threshold as ``calibration_method``).
+* **Rates at a threshold**: exact counts at any threshold at or above the tail cutoff
+  (the calibrated ones: false matches from the tail, false non-matches from the kept
+  mated scores) and at the model's nominal and external thresholds (added as extra
+  bin edges before the pass).
+* **Bootstrap**: the table engine's draws (same seed, strata and subject order) and
+  §5.4 re-calibration on the weighted tail (:meth:`SubjectAggregates.replicate_counts`);
+  a replicate whose cut falls below the tail cutoff is dropped (counted in
+  ``engine.bootstrap_unresolved``).
+* **EER and DET**: from the histogram. Each DET point is an exact DET point (at the
+  lowest score of a bin); the EER is the bob.measure estimator over those points, its
+  threshold a bin edge (within ``w`` of the exact one). Runs of at most 1e6
+  comparisons keep their raw scores (histogram exact mode) and are exact.
+* **Scores** are float32 matrix products (the table engine computes float64): the two
+  engines' scores differ by about 1e-7 (cosine), so a threshold (a score) agrees to
+  about 1e-6 and a count differs only if a comparison's two versions straddle it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from bench.data.manifest import Manifest
+from bench.errors import ConfigError, DataError, InsufficientDataError, ScoreSanityWarning
+from bench.metrics.bootstrap import BootstrapReplicates, bootstrap_group_rates
+from bench.metrics.fta import fta_by_group, generalized_rates
+from bench.metrics.groups import ALL_GROUP, CROSS_GROUP_COLUMNS, PER_GROUP_COLUMNS, _flag
+from bench.metrics.histogram import ScoreHistogram, SubjectAggregates
+from bench.metrics.intervals import clopper_pearson_interval, wilson_interval, zero_error_upper_bound
+from bench.metrics.rates import ThresholdAtFMR, _supports
+from bench.run import Protocol, RunResult, _differentials, primary_threshold, threshold_entries
+
+__all__ = ["STREAM_BINS", "StreamedScores", "evaluate_streamed", "HISTOGRAM_FILE"]
+
+log = logging.getLogger(__name__)
+
+#: Requested uniform bins of the score histogram (bin width 2**-15 over [-1, 1]).
+STREAM_BINS = 1 << 16
+#: Result file of a streamed run's histograms (git-ignored, like scores.parquet).
+HISTOGRAM_FILE = "histograms.npz"
+#: Bounds on the retained non-mated tail (entries of 16 bytes, twice that transiently).
+_TAIL_MIN = 1 << 16
+_TAIL_MAX = 1 << 24
+#: Retained tail per allowed false match of the largest target FMR (room for the bootstrap).
+_TAIL_FACTOR = 4
+#: Rows/columns per scored block (3 x 4 x 4096^2 bytes = 200 MB of work arrays).
+_BLOCK = 4096
+
+
+# ----------------------------------------------------------------------------- cells
+def _triu_cells(n: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """Unordered cells of ``n`` groups: (first, second) group of each cell, and the symmetric (n, n) cell index."""
+    a, b = np.triu_indices(n)
+    index = np.zeros((n, n), dtype=np.intp)
+    index[a, b] = np.arange(a.size)
+    index[b, a] = np.arange(a.size)
+    return a.astype(np.intp), b.astype(np.intp), index
+
+
+@dataclass(frozen=True)
+class _AttributeCells:
+    """How one attribute's groups and cross cells are unions of joint cells."""
+
+    groups: list[str]  # sorted labels present among acquired images
+    of_joint: NDArray[np.intp]  # (G,) group index of every joint group
+    cell_pair: NDArray[np.intp]  # (C,) attribute cell (unordered group pair) of every joint cell
+    pair_index: NDArray[np.intp]  # (A, A) symmetric attribute cell index
+
+    def group_cells(self, g: int) -> NDArray[np.intp]:
+        """Joint cells with both sides in group ``g`` (the group's comparisons)."""
+        return np.flatnonzero(self.cell_pair == self.pair_index[g, g])
+
+    def pool(self, per_cell: NDArray) -> NDArray:
+        """Sum ``(..., C)`` joint-cell values into ``(..., K)``: column 0 all cells, column 1+g group g."""
+        out = np.zeros(per_cell.shape[:-1] + (len(self.groups) + 1,))
+        out[..., 0] = per_cell.sum(axis=-1)
+        for g in range(len(self.groups)):
+            out[..., g + 1] = per_cell[..., self.group_cells(g)].sum(axis=-1)
+        return out
+
+
+@dataclass
+class StreamedScores:
+    """What a streamed run keeps of its scores: the histograms and how cells map to groups.
+
+    Attributes
+    ----------
+    histogram : ScoreHistogram
+        Mated and non-mated counts per unordered pair of joint groups (cell labels:
+        pairs of label tuples, one label per reported attribute).
+    attributes : list of str
+        Reported attributes, in the order of the joint labels.
+    joint_labels : list of tuple of str
+        Joint group labels, in code order.
+    """
+
+    histogram: ScoreHistogram
+    attributes: list[str]
+    joint_labels: list[tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        G = len(self.joint_labels)
+        a, b, _ = _triu_cells(G)
+        self._cells: dict[str, _AttributeCells] = {}
+        for k, attr in enumerate(self.attributes):
+            groups = sorted({lab[k] for lab in self.joint_labels})
+            of_joint = np.array([groups.index(lab[k]) for lab in self.joint_labels], dtype=np.intp)
+            _, _, pair_index = _triu_cells(len(groups))
+            self._cells[attr] = _AttributeCells(groups, of_joint, pair_index[of_joint[a], of_joint[b]], pair_index)
+
+    def cells(self, attribute: str) -> _AttributeCells:
+        """Cell mapping of ``attribute``."""
+        return self._cells[attribute]
+
+    def score_counts(self, attribute: str) -> dict[str, tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64]]]:
+        """Per group of ``attribute``: (lower bin edges, mated counts, non-mated counts).
+
+        Returns
+        -------
+        dict
+            group -> three arrays of shape (n_bins_total,): lower edge of every bin
+            (``-inf`` for the underflow bin), and the counts of the group's comparisons
+            (both images in the group) per bin.
+        """
+        ac = self._cells[attribute]
+        lower = np.concatenate([[-np.inf], self.histogram.edges])
+        out = {}
+        for g, name in enumerate(ac.groups):
+            cells = ac.group_cells(g)
+            out[name] = (lower, self.histogram.counts(mated=True, cells=cells), self.histogram.counts(mated=False, cells=cells))
+        return out
+
+
+def _joint_groups(labels: pd.DataFrame, attributes: list[str]) -> tuple[list[tuple[str, ...]], NDArray[np.int64]]:
+    """Sorted joint label tuples and the code of every row."""
+    frame = labels[attributes].astype(str).reset_index(drop=True)
+    grouped = frame.groupby(attributes, sort=True)
+    codes = grouped.ngroup().to_numpy(dtype=np.int64)
+    keys = list(grouped.size().index)
+    joint = [tuple(str(v) for v in (k if isinstance(k, tuple) else (k,))) for k in keys]
+    return joint, codes
+
+
+# ----------------------------------------------------------------------------- counts
+@dataclass
+class _CellCounts:
+    """Counts per joint cell at one threshold, shape (C,) each."""
+
+    fnm: NDArray[np.float64]
+    n_mated: NDArray[np.float64]
+    fm: NDArray[np.float64]
+    n_nonmated: NDArray[np.float64]
+
+
+def _cell_counts(
+    hist: ScoreHistogram, agg: SubjectAggregates | None, n_joint: int, thresholds: dict[str, float]
+) -> dict[str, _CellCounts]:
+    """Exact counts per joint cell at every named threshold.
+
+    Thresholds at or above the aggregates' tail cutoff are read from the aggregates
+    (one replicate in which every subject is drawn once, i.e. the data); the others
+    must be bin edges of the histogram (nominal/external thresholds are extra edges,
+    binned target-FMR thresholds are edges).
+    """
+    a, b, _ = _triu_cells(n_joint)
+    C = a.size
+    n_m = np.array([hist.n_comparisons(mated=True, cells=c) for c in range(C)], dtype=np.float64)
+    n_nm = np.array([hist.n_comparisons(mated=False, cells=c) for c in range(C)], dtype=np.float64)
+    out: dict[str, _CellCounts] = {}
+    from_tail = {n: t for n, t in thresholds.items() if agg is not None and t >= agg.cutoff}
+    if from_tail:
+        assert agg is not None
+        rc = agg.replicate_counts(np.ones((1, agg.n_subjects), dtype=np.int32), thresholds=from_tail)
+        diag = a == b
+        for name in from_tail:
+            fnm = np.zeros(C)
+            fnm[diag] = rc.false_non_matches[name][0]  # per-subject labels: mated comparisons lie on the diagonal
+            out[name] = _CellCounts(fnm, n_m, rc.false_matches[name][0][a, b], n_nm)
+    for name, t in thresholds.items():
+        if name in out:
+            continue
+        rates = [hist.error_rates(t, cells=c) for c in range(C)]  # ConfigError unless t is a bin edge
+        out[name] = _CellCounts(np.array([r.false_non_matches for r in rates], dtype=np.float64), n_m,
+                                np.array([r.false_matches for r in rates], dtype=np.float64), n_nm)
+    return out
+
+
+def _rate_rows(records: list[dict], confidence: float) -> pd.DataFrame:
+    """Records (attribute, group, threshold_name, threshold, metric, errors, comparisons, subjects) ->
+    :data:`~bench.metrics.groups.PER_GROUP_COLUMNS` rows, as :func:`bench.metrics.groups.per_group_rates`."""
+    out = pd.DataFrame.from_records(records)
+    errors = out["errors"].to_numpy()
+    n = out["comparisons"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["rate"] = np.where(n > 0, errors / np.maximum(n, 1), np.nan)
+    out["wilson_low"], out["wilson_high"] = wilson_interval(errors, n, confidence=confidence)
+    out["cp_low"], out["cp_high"] = clopper_pearson_interval(errors, n, confidence=confidence)
+    out["upper_bound_95"] = np.where((errors == 0) & (n > 0), zero_error_upper_bound(n, confidence=0.95), np.nan)
+    out["flag"] = [_flag(int(e), int(m)) for e, m in zip(errors, n)]
+    out = out.astype({"errors": "int64", "comparisons": "int64", "subjects": "int64", "threshold": "float64"})
+    return out[PER_GROUP_COLUMNS].reset_index(drop=True)
+
+
+def _subject_counts(labels: NDArray[np.object_], subjects: NDArray[np.int64], groups: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Subjects involved per group (``(all)`` included): (FMR, FNMR), as ``per_group_rates`` counts them.
+
+    FNMR: subjects with >= 2 acquired images in the group (they have a mated
+    comparison there). FMR: subjects with an image in the group, if there are >= 2 of
+    them (each then has a non-mated comparison inside the group), else 0.
+    """
+    fmr, fnmr = {}, {}
+    for g in [ALL_GROUP, *groups]:
+        sel = np.ones(labels.size, dtype=bool) if g == ALL_GROUP else labels == g
+        _, per = np.unique(subjects[sel], return_counts=True)
+        fmr[g] = int(per.size) if per.size >= 2 else 0
+        fnmr[g] = int((per >= 2).sum())
+    return fmr, fnmr
+
+
+def _per_group(
+    attr: str, ac: _AttributeCells, counts: dict[str, _CellCounts], thresholds: dict[str, float],
+    subjects: tuple[dict[str, int], dict[str, int]], confidence: float,
+) -> pd.DataFrame:
+    pooled = {name: (ac.pool(c.fm), ac.pool(c.n_nonmated), ac.pool(c.fnm), ac.pool(c.n_mated)) for name, c in counts.items()}
+    records = []
+    for k, g in enumerate([ALL_GROUP, *ac.groups]):
+        for name, t in thresholds.items():
+            fm, n_nm, fnm, n_m = pooled[name]
+            for metric, e, n, s in (("FMR", fm[k], n_nm[k], subjects[0][g]), ("FNMR", fnm[k], n_m[k], subjects[1][g])):
+                records.append({"attribute": attr, "group": g, "threshold_name": name, "threshold": t, "metric": metric,
+                                "errors": int(round(e)), "comparisons": int(round(n)), "subjects": s})
+    return _rate_rows(records, confidence)
+
+
+def _cross(ac: _AttributeCells, c: _CellCounts) -> pd.DataFrame:
+    """Cross-group FMR matrix (long form, as :func:`bench.metrics.groups.cross_group_fmr`)."""
+    A = len(ac.groups)
+    fm = np.bincount(ac.cell_pair, weights=c.fm, minlength=A * (A + 1) // 2)
+    nn = np.bincount(ac.cell_pair, weights=c.n_nonmated, minlength=A * (A + 1) // 2)
+    e = np.rint(fm[ac.pair_index]).astype(np.int64).ravel()
+    n = np.rint(nn[ac.pair_index]).astype(np.int64).ravel()
+    ga, gb = np.meshgrid(np.arange(A), np.arange(A), indexing="ij")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fmr = np.where(n > 0, e / np.maximum(n, 1), np.nan)
+    return pd.DataFrame({"group_a": [ac.groups[i] for i in ga.ravel()], "group_b": [ac.groups[i] for i in gb.ravel()],
+                         "false_matches": e, "comparisons": n, "fmr": fmr}, columns=CROSS_GROUP_COLUMNS)
+
+
+def _eer_table(scores: StreamedScores) -> tuple[pd.DataFrame, dict]:
+    """EER and DET per (attribute, group) from the histogram (``(all)``: every cell)."""
+    hist = scores.histogram
+    rows, dets = [], {}
+    for attr in scores.attributes:
+        ac = scores.cells(attr)
+        for k, g in enumerate([ALL_GROUP, *ac.groups]):
+            cells = np.arange(hist.n_cells) if k == 0 else ac.group_cells(k - 1)
+            n_m, n_nm = hist.n_comparisons(mated=True, cells=cells), hist.n_comparisons(mated=False, cells=cells)
+            row = {"attribute": attr, "group": g, "n_mated": n_m, "n_nonmated": n_nm}
+            if n_m and n_nm:
+                e = hist.equal_error_rate(cells=cells)
+                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high)
+                dets[(attr, g)] = hist.det_curve(cells=cells)
+            else:
+                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan)
+            rows.append(row)
+    return pd.DataFrame(rows), dets
+
+
+# ----------------------------------------------------------------------------- bootstrap
+def _draw_counts(strata: NDArray[np.intp], n_strata: int, n_replicates: int, seed: int) -> NDArray[np.int32]:
+    """(B, S) stratified subject draws, the rule of :func:`bench.metrics.bootstrap.bootstrap_replicates`.
+
+    ``numpy.random.default_rng(seed)``; strata in sorted-label order, members in
+    sorted-subject-id order, ``|stratum|`` draws with replacement each, so the
+    replicates equal the table engine's (tests/test_run_streaming.py checks it).
+    """
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_replicates, strata.size), dtype=np.int32)
+    for s in range(n_strata):
+        members = np.flatnonzero(strata == s)
+        m = members.size
+        if m == 0:
+            continue
+        idx = rng.integers(0, m, size=(n_replicates, m))
+        flat = idx + (np.arange(n_replicates) * m)[:, None]
+        counts[:, members] = np.bincount(flat.ravel(), minlength=n_replicates * m).reshape(n_replicates, m)
+    return counts
+
+
+def _bootstrap(
+    agg: SubjectAggregates, attr: str, ac: _AttributeCells, subject_ids: NDArray, subject_group: NDArray[np.intp],
+    usable: dict[str, float], fixed: dict[str, float], recalibrate: dict[str, float], n_replicates: int, seed: int,
+    original: dict[str, NDArray[np.float64]],
+) -> tuple[BootstrapReplicates, dict[str, int]]:
+    """Subject-bootstrap replicates of one attribute, in the table engine's format.
+
+    ``fixed`` thresholds (at or above the tail cutoff) are held; ``recalibrate``
+    targets are re-calibrated per replicate; any other usable threshold gets NaN
+    replicates (no interval).
+    """
+    counts = _draw_counts(ac.of_joint[subject_group], len(ac.groups), n_replicates, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unresolved replicates are reported through the counts below
+        rc = agg.replicate_counts(counts, thresholds=fixed or None, recalibrate=recalibrate or None)
+    a, b, _ = _triu_cells(len(rc.group_labels))
+    diag = np.flatnonzero(a == b)
+
+    def mated_cells(x: NDArray) -> NDArray:
+        out = np.zeros((x.shape[0], a.size))
+        out[:, diag] = x
+        return out
+
+    n_m = np.rint(ac.pool(mated_cells(rc.n_mated)))
+    n_nm = np.rint(ac.pool(rc.n_nonmated[:, a, b]))
+    errors, comps, thr = {}, {}, {}
+    for name, t in usable.items():
+        if name in rc.thresholds:
+            errors[(name, "FMR")] = np.rint(ac.pool(rc.false_matches[name][:, a, b]))
+            errors[(name, "FNMR")] = np.rint(ac.pool(mated_cells(rc.false_non_matches[name])))
+            thr[name] = rc.thresholds[name]
+        else:
+            errors[(name, "FMR")] = errors[(name, "FNMR")] = np.full(n_nm.shape, np.nan)
+            thr[name] = np.full(n_replicates, np.nan)
+        comps[(name, "FMR")], comps[(name, "FNMR")] = n_nm, n_m
+    reps = BootstrapReplicates(
+        attribute=attr, groups=[ALL_GROUP, *ac.groups], threshold_names=list(usable), errors=errors, comparisons=comps,
+        thresholds=thr, subject_ids=subject_ids, subject_counts=counts, seed=int(seed), original_comparisons=original,
+        recalibrate=dict(recalibrate),
+    )
+    return reps, dict(rc.unresolved)
+
+
+# ----------------------------------------------------------------------------- thresholds
+def _hist_mean(hist: ScoreHistogram, mated: bool) -> float:
+    """Mean score of a class from bin midpoints (under/overflow at the range ends): within w/2 in range."""
+    c = hist.counts(mated=mated)
+    if not c.sum():
+        return math.nan
+    e = hist.edges
+    mid = np.concatenate([[e[0]], (e[:-1] + e[1:]) / 2.0, [e[-1]]])
+    return float((c * mid).sum() / c.sum())
+
+
+def _score_range(emb: NDArray, metric: str) -> tuple[float, float]:
+    if metric == "cosine":
+        return -1.0, 1.0
+    top = float(np.linalg.norm(emb.astype(np.float64), axis=1).max()) if emb.size else 1.0
+    return -2.0 * max(top, 1e-6) * (1 + 1e-6), 0.0
+
+
+# ----------------------------------------------------------------------------- entry point
+def evaluate_streamed(
+    manifest: Manifest, emb: NDArray, fta_reason: NDArray, n_faces: NDArray | None, model_info: dict,
+    attributes: list[str], labels: pd.DataFrame, protocol: Protocol, *, engine_info: dict, timings: dict,
+    n_bins: int = STREAM_BINS, block_size: int = _BLOCK,
+) -> RunResult:
+    """Evaluate an acquired run with the streaming engine (module docstring).
+
+    Parameters
+    ----------
+    manifest : Manifest
+        The dataset's images (all of them, failures to acquire included).
+    emb : numpy.ndarray
+        Shape (n_images, d): embeddings (rows of failed images are ignored).
+    fta_reason : numpy.ndarray
+        Shape (n_images,): None where acquired, else the reason code.
+    n_faces : numpy.ndarray or None
+        Shape (n_images,): faces found (None for synthetic data).
+    model_info : dict
+        Model provenance (``metric``, ``nominal_threshold``, ...).
+    attributes : list of str
+        Reported attributes (intersections included).
+    labels : pandas.DataFrame
+        Shape (n_images, n_attributes): group label per image.
+    protocol : Protocol
+    engine_info : dict
+        The engine choice (:func:`bench.run._choose_engine`); completed here.
+    timings : dict
+        Stage timings so far; completed here.
+    n_bins : int, default 65536
+        Requested uniform histogram bins (bin width ``2**-15`` for cosine).
+    block_size : int, default 4096
+        Rows/columns per scored block.
+
+    Returns
+    -------
+    RunResult
+        ``comparisons`` None, ``stream`` the :class:`StreamedScores`.
+
+    Raises
+    ------
+    ConfigError
+        Bootstrap requested while a subject's labels vary between images; a
+        calibration group that is not reported or has no non-mated comparisons.
+    DataError
+        No non-mated comparison, or no threshold could be set.
+    """
+    from bench.protocol.streaming import score_all_vs_all  # torch
+
+    t1 = time.perf_counter()
+    ok = np.array([r is None for r in fta_reason], dtype=bool)
+    subj_str = manifest.table["subject_id"][ok].astype(str).to_numpy(dtype=object)
+    lab_ok = labels[ok].reset_index(drop=True)
+    subject_ids, subj_code = np.unique(subj_str, return_inverse=True)
+    subj_code = subj_code.reshape(-1).astype(np.int64)
+    S, n = subject_ids.size, subj_code.size
+    joint, img_group = _joint_groups(lab_ok, attributes)
+    G = len(joint)
+    pairs = np.unique(subj_code * G + img_group)
+    per_subject_labels = pairs.size == S
+    subject_group = np.zeros(S, dtype=np.intp)
+    subject_group[pairs // G] = pairs % G
+    m = np.bincount(subj_code, minlength=S).astype(np.int64)
+    n_mated = int((m * (m - 1) // 2).sum())
+    n_nonmated = n * (n - 1) // 2 - n_mated
+    if n_nonmated == 0:
+        raise DataError(f"dataset {manifest.name!r}: no non-mated comparisons (only one subject acquired)")
+    if protocol.bootstrap_replicates and not per_subject_labels:
+        raise ConfigError(
+            f"dataset {manifest.name!r}: the labels of some subjects differ between their images (attributes {attributes}); "
+            "the streaming engine's subject bootstrap needs one group per subject: set protocol.bootstrap_replicates: null, "
+            "or protocol.engine: table"
+        )
+
+    fixed_values = []
+    if protocol.use_nominal_threshold and model_info.get("nominal_threshold") is not None:
+        fixed_values.append(float(model_info["nominal_threshold"]))
+    fixed_values += [float(v) for v in (protocol.external_thresholds or {}).values()]
+    a_cell, b_cell, cell_index = _triu_cells(G)
+    lo, hi = _score_range(emb[ok], model_info["metric"])
+    hist = ScoreHistogram(a_cell.size, lo=lo, hi=hi, n_bins=int(n_bins), extra_edges=fixed_values,
+                          cell_labels=[(joint[i], joint[j]) for i, j in zip(a_cell, b_cell)],
+                          threads=max(1, min(4, os.cpu_count() or 1)))
+    f_max = max((float(f) for f in protocol.target_fmrs), default=0.0)
+    tail_size = int(min(_TAIL_MAX, _TAIL_MIN + math.ceil(_TAIL_FACTOR * f_max * n_nonmated)))
+    agg = SubjectAggregates(subject_group, m, group_labels=joint, tail_size=tail_size) if per_subject_labels else None
+    x = emb[ok].astype(np.float64)
+    if model_info["metric"] == "cosine":  # as bench.protocol.scoring.pair_scores
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    stats = score_all_vs_all(x.astype(np.float32), subj_code, img_group, hist, metric=model_info["metric"],
+                             aggregates=agg, cell_map=cell_index, block_size=int(block_size))
+    timings["score_s"] = time.perf_counter() - t1
+    if stats.n_mated != n_mated or stats.n_nonmated != n_nonmated:  # pragma: no cover - engine invariant
+        raise DataError(f"streaming engine scored {stats.n_mated}/{stats.n_nonmated} comparisons, expected {n_mated}/{n_nonmated}")
+    if n_mated:
+        m_mean, nm_mean = _hist_mean(hist, True), _hist_mean(hist, False)
+        if m_mean <= nm_mean:
+            warnings.warn(f"mean mated score {m_mean:.6g} <= mean non-mated score {nm_mean:.6g} (from the histogram): the scores "
+                          "look like distances or the mated labels are wrong; fvbench expects similarities", ScoreSanityWarning,
+                          stacklevel=2)
+
+    t2 = time.perf_counter()
+    scores = StreamedScores(hist, list(attributes), joint)
+    method: dict[float, str] = {}
+
+    def calibration() -> tuple[Callable[[float], ThresholdAtFMR], str]:
+        groups_sel, cells_sel, population = None, None, "all non-mated comparisons"
+        if protocol.calibration_group is not None:
+            attr, group = protocol.calibration_group["attribute"], str(protocol.calibration_group["group"])
+            if attr not in attributes:
+                raise ConfigError(f"protocol.calibration_group: attribute {attr!r} is not reported; add it to protocol.attributes")
+            ac = scores.cells(attr)
+            gi = ac.groups.index(group) if group in ac.groups else -1
+            if gi < 0 or hist.n_comparisons(mated=False, cells=ac.group_cells(gi)) == 0:
+                raise ConfigError(f"protocol.calibration_group: no non-mated comparisons in {attr}={group!r}; groups: {ac.groups}")
+            groups_sel, cells_sel = np.flatnonzero(ac.of_joint == gi), ac.group_cells(gi)
+            population = f"non-mated comparisons with both subjects in {attr}={group}"
+
+        def calibrate(f: float) -> ThresholdAtFMR:
+            n_cal = hist.n_comparisons(mated=False, cells=cells_sel)
+            if agg is not None and _supports(n_cal, f, 1.0):
+                try:
+                    t = agg.threshold_at_fmr(f, groups=groups_sel)
+                    method[f] = "exact"
+                    return t
+                except InsufficientDataError as err:  # cut below the tail cutoff
+                    log.warning("target FMR %g: %s; using the histogram (within one bin width)", f, err)
+            t = hist.threshold_at_fmr(f, cells=cells_sel)  # refuses N < 1/f as the table engine does
+            method[f] = "binned"
+            return t
+
+        return calibrate, population
+
+    thresholds = threshold_entries(model_info, protocol, calibration)
+    for t in thresholds:
+        if t["kind"] == "target_fmr" and t["status"] == "ok":
+            if method[t["target_fmr"]] == "exact":
+                t["calibration_method"] = "exact: order statistic of the retained non-mated tail (streaming engine)"
+            else:
+                t["calibration_method"] = (f"binned: smallest histogram bin edge with at most k false matches; less than one bin "
+                                           f"width ({hist.bin_width:g}) above the exact threshold or decision-equivalent to it")
+                if t["bootstrap"] == "recalibrated":
+                    t["bootstrap"] = "unavailable: the cut lies below the retained tail (no re-calibration possible)"
+    usable = {t["name"]: t["threshold"] for t in thresholds if t["status"] == "ok"}
+    recalibrate = {t["name"]: t["target_fmr"] for t in thresholds if t["status"] == "ok" and t.get("bootstrap") == "recalibrated"}
+    cutoff = agg.cutoff if agg is not None else math.inf
+    fixed_boot = {t["name"]: t["threshold"] for t in thresholds
+                  if t["status"] == "ok" and t.get("bootstrap") == "fixed" and t["threshold"] >= cutoff}
+    for t in thresholds:
+        if t["status"] == "ok" and t.get("bootstrap") == "fixed" and t["name"] not in fixed_boot and protocol.bootstrap_replicates:
+            t["bootstrap"] = f"unavailable: threshold below the retained non-mated tail (cutoff {cutoff:.6g})"
+    counts = _cell_counts(hist, agg, G, usable)
+
+    parts, gen_parts, diff_parts = [], [], []
+    unresolved: dict[str, dict[str, int]] = {}
+    boot_s = 0.0
+    for attr in attributes:
+        ac = scores.cells(attr)
+        fta = fta_by_group(labels[attr], manifest.table["subject_id"], fta_reason, attribute=attr, confidence=protocol.confidence)
+        subj_counts = _subject_counts(lab_ok[attr].astype(str).to_numpy(dtype=object), subj_code, ac.groups)
+        rates = _per_group(attr, ac, counts, usable, subj_counts, protocol.confidence)
+        reps = None
+        if protocol.bootstrap_replicates and agg is not None:
+            tb = time.perf_counter()
+            any_count = next(iter(counts.values()))
+            original = {"FNMR": ac.pool(any_count.n_mated), "FMR": ac.pool(any_count.n_nonmated)}
+            reps, unres = _bootstrap(agg, attr, ac, subject_ids, subject_group, usable, fixed_boot, recalibrate,
+                                     int(protocol.bootstrap_replicates), protocol.seed, original)
+            unresolved[attr] = unres
+            boot = bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=protocol.confidence, replicates=reps)
+            rates = rates.merge(boot, on=["attribute", "group", "threshold_name", "metric"], how="left")
+            boot_s += time.perf_counter() - tb
+        pg_attr = pd.concat([fta, rates], ignore_index=True)
+        parts.append(pg_attr)
+        gen_parts.append(generalized_rates(pg_attr, labels[attr], manifest.table["subject_id"], ok, attribute=attr))
+        diff_parts.append(_differentials(rates, attr, usable, protocol, reps))
+    per_group = pd.concat(parts, ignore_index=True)
+    per_group["reasons"] = per_group["reasons"].fillna("")
+    generalized = pd.concat(gen_parts, ignore_index=True)
+    differentials = pd.concat(diff_parts, ignore_index=True)
+    eer, dets = _eer_table(scores)
+    primary = primary_threshold(thresholds)
+    cross = {a: _cross(scores.cells(a), counts[primary["name"]]) for a in attributes}
+    timings["bootstrap_s"] = boot_s
+    timings["metrics_s"] = time.perf_counter() - t2
+
+    w = hist.bin_width
+    engine_info = {
+        **engine_info,
+        "score_precision": "float32 matrix products (the table engine computes float64; scores differ by about 1e-7)",
+        "cells": f"unordered pairs of joint groups (one label per attribute: {list(attributes)}); attributes pool cells",
+        "histogram": {"bin_width": w, "uniform_bins": hist.n_uniform_bins, "lo": hist.lo, "hi": hist.hi,
+                      "extra_edges": hist.extra_edges.tolist(), "cells": hist.n_cells, "joint_groups": G,
+                      "exact_mode": hist.is_exact},
+        "aggregates": None if agg is None else {"tail_size": agg.tail_size, "tail_cutoff": agg.cutoff,
+                                                "retained_nonmated": agg.n_tail, "mated_kept": agg.n_mated},
+        "scoring": {"comparisons": stats.n_comparisons, "blocks": stats.n_blocks, "block_size": int(block_size),
+                    "device": stats.device},
+        "bootstrap_unresolved": unresolved,
+        "tolerance": {
+            "thresholds_at_target_fmr": "exact order statistic (§0) of the retained non-mated tail, unless a threshold's "
+                                        "calibration_method says binned (then < one bin width above the exact one)",
+            "rates_at_thresholds": "exact counts: calibrated thresholds from the tail and the kept mated scores, nominal and "
+                                   "external thresholds at extra bin edges",
+            "bootstrap": "same draws as the table engine; re-calibration on the weighted tail; unresolved replicates dropped",
+            "eer": ("exact (histogram exact mode)" if hist.is_exact else
+                    f"bob.measure estimator over the binned DET points; threshold a bin edge, within {w:g} of the exact one"),
+            "det": "exact" if hist.is_exact else "one point per non-empty bin, each a point of the exact DET",
+            "scores": "float32 products: thresholds agree with the table engine to about 1e-6",
+        },
+    }
+    dataset_info = {
+        **manifest.summary(),
+        "manifest_sha256": manifest.content_hash(),
+        "images_acquired": int(ok.sum()),
+        "mated_comparisons": n_mated,
+        "nonmated_comparisons": n_nonmated,
+        "root": None if manifest.root is None else str(manifest.root),
+    }
+    if n_faces is not None:
+        dataset_info["images_with_several_faces"] = int((n_faces > 1).sum())
+    return RunResult(
+        manifest=manifest, attributes=attributes, labels=labels, fta_reason=fta_reason, n_faces=n_faces, comparisons=None,
+        thresholds=thresholds, per_group=per_group, generalized=generalized, differentials=differentials, eer=eer, det=dets,
+        cross=cross, model_info=model_info, dataset_info=dataset_info, protocol=protocol, timings=timings,
+        engine_info=engine_info, stream=scores,
+    )
