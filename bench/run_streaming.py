@@ -100,6 +100,8 @@ _TAIL_MIN = 1 << 16
 _TAIL_MAX = 1 << 24
 #: Retained tail per allowed false match of the largest target FMR (room for the bootstrap).
 _TAIL_FACTOR = 4
+#: Runs with at most this many comparisons keep their raw scores (histogram exact mode: exact EER/DET).
+_KEEP_SCORES_LIMIT = 1_000_000
 #: Rows/columns per scored block (3 x 4 x 4096^2 bytes = 200 MB of work arrays).
 _BLOCK = 4096
 
@@ -487,7 +489,7 @@ def evaluate_streamed(
     lo, hi = _score_range(emb[ok], model_info["metric"])
     hist = ScoreHistogram(a_cell.size, lo=lo, hi=hi, n_bins=int(n_bins), extra_edges=fixed_values,
                           cell_labels=[(joint[i], joint[j]) for i, j in zip(a_cell, b_cell)],
-                          threads=max(1, min(4, os.cpu_count() or 1)))
+                          keep_scores_limit=_KEEP_SCORES_LIMIT, threads=max(1, min(4, os.cpu_count() or 1)))
     f_max = max((float(f) for f in protocol.target_fmrs), default=0.0)
     tail_size = int(min(_TAIL_MAX, _TAIL_MIN + math.ceil(_TAIL_FACTOR * f_max * n_nonmated)))
     agg = SubjectAggregates(subject_group, m, group_labels=joint, tail_size=tail_size) if per_subject_labels else None
