@@ -3,7 +3,9 @@
 A result folder (:mod:`bench.report.writer`) records what it was computed from:
 the dataset manifest's SHA-256, the model weights' SHA-256, the resolved config,
 and the comparison-score table ``scores.parquet``. :func:`verify_run` checks that
-these still agree with each other and with every published number:
+these still agree with each other and with every published number (a run of the
+streaming engine has no score table: it is verified from its ``histograms.npz`` by
+:mod:`bench.verify_streaming`, which says what that can and cannot establish):
 
 ``scores``
     ``scores.parquet`` is a valid comparison table (finite scores, boolean
@@ -580,18 +582,14 @@ def _check_provenance(metrics: dict) -> Check:
 
 
 # ----------------------------------------------------------------------------- main entry
-def _load(run_dir: Path) -> tuple[dict, pd.DataFrame]:
+def _load(run_dir: Path) -> tuple[dict, pd.DataFrame | None]:
+    """metrics.json and scores.parquet; None for the scores of a streamed run (verified from its histograms)."""
     metrics_path = run_dir / "metrics.json"
     scores_path = run_dir / "scores.parquet"
     if not run_dir.is_dir():
         raise DataError(f"run folder {str(run_dir)!r} does not exist")
     if not metrics_path.is_file():
         raise DataError(f"{str(metrics_path)!r} not found: not an fvbench result folder")
-    if not scores_path.is_file():
-        raise DataError(
-            f"{str(scores_path)!r} not found: the score table is needed to recompute the metrics "
-            "(runs with report.save_scores=false cannot be verified)"
-        )
     try:
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -602,6 +600,13 @@ def _load(run_dir: Path) -> tuple[dict, pd.DataFrame]:
     for key in ("dataset", "model", "protocol", "thresholds", "per_group", "eer", "cross_group_fmr", "suppression"):
         if key not in metrics:
             raise DataError(f"{str(metrics_path)!r} lacks the key {key!r}")
+    if (metrics.get("engine") or {}).get("engine") == "stream":
+        return metrics, None  # no score table by design: bench.verify_streaming
+    if not scores_path.is_file():
+        raise DataError(
+            f"{str(scores_path)!r} not found: the score table is needed to recompute the metrics "
+            "(runs with report.save_scores=false cannot be verified)"
+        )
     try:
         scores = pd.read_parquet(scores_path)
     except (OSError, ValueError) as err:
@@ -655,6 +660,14 @@ def verify_run(
     metrics, comp = _load(run_dir)
     report = VerifyReport(run_dir=run_dir)
     checks = report.checks
+    if comp is None:  # streaming engine: no score table, verified from histograms.npz
+        from bench.verify_streaming import verify_streamed
+
+        verify_streamed(run_dir, metrics, report, rtol=rtol)
+        checks.append(_check_dataset(metrics, None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
+        checks.append(_check_weights(metrics) if check_weights else Check("weights", "skipped", "not requested"))
+        checks.append(_check_provenance(metrics))
+        return report
     config = metrics.get("config") or {}
     protocol_cfg = dict(config.get("protocol") or {})
     attributes = [str(a) for a in (metrics["protocol"].get("attributes") or [])]

@@ -231,3 +231,17 @@ def test_cli_stream_smoke_writes_histograms(tmp_path):
     hist = ScoreHistogram.load(out / "histograms.npz")
     assert hist.n_comparisons(mated=False) == m["dataset"]["nonmated_comparisons"]
     assert "streaming engine" in (out / "report.md").read_text()
+
+    # fvbench-verify: a streamed run is verified from its histograms, and tampering is caught
+    from bench.verify import verify_run
+
+    report = verify_run(out, check_dataset=False, check_weights=False)
+    assert report.ok, report.to_text()
+    assert report.status("histograms") == "ok" and report.status("per_group") == "ok"
+    assert report.status("bootstrap") == "skipped" and report.status("engine") == "info"
+    row = next(r for r in m["per_group"] if r["metric"] == "FMR" and r["group"] == "(all)")
+    row["errors"] += 1000
+    (out / "metrics.json").write_text(json.dumps(m))
+    assert verify_run(out, check_dataset=False, check_weights=False).status("per_group") == "mismatch"
+    (out / "histograms.npz").unlink()
+    assert verify_run(out, check_dataset=False, check_weights=False).status("histograms") == "mismatch"
