@@ -170,7 +170,7 @@ def test_config_errors():
         evaluate(pop, None, Protocol(engine="stream", max_nonmated=100), cache_dir="u", progress=False)
 
 
-def _mixed_label_run(bootstrap: int | None):
+def _mixed_label_run(bootstrap: int | None, metric: str = "cosine"):
     """Eight subjects, three images each; subject s3's images carry two labels (image-level attribute)."""
     rng = np.random.default_rng(0)
     subjects = np.repeat([f"s{i}" for i in range(8)], 3)
@@ -182,22 +182,27 @@ def _mixed_label_run(bootstrap: int | None):
     centres = rng.standard_normal((8, 16))
     emb = centres[np.repeat(np.arange(8), 3)] + 0.6 * rng.standard_normal((24, 16))
     emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    if metric == "euclidean":  # not unit norm: the histogram range follows the largest norm
+        emb *= np.float32(1.7)
     labels = manifest.group_labels(["g"])
     reasons = np.full(24, None, dtype=object)
     protocol = Protocol(target_fmrs=[0.05], bootstrap_replicates=bootstrap)
-    info = {"name": "test", "metric": "cosine", "nominal_threshold": None}
+    info = {"name": "test", "metric": metric, "nominal_threshold": None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = rs.evaluate_streamed(manifest, emb, reasons, None, info, ["g"], labels, protocol,
                                       engine_info={"engine": "stream"}, timings={})
     ia, ib, mated = all_pairs(subjects)
-    comp = comparison_table(table, labels, ia, ib, mated, similarity_matrix(emb, "cosine")[ia, ib])
+    comp = comparison_table(table, labels, ia, ib, mated, similarity_matrix(emb, metric)[ia, ib])
     return result, comp
 
 
-def test_image_level_labels_pool_image_cells_and_refuse_the_bootstrap(monkeypatch):
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_image_level_labels_pool_image_cells_and_refuse_the_bootstrap(monkeypatch, metric):
     monkeypatch.setattr(rs, "_KEEP_SCORES_LIMIT", 0)  # binned: the threshold is a bin edge, not a (float32) score
-    result, comp = _mixed_label_run(None)
+    result, comp = _mixed_label_run(None, metric)
+    h = result.stream.histogram
+    assert h.counts(mated=False)[[0, -1]].sum() == 0  # nothing outside the stated score range
     assert result.engine_info["aggregates"] is None  # no per-subject groups: histogram thresholds
     t = result.thresholds[0]
     assert t["calibration_method"].startswith("binned")
