@@ -95,7 +95,8 @@ class Protocol:
         else stream.
     table_max_comparisons : int
         Largest run (mated + non-mated comparisons) that ``engine: auto`` keeps in a
-        table (default 2e7, about 3 GB of table).
+        table (default 2e7; measured at 1.96e7 on 2 cores: table engine 146 s and
+        8.9 GB peak memory, streaming engine 7.6 s and 1.0 GB).
     """
 
     attributes: list[str] | None = None
