@@ -95,7 +95,7 @@ class Protocol:
         else stream.
     table_max_comparisons : int
         Largest run (mated + non-mated comparisons) that ``engine: auto`` keeps in a
-        table (default 2e7; measured at 1.96e7 on 2 cores: table engine 146 s and
+        table (default 5e6; measured at 1.96e7 on 2 cores: table engine 146 s and
         8.9 GB peak memory, streaming engine 7.6 s and 1.0 GB).
     """
 
@@ -115,7 +115,7 @@ class Protocol:
     reference_groups: dict = field(default_factory=dict)
     per_group_thresholds: bool = False
     engine: str = "auto"
-    table_max_comparisons: int = 20_000_000
+    table_max_comparisons: int = 5_000_000
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
