@@ -31,7 +31,10 @@ from bench.models.extraction import extract_embeddings
 from bench.protocol.pairs import all_pairs, comparison_table
 from bench.protocol.scoring import pair_scores, similarity_matrix
 
-__all__ = ["ENGINES", "Protocol", "RunResult", "evaluate", "fmr_threshold_name", "primary_threshold", "threshold_entries"]
+__all__ = [
+    "ENGINES", "Protocol", "RunResult", "evaluate", "fmr_threshold_name", "per_group_threshold_analysis",
+    "primary_threshold", "threshold_entries",
+]
 
 #: Values of ``protocol.engine``.
 ENGINES = ("auto", "table", "stream")
@@ -190,6 +193,9 @@ class RunResult:
     engine_info : dict
         Which engine computed the numbers, why, and (stream) its bin width, tail and
         stated tolerances; written to metrics.json as ``engine``.
+    mitigation : pandas.DataFrame or None
+        The per-group-threshold mitigation analysis (``protocol.per_group_thresholds``),
+        see :func:`per_group_threshold_analysis`; None when not requested.
     stream : bench.run_streaming.StreamedScores or None
         The histograms of a streamed run (for the writer); None for a table run.
     """
@@ -212,6 +218,7 @@ class RunResult:
     protocol: Protocol
     timings: dict = field(default_factory=dict)
     engine_info: dict = field(default_factory=dict)
+    mitigation: pd.DataFrame | None = None
     stream: Any = None
 
     @property
@@ -444,6 +451,63 @@ def _differentials(rates: pd.DataFrame, attr: str, thresholds: dict[str, float],
     return out
 
 
+def per_group_threshold_analysis(comp: pd.DataFrame, attributes: list[str], target_fmrs: list[float]) -> pd.DataFrame:
+    """Mitigation analysis: every group at its own threshold for each target FMR.
+
+    NOT an operating-point measurement: a system can only apply per-group thresholds
+    if it knows each person's group at decision time, which may be unlawful or
+    unacceptable (metrics-reference §7). It shows what equalising FMR across groups
+    would cost in FNMR, beside the global threshold's numbers.
+
+    For each attribute, group and target ``f``: the threshold set by the §0 rule on the
+    group's own non-mated comparisons (both subjects in the group), its achieved FMR
+    and the group's FNMR there. Targets the group's non-mated count cannot resolve are
+    reported as refused.
+
+    Parameters
+    ----------
+    comp : pandas.DataFrame
+        Comparison table.
+    attributes : list of str
+    target_fmrs : list of float
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``analysis`` (always ``"mitigation: per-group thresholds"``),
+        ``attribute, group, target_fmr, status, threshold, achieved_fmr, k, n_nonmated,
+        support, false_non_matches, n_mated, fnmr``.
+    """
+    rows = []
+    mated = comp["mated"].to_numpy()
+    score = comp["score"].to_numpy()
+    for attr in attributes:
+        la = comp[f"{attr}_a"].astype(str).to_numpy()
+        lb = comp[f"{attr}_b"].astype(str).to_numpy()
+        for g in sorted(set(la.tolist()) | set(lb.tolist())):
+            sel = (la == g) & (lb == g)
+            m, nm = score[sel & mated], score[sel & ~mated]
+            for f in target_fmrs:
+                row = {"analysis": "mitigation: per-group thresholds", "attribute": attr, "group": g, "target_fmr": float(f),
+                       "n_nonmated": int(nm.size), "n_mated": int(m.size)}
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # support is recorded in the row
+                        t = threshold_at_fmr(nm, float(f)) if nm.size else None
+                except InsufficientDataError as err:
+                    t, row["reason"] = None, str(err)
+                if t is None:
+                    row.update(status="refused", threshold=np.nan, achieved_fmr=np.nan, k=np.nan, support="",
+                               false_non_matches=np.nan, fnmr=np.nan)
+                    row.setdefault("reason", "no non-mated comparisons in the group")
+                else:
+                    fnm = int(np.count_nonzero(m < t.threshold))
+                    row.update(status="ok", threshold=t.threshold, achieved_fmr=t.achieved_fmr, k=t.k, support=t.support,
+                               false_non_matches=fnm, fnmr=fnm / m.size if m.size else np.nan, reason="")
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _choose_engine(subject_ids: np.ndarray, protocol: Protocol) -> dict:
     """``protocol.engine`` resolved for this run: ``{engine, selected_by, comparisons, table_max_comparisons}``.
 
@@ -461,6 +525,11 @@ def _choose_engine(subject_ids: np.ndarray, protocol: Protocol) -> dict:
         engine, why = ("table", "auto") if total <= protocol.table_max_comparisons else ("stream", "auto")
     else:
         engine, why = protocol.engine, "protocol.engine"
+    if engine == "stream" and protocol.per_group_thresholds:
+        raise ConfigError(
+            "protocol.per_group_thresholds (mitigation analysis) needs the table engine; set engine: table "
+            f"(this run has {total:,} comparisons)"
+        )
     if engine == "stream" and protocol.max_nonmated is not None:
         raise ConfigError(
             f"protocol.max_nonmated={protocol.max_nonmated}: the streaming engine scores every pair and does not sample; "
@@ -587,4 +656,5 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         protocol=protocol,
         timings=timings,
         engine_info=engine_info,
+        mitigation=per_group_threshold_analysis(comp, attributes, protocol.target_fmrs) if protocol.per_group_thresholds else None,
     )

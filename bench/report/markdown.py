@@ -67,7 +67,8 @@ def differential_table(diff: pd.DataFrame, attribute: str, threshold_name: str) 
     return "\n".join(lines)
 
 
-def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, eer: pd.DataFrame, differentials: pd.DataFrame, figures: dict, run_name: str, small: dict, min_group_subjects: int) -> None:
+def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, eer: pd.DataFrame, differentials: pd.DataFrame, figures: dict,
+                 mitigation: pd.DataFrame | None = None, run_name: str, small: dict, min_group_subjects: int) -> None:
     """Write ``report.md`` for a run (see :func:`bench.report.writer.write_results`)."""
     d, m = result.dataset_info, result.model_info
     names = [t["name"] for t in result.thresholds if t.get("status") == "ok"]
@@ -139,6 +140,26 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
     fta_all = per_group[(per_group["metric"] == "FTA") & (per_group["group"] == "(all)")]
     if len(fta_all) and fta_all["errors"].iloc[0] > 0:
         out += ["## Failures to acquire", "", f"Reasons (all images): {fta_all['reasons'].iloc[0]}", ""]
+    if mitigation is not None and len(mitigation):
+        out += [
+            "## Mitigation analysis: per-group thresholds (not an operating point)",
+            "",
+            "Each group at its own threshold for the target FMR, calibrated on its own non-mated comparisons. "
+            "A deployed system could do this only by knowing each person's group at decision time, which may be "
+            "unlawful or unacceptable (metrics-reference §7). Compare with the global-threshold FNMR above.",
+            "",
+            "| attribute | group | target FMR | group threshold | achieved FMR | FNMR at group threshold |",
+            "|---|---|---|---|---|---|",
+        ]
+        for _, r in mitigation.iterrows():
+            if r["status"] != "ok":
+                out.append(f"| {r['attribute']} | {r['group']} | {r['target_fmr']:g} | refused | | {r['reason'][:80]} |")
+            elif pd.isna(r["threshold"]):
+                out.append(f"| {r['attribute']} | {r['group']} | {r['target_fmr']:g} | (counts only) | | |")
+            else:
+                fn = f"{r['fnmr']:.3g} ({int(r['false_non_matches'])}/{int(r['n_mated'])})" if r["n_mated"] else "no mated"
+                out.append(f"| {r['attribute']} | {r['group']} | {r['target_fmr']:g} | {r['threshold']:.5g} | {r['achieved_fmr']:.3g} | {fn} |")
+        out.append("")
     if small:
         out += [
             "## Groups shown as counts only",

@@ -59,6 +59,7 @@ METRICS_SCHEMA = {
     "generalized_rates": "list of generalized_rates.csv rows: FTA folded into FMR/FNMR (ISO FAR/FRR and NIST convention)",
     "differentials": "list of differentials.csv rows: §4 measures per attribute and threshold, bootstrap intervals, parity flags",
     "cross_group_fmr": "attribute -> list of matrix cells at the primary threshold",
+    "mitigation": "null, or (protocol.per_group_thresholds) rows of the labelled per-group-threshold mitigation analysis",
     "suppression": "min_group_subjects and the groups shown as counts only",
     "privacy": "whether embeddings were exported into the result folder (opt-in), with the warning shown",
     "engine": "table or stream, how it was chosen (protocol.engine, table_max_comparisons); stream: bin width, tail, tolerances",
@@ -170,6 +171,10 @@ def write_results(
     )
     generalized.to_csv(out_dir / "generalized_rates.csv", index=False, float_format="%.10g", lineterminator="\n")
     differentials = _suppress_differentials(result.differentials, small)
+    mitigation = None
+    if result.mitigation is not None:
+        mitigation = _suppress(result.mitigation, small, ["threshold", "achieved_fmr", "k", "false_non_matches", "fnmr"])
+        mitigation.to_csv(out_dir / "mitigation_per_group_thresholds.csv", index=False, float_format="%.10g", lineterminator="\n")
     differentials.to_csv(out_dir / "differentials.csv", index=False, float_format="%.10g", lineterminator="\n")
     eer.to_csv(out_dir / "eer.csv", index=False, float_format="%.10g", lineterminator="\n")
     cross_pub: dict[str, pd.DataFrame] = {}
@@ -218,6 +223,7 @@ def write_results(
         "eer": eer.to_dict(orient="records"),
         "generalized_rates": generalized.to_dict(orient="records"),
         "differentials": differentials.to_dict(orient="records"),
+        "mitigation": None if mitigation is None else mitigation.to_dict(orient="records"),
         "cross_group_fmr": {a: c.to_dict(orient="records") for a, c in cross_pub.items()},
         "suppression": {"min_group_subjects": min_group_subjects, "groups_shown_as_counts_only": small},
         "privacy": {
@@ -245,5 +251,5 @@ def write_results(
                 plot_score_histograms(result.stream.score_counts(attr), result.thresholds, out_dir / f["scores"], title=f"Comparison scores by {attr}: {title}", suppressed=small.get(attr, []))
             plot_fmr_matrix(cross_pub[attr], attr, primary, out_dir / f["fmr_matrix"], title=f"Cross-group FMR by {attr}: {title}")
             figs[attr] = f
-    write_report(out_dir / "report.md", result, per_group=per_group, eer=eer, differentials=differentials, figures=figs, run_name=run_name, small=small, min_group_subjects=min_group_subjects)
+    write_report(out_dir / "report.md", result, per_group=per_group, eer=eer, differentials=differentials, mitigation=mitigation, figures=figs, run_name=run_name, small=small, min_group_subjects=min_group_subjects)
     return out_dir
