@@ -8,15 +8,17 @@ plain function :func:`bench.run.evaluate` and writes ``results/<run_name>/``.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
 from bench.run import Protocol, evaluate
 
 __all__ = ["main", "instantiate_bench", "run_from_config", "sweep_main", "sweep_from_config"]
@@ -67,7 +69,13 @@ def instantiate_bench(node: DictConfig | None) -> Any:
                 f"{where}: _target_ {t!r} resolves to an object of module {module!r}; "
                 "only objects defined in bench.* may be instantiated"
             )
-    return instantiate(node, _convert_="all")
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as err:  # show our own message (e.g. the weights fetch command), not Hydra's wrapper
+        cause = err.__cause__
+        if isinstance(cause, BenchError):
+            raise cause from None
+        raise
 
 
 def run_from_config(cfg: DictConfig) -> Path:
@@ -110,9 +118,19 @@ def run_from_config(cfg: DictConfig) -> Path:
     return out_dir
 
 
+def _fail(prog: str, err: BenchError) -> None:
+    """A refusal we raised on purpose: its message says what and why; no traceback."""
+    log.error("%s", err)
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    sys.exit(2)
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="fvbench")
 def _hydra_main(cfg: DictConfig) -> None:
-    out = run_from_config(cfg)
+    try:
+        out = run_from_config(cfg)
+    except BenchError as err:
+        _fail("fvbench", err)
     print(f"fvbench: results written to {out}")
 
 
@@ -143,7 +161,10 @@ def sweep_from_config(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sweep")
 def _hydra_sweep_main(cfg: DictConfig) -> None:
-    out = sweep_from_config(cfg)
+    try:
+        out = sweep_from_config(cfg)
+    except BenchError as err:
+        _fail("fvbench-sweep", err)
     print(f"fvbench-sweep: results written to {out}")
 
 
