@@ -526,3 +526,26 @@ def test_recalibration_falls_back_to_the_whole_tail():
         want = _quiet(rates.threshold_at_fmr, np.repeat(scores[nm], w), 0.001).threshold
         assert rep.thresholds["re"][b] == want
     assert rep.thresholds["re"][0] < 2.0 < rep.thresholds["re"][2]
+
+
+def test_rejected_update_on_the_run_path_changes_nothing():
+    # runs of one cell are binned and checked chunk by chunk; a NaN in a later run must
+    # take the earlier runs back out (counts unchanged, whole-array message)
+    rng = np.random.default_rng(21)
+    s = rng.normal(0, 0.2, 3 * (1 << 18)).astype(np.float32)
+    cells = np.repeat(np.arange(3), 1 << 18)
+    h = ScoreHistogram(3, keep_scores="never")
+    h.update(s, cells, False)
+    before = h._counts.copy()
+    bad = s.copy()
+    bad[-5] = np.nan
+    bad[-2] = np.inf
+    with pytest.raises(DataError, match=r"2 non-finite score\(s\) \(first at index %d" % (s.size - 5)):
+        h.update(bad, cells, False)
+    np.testing.assert_array_equal(h._counts, before)
+    # scores outside [lo, hi) in one chunk and inside in the next: same counts as per score
+    mixed = np.r_[np.float32([-3.0, 2.0, 1.0, -1.0]), s[:1000]]
+    h2 = ScoreHistogram(1, keep_scores="never")
+    h2.update(mixed)
+    np.testing.assert_array_equal(h2.counts(mated=False), np.bincount(h2.bin_index(mixed), minlength=h2.n_bins_total))
+    assert h2.counts(mated=False)[0] == 1 and h2.counts(mated=False)[-1] == 2

@@ -31,10 +31,12 @@ import json
 import logging
 import math
 import os
+import threading
 import warnings
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -79,6 +81,9 @@ _MAX_UNIFORM_BINS = 1 << 22
 #: Mean run length (comparisons of one cell and class in a row) above which
 #: :meth:`ScoreHistogram.update` bins run by run.
 _MIN_RUN = 4096
+#: Cell/class codes examined per step when looking for runs (constant steps cost two
+#: reductions, no temporaries).
+_RUN_CHUNK = 1 << 16
 #: Smallest update split across worker threads (see ``threads`` of ScoreHistogram).
 _THREADED_MIN = 1 << 20
 _NONMATED, _MATED = 0, 1
@@ -108,6 +113,92 @@ def _raise_nonfinite(x: NDArray[np.floating], name: str, offset: int = 0) -> Non
             f"{name}: {int(bad.sum())} non-finite score(s) (first at index {offset + i}: "
             f"{x[i]!r}); scores must be finite similarities"
         )
+
+
+def _run_starts(codes: list[np.ndarray], n: int, max_runs: int) -> NDArray[np.intp] | None:
+    """Start of every run of equal codes (in all of ``codes`` at once), then ``n``.
+
+    ``codes`` are 1-D arrays of length ``n``. Returns None as soon as there are more
+    than ``max_runs`` runs. Steps of ``_RUN_CHUNK`` codes in which every array is
+    constant cost two cheap reductions each.
+    """
+    if max_runs < 1:
+        return None
+    starts: list[NDArray[np.intp]] = [np.zeros(1, dtype=np.intp)]
+    runs = 1
+    for a in range(0, n - 1, _RUN_CHUNK):
+        e = min(a + _RUN_CHUNK + 1, n)  # pairs (i, i + 1) for i in [a, e - 1): each pair once
+        segs = [c[a:e] for c in codes]
+        if all(seg.min() == seg.max() for seg in segs):
+            continue
+        change = segs[0][1:] != segs[0][:-1]
+        for seg in segs[1:]:
+            change |= seg[1:] != seg[:-1]
+        pos = np.flatnonzero(change)
+        runs += pos.size
+        if runs > max_runs:
+            return None
+        starts.append(pos + (a + 1))
+    starts.append(np.array([n], dtype=np.intp))
+    return np.concatenate(starts)
+
+
+@lru_cache(maxsize=16)
+def _edge_arrays(
+    k: int, lo_index: int, n_uniform: int, extra: tuple[float, ...]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """(uniform edges, sorted edges, lower edge of every bin), read-only, shared by instances.
+
+    Fresh memory costs a page fault per 4 KiB on first touch, which dominates small
+    histograms' set-up, so identical bin definitions share one copy.
+    """
+    uniform = np.ldexp(np.arange(lo_index, lo_index + n_uniform + 1, dtype=np.float64), -k)
+    edges = np.union1d(uniform, np.asarray(extra, dtype=np.float64)) if extra else uniform
+    lower = np.concatenate([[-np.inf], edges])
+    for a in (uniform, edges, lower):
+        a.flags.writeable = False
+    return uniform, edges, lower
+
+
+_scratch = threading.local()
+
+
+def _scratch_buffer(name: str, size: int, dtype: np.dtype) -> np.ndarray:
+    """Per-thread reusable work array of at least ``size`` elements (first ``size`` returned).
+
+    Reusing the binning buffers across calls and instances avoids re-faulting fresh
+    pages (about 2 us per 4 KiB page on the virtual machines measured), which cost as
+    much as the binning of a 1e6-score update.
+    """
+    key = (name, np.dtype(dtype).str)
+    buf = getattr(_scratch, "bufs", None)
+    if buf is None:
+        buf = _scratch.bufs = {}
+    arr = buf.get(key)
+    if arr is None or arr.size < size:
+        arr = buf[key] = np.empty(size, dtype=dtype)
+    return arr[:size]
+
+
+def _top_cut(c: NDArray[np.int64], k: int) -> tuple[int, int]:
+    """Smallest ``j`` with ``sum(c[j:]) <= k``, and that sum (``c`` non-negative counts).
+
+    Walks down from the top in growing blocks, so a cut in the upper tail (low target
+    FMR) touches only the top bins. Returns ``j = c.size`` if ``c[-1] > k`` already.
+    """
+    above, end, step = 0, c.size, 4096
+    while end > 0:
+        start = max(0, end - step)
+        block = c[start:end]
+        total = int(block.sum())
+        if above + total > k:
+            rcs = np.cumsum(block[::-1])  # rcs[i - 1] = sum of the top i bins of the block
+            i = int(np.searchsorted(rcs, k - above, side="right"))
+            return end - i, above + (int(rcs[i - 1]) if i else 0)
+        above += total
+        end = start
+        step *= 2
+    return 0, above
 
 
 def _ceil_to_dtype(value: float, dtype: np.dtype) -> np.floating:
@@ -305,15 +396,15 @@ class ScoreHistogram:
         self._lo_index = lo_index
         self._n_uniform = n_uniform
         self._width = width
-        uniform_edges = np.ldexp(np.arange(lo_index, lo_index + n_uniform + 1, dtype=np.float64), -k)
+        uniform_edges = _edge_arrays(k, lo_index, n_uniform, ())[0]
         extra = np.unique(np.asarray(list(extra_edges), dtype=np.float64))
         if extra.size and not np.isfinite(extra).all():
             raise ConfigError(f"extra_edges: expected finite numbers, got {list(extra_edges)!r}")
         if extra.size:
             extra = extra[~np.isin(extra, uniform_edges)]
         self._extra = extra
-        self._edges = np.union1d(uniform_edges, extra) if extra.size else uniform_edges  # sorted
-        self._lower = np.concatenate([[-np.inf], self._edges])  # lower edge of every bin
+        # sorted edges and the lower edge of every bin (read-only, shared)
+        _, self._edges, self._lower = _edge_arrays(k, lo_index, n_uniform, tuple(extra.tolist()))
         self._nb = self._edges.size + 1  # bins incl. underflow and overflow
         self._n_cells = int(n_cells)
         if cell_labels is None:
@@ -327,8 +418,8 @@ class ScoreHistogram:
         self._labels = labels
         self._label_index = {lab: i for i, lab in enumerate(labels)}
         self._counts = np.zeros((2, self._n_cells, self._nb), dtype=np.int64)
-        # pooled count vectors of read-outs, keyed by (class, cells); cleared on any change
-        self._pooled: dict[tuple[int, bytes], tuple[NDArray[np.int64], NDArray[np.int64], int]] = {}
+        # pooled count vectors and totals, keyed by (class, cells); cleared on any change
+        self._pooled: dict[tuple[int, bytes], tuple[NDArray[np.int64], int]] = {}
         self._derived: dict[tuple[str, bytes], tuple[NDArray, ...]] = {}
         self._keep = keep_scores
         self._keep_limit = int(keep_scores_limit)
@@ -470,24 +561,34 @@ class ScoreHistogram:
         """
         return self._stats(mated, cells)[0].copy()
 
-    def _stats(
-        self, mated: bool, cells: int | Sequence[int] | None
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
-        """Cached (pooled counts, suffix sums ``#{s >= lower edge of bin j}``, total); read-only."""
+    def _stats(self, mated: bool, cells: int | Sequence[int] | None) -> tuple[NDArray[np.int64], int]:
+        """Cached (pooled counts, total) of one class over ``cells``; read-only.
+
+        A single cell's counts are a view of the count array (no copy); read-outs scan
+        them in place rather than keeping O(n_bins) derived arrays per selection.
+        """
         sel = self._cells(cells)
         kind = _MATED if mated else _NONMATED
         key = (kind, sel.tobytes())
-        if key not in self._pooled:
+        hit = self._pooled.get(key)
+        if hit is None:
             if len(self._pooled) > 256:
                 self._pooled.clear()
-            c = self._counts[kind, sel].sum(axis=0) if sel.size > 1 else self._counts[kind, int(sel[0])].copy()
-            suffix = np.cumsum(c[::-1])[::-1]
-            self._pooled[key] = (c, suffix, int(suffix[0]))
-        return self._pooled[key]
+            rows = self._counts[kind]
+            if sel.size == 1:
+                c = rows[int(sel[0])]
+            elif sel.size == self._n_cells:
+                c = rows.sum(axis=0)
+            else:
+                c = rows[int(sel[0])].copy()
+                for i in sel[1:]:
+                    c += rows[int(i)]
+            hit = self._pooled[key] = (c, int(c.sum()))
+        return hit
 
     def n_comparisons(self, *, mated: bool, cells: int | Sequence[int] | None = None) -> int:
         """Number of comparisons of one class in ``cells`` (None = all)."""
-        return self._stats(mated, cells)[2]
+        return self._stats(mated, cells)[1]
 
     def _invalidate(self) -> None:
         """Forget cached read-out arrays (called whenever the counts change)."""
@@ -497,6 +598,10 @@ class ScoreHistogram:
     def _cells(self, cells: int | Sequence[int] | None) -> NDArray[np.intp]:
         if cells is None:
             return np.arange(self._n_cells)
+        if isinstance(cells, (int, np.integer)) and not isinstance(cells, bool):
+            if not 0 <= cells < self._n_cells:
+                raise ConfigError(f"cells: indices must lie in [0, {self._n_cells}), got {cells!r}")
+            return np.array([cells], dtype=np.intp)
         arr = np.atleast_1d(np.asarray(cells))
         if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
             raise ConfigError(f"cells: expected a cell index or a non-empty sequence of them, got {cells!r}")
@@ -568,32 +673,37 @@ class ScoreHistogram:
             mated_arr = mated_arr.astype(bool)
         if n == 0:
             return
-        # validate everything before changing any state (one pass, memory-bound)
-        if check_finite and not np.isfinite(x.sum()):
-            _raise_nonfinite(x, "scores")
-        check_finite = False
-        if self._raw is not None:
-            self._keep_raw(x, cell_arr, mated_arr)
-        if cell_arr.ndim == 0 and mated_arr.ndim == 0:
-            self._bin_block(x, int(cell_arr), bool(mated_arr), check_finite)
-            return
         # long runs of one (cell, class) -- e.g. scores laid out group by group -- take the
         # single-cell path run by run (cheaper than one bincount over all cells)
-        change = np.zeros(n - 1, dtype=bool)
-        if cell_arr.ndim:
-            np.not_equal(cell_arr[1:], cell_arr[:-1], out=change)
-        if mated_arr.ndim:
-            change |= mated_arr[1:] != mated_arr[:-1]
-        few_runs = np.count_nonzero(change) + 1 <= n // _MIN_RUN
-        bounds = np.concatenate([[0], np.flatnonzero(change) + 1, [n]]) if few_runs else None
-        del change
-        if bounds is not None:
-            for a, b in zip(bounds[:-1], bounds[1:]):
+        if cell_arr.ndim == 0 and mated_arr.ndim == 0:
+            bounds: NDArray[np.intp] | None = np.array([0, n], dtype=np.intp)
+        else:
+            codes = [a for a in (cell_arr, mated_arr) if a.ndim]
+            bounds = _run_starts(codes, n, n // _MIN_RUN)
+        if bounds is None:
+            # validate everything before changing any state (one pass, memory-bound)
+            if check_finite and not np.isfinite(x.sum()):
+                _raise_nonfinite(x, "scores")
+            if self._raw is not None:
+                self._keep_raw(x, cell_arr, mated_arr)
+            self._bin_mixed(x, cell_arr, mated_arr, False)
+            return
+        # run by run; non-finite scores are found while binning (chunks in cache), and the
+        # runs already counted are then taken back out, so a rejected update changes nothing
+        done: list[tuple[int, int, int, bool]] = []
+        try:
+            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
                 c = int(cell_arr[a]) if cell_arr.ndim else int(cell_arr)
                 m = bool(mated_arr[a]) if mated_arr.ndim else bool(mated_arr)
-                self._bin_block(x[a:b], c, m, check_finite)
-        else:
-            self._bin_mixed(x, cell_arr, mated_arr, check_finite)
+                self._bin_block(x[a:b], c, m, check_finite, whole=x)
+                done.append((a, b, c, m))
+        except DataError:
+            for a, b, c, m in done:
+                self._counts[_MATED if m else _NONMATED, c] -= self._plain_counts(x[a:b])
+            self._invalidate()
+            raise
+        if self._raw is not None:
+            self._keep_raw(x, cell_arr, mated_arr)
 
     def _keep_raw(self, x: NDArray[np.floating], cells: np.ndarray, mated: np.ndarray) -> None:
         n = x.size
@@ -621,20 +731,34 @@ class ScoreHistogram:
         self._raw = None
 
     def _bin_index_into(
-        self, x: NDArray[np.floating], fbuf: NDArray[np.floating], out: np.ndarray, check_finite: bool
+        self,
+        x: NDArray[np.floating],
+        fbuf: NDArray[np.floating],
+        out: np.ndarray,
+        check_finite: bool,
+        whole: NDArray[np.floating] | None = None,
     ) -> None:
         """Write ``beta(x)`` into ``out`` (int array; ``x``, ``fbuf``, ``out`` of equal length).
 
-        Raises DataError on non-finite scores when ``check_finite``. See class Notes for
-        why this is exact.
+        Raises DataError on non-finite scores when ``check_finite`` (the message counts
+        the non-finite scores of ``whole``, the array ``x`` is part of, if given). See
+        class Notes for why this is exact.
         """
         dt = x.dtype
-        if check_finite and not np.isfinite(x.sum()):
-            _raise_nonfinite(x, "scores")
         np.multiply(x, dt.type(math.ldexp(1.0, self._k)), out=fbuf)
+        # x * 2**k is exact, so the chunk lies inside the uniform range iff its scaled
+        # extremes lie in [L, L + B); then floor(.) - L + 1 is in [1, B] and needs no clip.
+        # A NaN makes both comparisons false (and min/max NaN-propagating), so NaN and
+        # +/-inf always take the checked path.
+        inside = x.size > 0 and (
+            float(fbuf.min()) >= self._lo_index and float(fbuf.max()) < self._lo_index + self._n_uniform
+        )
+        if not inside and check_finite and not np.isfinite(x).all():
+            _raise_nonfinite(x if whole is None else whole, "scores")
         np.floor(fbuf, out=fbuf)
         np.add(fbuf, dt.type(1 - self._lo_index), out=fbuf)
-        np.clip(fbuf, dt.type(0), dt.type(self._n_uniform + 1), out=fbuf)
+        if not inside:
+            np.clip(fbuf, dt.type(0), dt.type(self._n_uniform + 1), out=fbuf)
         for p in self._extra:
             np.add(fbuf, x >= _ceil_to_dtype(float(p), dt), out=fbuf)
         np.copyto(out, fbuf, casting="unsafe")
@@ -662,12 +786,15 @@ class ScoreHistogram:
         mated: bool,
         check_finite: bool = True,
         select_at_least: np.floating | None = None,
+        whole: NDArray[np.floating] | None = None,
     ) -> NDArray[np.intp] | None:
         """All comparisons in one cell and class: bincount over that cell's bins only.
 
         With ``select_at_least`` (a value of ``x``'s dtype) also returns the positions of
         the scores ``>= select_at_least``, found while the chunk is in cache (used by the
-        blocked scorer to feed :class:`SubjectAggregates`).
+        blocked scorer to feed :class:`SubjectAggregates`). With ``check_finite`` a
+        non-finite score raises DataError and leaves the counts unchanged (``whole``:
+        the array ``x`` is part of, for the message).
         """
         self._invalidate()
         target = self._counts[_MATED if mated else _NONMATED, cell]
@@ -676,19 +803,24 @@ class ScoreHistogram:
         def work(lo: int, hi: int) -> tuple[NDArray[np.int64], list[NDArray[np.intp]]]:
             out = target if len(parts) == 1 else np.zeros(self._nb, dtype=np.int64)
             n = hi - lo
-            idx = np.empty(min(n, _BINCOUNT_CHUNK), dtype=self._index_dtype())
-            fbuf = np.empty(min(n, _CHUNK), dtype=x.dtype)
+            idx = _scratch_buffer("idx", min(n, _BINCOUNT_CHUNK), self._index_dtype())
+            fbuf = _scratch_buffer("f", min(n, _CHUNK), x.dtype)
             hits: list[NDArray[np.intp]] = []
             for a in range(lo, hi, _BINCOUNT_CHUNK):
                 m = min(_BINCOUNT_CHUNK, hi - a)
-                for b in range(0, m, _CHUNK):
-                    e = min(b + _CHUNK, m)
-                    xc = x[a + b : a + e]
-                    self._bin_index_into(xc, fbuf[: e - b], idx[b:e], check_finite)
-                    if select_at_least is not None:
-                        h = np.flatnonzero(xc >= select_at_least)
-                        if h.size:
-                            hits.append(h + (a + b))
+                try:
+                    for b in range(0, m, _CHUNK):
+                        e = min(b + _CHUNK, m)
+                        xc = x[a + b : a + e]
+                        self._bin_index_into(xc, fbuf[: e - b], idx[b:e], check_finite, whole)
+                        if select_at_least is not None:
+                            h = np.flatnonzero(xc >= select_at_least)
+                            if h.size:
+                                hits.append(h + (a + b))
+                except DataError:
+                    if out is target and a > lo:  # take back what this call already counted
+                        np.subtract(target, self._plain_counts(x[lo:a]), out=target)
+                    raise
                 out += np.bincount(idx[:m], minlength=self._nb)
             return out, hits
 
@@ -743,6 +875,17 @@ class ScoreHistogram:
         if len(parts) > 1:
             for out in results:
                 flat += out
+
+    def _plain_counts(self, x: NDArray[np.floating]) -> NDArray[np.int64]:
+        """Bin counts of finite scores ``x`` (no state change; used to undo a rejected update)."""
+        out = np.zeros(self._nb, dtype=np.int64)
+        fbuf = np.empty(min(x.size, _CHUNK), dtype=x.dtype)
+        idx = np.empty(min(x.size, _CHUNK), dtype=np.intp)
+        for a in range(0, x.size, _CHUNK):
+            e = min(a + _CHUNK, x.size)
+            self._bin_index_into(x[a:e], fbuf[: e - a], idx[: e - a], False)
+            out += np.bincount(idx[: e - a], minlength=self._nb)
+        return out
 
     def bin_index(self, scores: ArrayLike) -> NDArray[np.intp]:
         """Bin of every score (0 = underflow, ``n_bins_total - 1`` = overflow).
@@ -1002,10 +1145,10 @@ class ScoreHistogram:
                 "exact; list it in extra_edges when building the histogram, or pass snap='up'/'down' "
                 "to bracket it"
             )
-        _, nm_suffix, n_nm = self._stats(False, cells)
-        _, m_suffix, n_m = self._stats(True, cells)
-        fm = int(nm_suffix[j]) if j < self._nb else 0
-        fnm = n_m - (int(m_suffix[j]) if j < self._nb else 0)
+        nm, n_nm = self._stats(False, cells)
+        m, n_m = self._stats(True, cells)
+        fm = int(nm[j:].sum())  # j = n_bins_total (t = +inf) gives 0
+        fnm = int(m[:j].sum())
         return ErrorRates(
             threshold=t,
             false_matches=fm,
@@ -1058,7 +1201,7 @@ class ScoreHistogram:
         if self.is_exact:
             _, nonmated = self._raw_scores(cells)
             return _rates.threshold_at_fmr(nonmated, f)
-        nm, suffix, n = self._stats(False, cells)
+        nm, n = self._stats(False, cells)
         if not _supports(n, f, 1.0):
             raise InsufficientDataError(
                 f"threshold_at_fmr: N={n} non-mated scores cannot resolve target FMR {f:g}; "
@@ -1076,15 +1219,16 @@ class ScoreHistogram:
                 stacklevel=2,
             )
         k = _allowed_false_matches(f, n)
-        # suffix[j] = #{s >= candidate j}; candidates: -inf, edges[0], ..., edges[-1]
-        j = int(np.argmax(suffix <= k)) if suffix[-1] <= k else -1
-        if j < 0:
+        # candidates: lower edges -inf, edges[0], ..., edges[-1] of bins j = 0 .. nb-1, with
+        # #{s >= candidate j} = sum(nm[j:]); the smallest j where that is <= k
+        j, false_matches = _top_cut(nm, k)
+        if j >= self._nb:
             raise DataError(
                 f"threshold_at_fmr: {int(nm[-1])} non-mated scores lie at or above the histogram's "
                 f"upper edge {self._edges[-1]!r} but only k={k} false matches are allowed at target "
                 f"FMR {f:g}; rebuild the histogram with a larger hi"
             )
-        threshold = float(self._edges[j - 1])  # j >= 1 since suffix[0] = n > k
+        threshold = float(self._edges[j - 1])  # j >= 1 since sum(nm[0:]) = n > k
         if not self.lo < threshold <= self.hi:
             warnings.warn(
                 f"threshold_at_fmr: the cut for target FMR {f:g} falls outside the histogram's "
@@ -1097,7 +1241,7 @@ class ScoreHistogram:
         return ThresholdAtFMR(
             target_fmr=f,
             threshold=threshold,
-            achieved_fmr=int(suffix[j]) / n,
+            achieved_fmr=false_matches / n,
             k=k,
             n_nonmated=n,
             support=support,
@@ -1122,24 +1266,34 @@ class ScoreHistogram:
             mated, nonmated = self._raw_scores(cells)
             return _rates.det_curve(mated, nonmated)
         thr, fm, fnm, n_m, n_nm = self._det_counts(cells, "det_curve")
-        return DetCurve(thresholds=thr, fmr=fm / n_nm, fnmr=fnm / n_m, n_mated=n_m, n_nonmated=n_nm)
+        return DetCurve(thresholds=thr.copy(), fmr=fm / n_nm, fnmr=fnm / n_m, n_mated=n_m, n_nonmated=n_nm)
 
     def _det_counts(
         self, cells: int | Sequence[int] | None, what: str
     ) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.int64], int, int]:
-        nm, nm_suffix, n_nm = self._stats(False, cells)
-        m, m_suffix, n_m = self._stats(True, cells)
+        """DET arrays (thresholds, false matches, false non-matches); read-only.
+
+        Only the last selection is kept (DET then EER of the same cells share it).
+        """
+        nm, n_nm = self._stats(False, cells)
+        m, n_m = self._stats(True, cells)
         if n_m == 0:
             raise DataError(f"mated_scores: empty; {what} needs at least one score")
         if n_nm == 0:
             raise DataError(f"nonmated_scores: empty; {what} needs at least one score")
         key = ("det", self._cells(cells).tobytes())  # DET and EER share these arrays
         if key not in self._derived:
+            self._derived.clear()
             used = np.flatnonzero((nm > 0) | (m > 0))
-            # #{non-mated s >= lower edge of bin j}, #{mated s < lower edge of bin j}
-            self._derived[key] = (self._lower[used], nm_suffix[used], n_m - m_suffix[used])
+            # #{non-mated s >= lower edge of bin j}, #{mated s < lower edge of bin j}: the
+            # bins between used ones are empty in both classes, so sums over the used bins
+            nmu, mu = nm[used], m[used]
+            fm = np.cumsum(nmu[::-1])[::-1]
+            fnm = np.cumsum(mu)
+            fnm -= mu
+            self._derived[key] = (self._lower[used], fm, fnm)
         thr, fm, fnm = self._derived[key]
-        return thr.copy(), fm.copy(), fnm.copy(), n_m, n_nm
+        return thr, fm, fnm, n_m, n_nm
 
     def equal_error_rate(self, *, cells: int | Sequence[int] | None = None) -> EqualErrorRate:
         """EER over the pooled ``cells`` (bob.measure convention, metrics-reference §1.4).
