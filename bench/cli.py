@@ -19,6 +19,7 @@ from hydra.utils import get_object, instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import BenchError, ConfigError
+from bench.report.folder import check_writable, staged_folder
 from bench.run import Protocol, evaluate
 
 __all__ = ["main", "instantiate_bench", "run_from_config", "sweep_main", "sweep_from_config"]
@@ -85,34 +86,35 @@ def run_from_config(cfg: DictConfig) -> Path:
     dataset = instantiate_bench(cfg.dataset.loader)
     model = instantiate_bench(cfg.model.embedder)
     pcfg = OmegaConf.to_container(cfg.protocol, resolve=True)
+    if isinstance(pcfg.get("target_fmrs"), (int, float)):  # protocol.target_fmrs=1e-3 means [1e-3]
+        pcfg["target_fmrs"] = [pcfg["target_fmrs"]]
     try:
         protocol = Protocol(**pcfg)
     except TypeError as err:
         raise ConfigError(f"protocol config: {err}; valid keys: {sorted(Protocol.__dataclass_fields__)}") from err
+    except ValueError as err:  # e.g. target_fmrs=[abc]
+        raise ConfigError(f"protocol config: {err}") from err
+    out_dir = paths["results_dir"] / str(cfg.run_name)
+    check_writable(paths["results_dir"])  # fail before the compute, not after
     result = evaluate(dataset, model, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress))
+    from bench.report.export import export_embeddings
     from bench.report.writer import write_results  # matplotlib only when writing
 
-    out_dir = paths["results_dir"] / str(cfg.run_name)
     config = OmegaConf.to_container(cfg, resolve=True)
-    write_results(
-        result,
-        out_dir,
-        run_name=str(cfg.run_name),
-        config=config,
-        min_group_subjects=int(cfg.report.min_group_subjects),
-        figures=bool(cfg.report.figures),
-        save_scores=bool(cfg.report.save_scores),
-        embeddings_exported=bool(cfg.report.get("export_embeddings", False)),
-    )
-    from bench.report.export import EXPORT_FILE, WARNING_FILE, export_embeddings
-
-    if cfg.report.get("export_embeddings", False):  # opt-in: biometric data into results/ (PRIVACY.md)
-        export_embeddings(dataset, result, out_dir, cache_dir=paths["cache_dir"])
-    else:  # an export left by an earlier opt-in run must not sit beside results that say "not exported"
-        for name in (EXPORT_FILE, WARNING_FILE):
-            if (out_dir / name).exists():
-                (out_dir / name).unlink()
-                log.warning("removed %s left by an earlier run with report.export_embeddings=true", out_dir / name)
+    with staged_folder(out_dir) as stage:  # the folder appears whole, or not at all
+        write_results(
+            result,
+            stage,
+            run_name=str(cfg.run_name),
+            config=config,
+            min_group_subjects=int(cfg.report.min_group_subjects),
+            figures=bool(cfg.report.figures),
+            save_scores=bool(cfg.report.save_scores),
+            embeddings_exported=bool(cfg.report.get("export_embeddings", False)),
+            published_dir=out_dir,
+        )
+        if cfg.report.get("export_embeddings", False):  # opt-in: biometric data into results/ (PRIVACY.md)
+            export_embeddings(dataset, result, stage, cache_dir=paths["cache_dir"], published_dir=out_dir)
     total = time.perf_counter() - t0
     log.info("wrote %s in %.1f s (stages: %s)", out_dir, total, {k: round(v, 2) for k, v in result.timings.items()})
     return out_dir
@@ -120,9 +122,13 @@ def run_from_config(cfg: DictConfig) -> Path:
 
 def _fail(prog: str, err: BenchError) -> None:
     """A refusal we raised on purpose: its message says what and why; no traceback."""
-    log.error("%s", err)
     print(f"{prog}: error: {err}", file=sys.stderr)
     sys.exit(2)
+
+
+def _interrupted(prog: str) -> None:
+    print(f"{prog}: interrupted; finished embeddings stay in the cache and the result folder is unchanged", file=sys.stderr)
+    sys.exit(130)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="fvbench")
@@ -131,6 +137,8 @@ def _hydra_main(cfg: DictConfig) -> None:
         out = run_from_config(cfg)
     except BenchError as err:
         _fail("fvbench", err)
+    except KeyboardInterrupt:
+        _interrupted("fvbench")
     print(f"fvbench: results written to {out}")
 
 
@@ -165,6 +173,8 @@ def _hydra_sweep_main(cfg: DictConfig) -> None:
         out = sweep_from_config(cfg)
     except BenchError as err:
         _fail("fvbench-sweep", err)
+    except KeyboardInterrupt:
+        _interrupted("fvbench-sweep")
     print(f"fvbench-sweep: results written to {out}")
 
 

@@ -414,7 +414,7 @@ def _eer_table(comp: pd.DataFrame, attributes: list[str]) -> tuple[pd.DataFrame,
     return pd.DataFrame(rows), dets
 
 
-_PARITY = {"max_min_difference": 0.0, "gini": 0.0, "garbe": 0.0, "max_min_ratio": 1.0, "max_geomean_ratio": 1.0,
+_PARITY = {"max_vs_min_group_difference": 0.0, "max_min_difference": 0.0, "gini": 0.0, "garbe": 0.0, "max_min_ratio": 1.0, "max_geomean_ratio": 1.0,
            "inequity_rate": 1.0, "inequity_rate_geomean": 1.0, "fdr": 1.0, "max_ratio_to_reference": 1.0}
 
 
@@ -447,6 +447,8 @@ def _differentials(rates: pd.DataFrame, attr: str, thresholds: dict[str, float],
         boot = bootstrap_differentials(None, attribute=attr, thresholds=thresholds, confidence=protocol.confidence,
                                        alpha=protocol.differential_alpha, zero_rule=protocol.zero_rule, replicates=reps)
         out = out.merge(boot.drop(columns=["attribute"]), on=["threshold_name", "measure"], how="left")
+    if len(out):
+        out = pd.concat([out, _extreme_group_tests(out, attr, reps, protocol.confidence)], ignore_index=True)
     out["parity_value"] = [_PARITY.get(m.split("_", 1)[1] if m.startswith(("FMR_", "FNMR_")) else m) for m in out["measure"]]
     return out
 
@@ -505,6 +507,43 @@ def per_group_threshold_analysis(comp: pd.DataFrame, attributes: list[str], targ
                     row.update(status="ok", threshold=t.threshold, achieved_fmr=t.achieved_fmr, k=t.k, support=t.support,
                                false_non_matches=fnm, fnmr=fnm / m.size if m.size else np.nan, reason="")
                 rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _extreme_group_tests(diff: pd.DataFrame, attr: str, reps: Any, confidence: float) -> pd.DataFrame:
+    """Is the worst group really worse than the best? Bootstrap of their difference, groups held fixed.
+
+    Max-type statistics (max/min, max-min, Gini) are biased upward under sampling noise
+    and their percentile intervals almost never include parity, even when the groups do
+    not differ (metrics-reference §5.4). Here the two groups named by the point estimate
+    (``max_group``, ``min_group``) are held fixed and the subject-level bootstrap
+    distribution of ``rate(max_group) - rate(min_group)`` is read off the same replicates:
+    an interval that includes 0 means the data do not show that these groups differ.
+    """
+    rows = []
+    for _, r in diff[diff["measure"].isin(["FMR_max_min_difference", "FNMR_max_min_difference"])].iterrows():
+        metric = r["measure"].split("_", 1)[0]
+        gmax, gmin = r.get("max_group"), r.get("min_group")
+        if not isinstance(gmax, str) or not isinstance(gmin, str) or gmax == gmin:
+            continue
+        if reps is None:  # no bootstrap: the point value only
+            d, n_all = np.empty(0), 0
+        else:
+            rates = reps.rates(r["threshold_name"], metric)
+            d = rates[:, reps.groups.index(gmax)] - rates[:, reps.groups.index(gmin)]
+            n_all = rates.shape[0]
+            d = d[np.isfinite(d)]
+        lo, hi = (np.quantile(d, [(1 - confidence) / 2, (1 + confidence) / 2]) if d.size else (np.nan, np.nan))
+        row = {
+            "attribute": attr, "threshold_name": r["threshold_name"], "measure": f"{metric}_max_vs_min_group_difference",
+            "value": r["value"], "groups": f"{gmax};{gmin}", "max_group": gmax, "min_group": gmin,
+            "alpha": r.get("alpha"), "zero_rule": r.get("zero_rule"), "excluded_groups": r.get("excluded_groups"),
+            "warnings": "groups held fixed at the point estimate's max and min; interval including 0: no evidence they differ",
+        }
+        if reps is not None:
+            row.update(boot_low=float(lo), boot_high=float(hi), n_replicates=int(d.size),
+                       n_undefined=int(n_all - d.size), includes_parity=bool(d.size and lo <= 0 <= hi))
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

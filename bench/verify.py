@@ -78,6 +78,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.report.folder import MANIFEST_FILE, read_file_manifest
 from bench.errors import BenchError, DataError, InsufficientDataError, WeightsError
 from bench.metrics.groups import ALL_GROUP, cross_group_fmr, per_group_rates, validate_comparisons
 from bench.metrics.intervals import clopper_pearson_interval, wilson_interval, zero_error_upper_bound
@@ -660,6 +661,11 @@ def verify_run(
     metrics, comp = _load(run_dir)
     report = VerifyReport(run_dir=run_dir)
     checks = report.checks
+    problems, listed = read_file_manifest(run_dir)  # report.md, figures: unchanged and all of one run
+    checks.append(
+        Check("files", "mismatch", "\n".join(problems)) if problems
+        else Check("files", "ok", f"{len(listed)} published files match {MANIFEST_FILE}")
+    )
     if comp is None:  # streaming engine: no score table, verified from histograms.npz
         from bench.verify_streaming import verify_streamed
 

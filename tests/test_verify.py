@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.report.folder import write_file_manifest
 from bench.verify import verify_main, verify_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,10 +60,25 @@ def _attr_groups(folder: Path) -> tuple[str, list[str]]:
     return attr, sorted(m["dataset"]["subjects_per_group"][attr])
 
 
+def _reseal(folder: Path) -> None:
+    """Rewrite files.sha256 after an edit, as a careful tamperer would: the recomputation
+    must still catch the edit (the file manifest alone is tested separately)."""
+    write_file_manifest(folder)
+
+
 def _edit_metrics(folder: Path, edit) -> None:
     m = json.loads((folder / "metrics.json").read_text())
     edit(m)
     (folder / "metrics.json").write_text(json.dumps(m, indent=2))
+    _reseal(folder)
+
+
+def test_edited_report_or_leftover_file_is_caught_by_the_file_manifest(copy):
+    (copy / "report.md").write_text((copy / "report.md").read_text().replace("FMR", "FNMR", 1))
+    (copy / "det_leftover.png").write_bytes(b"from another run")
+    report = _fast(copy, check_dataset=False)
+    detail = next(c.detail for c in report.mismatches if c.name == "files")
+    assert "report.md: changed since the run wrote it" in detail and "det_leftover.png: not written by this run" in detail
 
 
 def _fast(folder: Path, **kw):
@@ -108,6 +124,7 @@ def test_tampered_csv_cell_is_caught(copy):
     i = pg.index[(pg["group"] == groups[1]) & (pg["metric"] == "FMR")][0]
     pg.loc[i, "errors"] += 1
     pg.to_csv(copy / "per_group.csv", index=False)
+    _reseal(copy)
     report = _fast(copy, check_dataset=False)
     assert [c.name for c in report.mismatches] == ["per_group.csv"]
     assert f"{groups[1]}/FMR=1e-02/FMR errors" in report.mismatches[0].detail

@@ -59,7 +59,10 @@ def read_london_info(csv_path: Path) -> pd.DataFrame:
     """
     if not csv_path.is_file():
         raise DataError(f"FRL London info file not found: {str(csv_path)!r}")
-    raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    try:
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {str(csv_path)!r} as a UTF-8 CSV with a header line: {err}") from err
     raw.columns = [c.strip() for c in raw.columns]
     if "face_gender" not in raw.columns and "face_sex" in raw.columns:
         raw = raw.rename(columns={"face_sex": "face_gender"})
@@ -147,7 +150,10 @@ def load_frl_london(root: str | Path, *, views: tuple[str, ...] = ("neutral_fron
         if not folder.is_dir():
             raise DataError(f"FRL London view folder not found: {str(folder)!r}")
         code = VIEWS[view]
-        for f in sorted(folder.glob("*.jpg")):
+        files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in (".jpg", ".jpeg"))
+        if not files:
+            raise DataError(f"FRL London view folder {str(folder)!r} holds no .jpg images")
+        for f in files:
             m = re.fullmatch(rf"(\d{{3}})_{code}", f.stem)
             if not m:
                 raise DataError(f"unexpected file name {str(f)!r}: expected NNN_{code}.jpg")

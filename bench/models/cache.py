@@ -14,13 +14,17 @@ folder to erase them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EmbeddingCache", "CachedResult", "model_cache_key"]
 
@@ -75,7 +79,8 @@ class EmbeddingCache:
                     n_faces=int(z["n_faces"]),
                     detail=str(z["detail"]),
                 )
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            log.warning("unreadable cache entry %s: recomputing it", p)
             return None
 
     def put(self, image_sha256: str, result: CachedResult) -> None:

@@ -71,7 +71,7 @@ def _embeddings(dataset: Any, result: Any, cache_dir: Path) -> tuple[np.ndarray,
     return rows, np.asarray(out, dtype=np.float32).reshape(len(out), dim)
 
 
-def export_embeddings(dataset: Any, result: Any, out_dir: str | Path, *, cache_dir: str | Path) -> Path:
+def export_embeddings(dataset: Any, result: Any, out_dir: str | Path, *, cache_dir: str | Path, published_dir: str | Path | None = None) -> Path:
     """Write the embeddings of the acquired images of a run into ``out_dir`` (opt-in).
 
     Parameters
@@ -85,6 +85,8 @@ def export_embeddings(dataset: Any, result: Any, out_dir: str | Path, *, cache_d
         The run's result folder.
     cache_dir : path
         The embedding cache root the run used.
+    published_dir : path, optional
+        Final result folder when ``out_dir`` is a staging folder (used in the warning).
 
     Returns
     -------
@@ -111,7 +113,7 @@ def export_embeddings(dataset: Any, result: Any, out_dir: str | Path, *, cache_d
         subject_id=np.asarray(table["subject_id"].astype(str).to_numpy()[rows], dtype=str),
         embedding=emb,
     )
-    message = EXPORT_WARNING.format(path=str(path))
+    message = EXPORT_WARNING.format(path=str(Path(published_dir or out_dir) / EXPORT_FILE))
     (out_dir / WARNING_FILE).write_text(
         f"{message}\n\n{len(rows)} embeddings of dimension {emb.shape[1] if emb.ndim == 2 else 0}; "
         f"model: {result.model_info.get('name')}; dataset: {result.dataset_info.get('name')}.\n"

@@ -133,7 +133,15 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
             out += ["EER (bob.measure convention, minimum |FMR−FNMR|; threshold-free separability, not an operating point): " + "; ".join(cells), ""]
         primary = result.primary_threshold["name"]
         if len(differentials) and (differentials["attribute"] == attr).any():
-            out += [f"Demographic differentials at {primary} (metrics-reference §4; ratios need every group to have errors unless a zero rule is set):", "", differential_table(differentials, attr, primary), ""]
+            out += [
+                f"Demographic differentials at {primary} (metrics-reference §4; ratios need every group to have errors unless a zero rule is set). "
+                "Max-type measures are biased upward and their intervals rarely include parity even when groups do not differ; "
+                "the `max_vs_min_group_difference` rows hold the two extreme groups fixed: an interval including 0 there means "
+                "the data do not show that they differ.",
+                "",
+                differential_table(differentials, attr, primary),
+                "",
+            ]
         if attr in figures:
             f = figures[attr]
             out += [f"![DET by {attr}]({f['det']})", "", f"![Error rates by {attr}]({f['error_rates']})", "", f"![Cross-group FMR by {attr}]({f['fmr_matrix']})", "", f"![Scores by {attr}]({f['scores']})", ""]

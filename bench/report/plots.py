@@ -128,7 +128,11 @@ def plot_error_rates(per_group: pd.DataFrame, attribute: str, path: Path, *, tit
     df = per_group[(per_group["attribute"] == attribute) & per_group["metric"].isin(["FMR", "FNMR"])]
     groups = ["(all)", *_groups(df)]
     names = list(dict.fromkeys(df["threshold_name"].tolist()))
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.4 * len(groups) + 4), 4.8), sharey=False)
+    long_names = len(groups) > 6 or max(len(g) for g in groups) > 14
+    if long_names:  # many or long group names: one panel per row, full width each
+        fig, axes = plt.subplots(2, 1, figsize=(max(10, 1.45 * len(groups) + 3), 9.5))
+    else:
+        fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.4 * len(groups) + 4), 4.8))
     lows = [v for v in (df["rate"][df["rate"] > 0].min(), df["upper_bound_95"].min(), df["wilson_low"][df["wilson_low"] > 0].min()) if np.isfinite(v)]
     floor = 10 ** np.floor(np.log10(0.5 * min(lows))) if lows else 1e-4
     lo_col, hi_col = f"{interval}_low", f"{interval}_high"
@@ -173,7 +177,7 @@ def plot_error_rates(per_group: pd.DataFrame, attribute: str, path: Path, *, tit
         t = df[df["threshold_name"] == name]["threshold"].iloc[0]
         axes[0].plot([], [], _MARKERS[j % len(_MARKERS)], color=f"C{j}", label=f"{name} (t = {t:.4g})")
     axes[0].plot([], [], "v", color="grey", mfc="white", label="0 errors: one-sided 95% upper bound")
-    axes[0].legend(fontsize=7, loc="lower left")
+    axes[0].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.07), ncol=3, frameon=False)
     fig.suptitle(title, fontsize=10)
     label = {"wilson": "95% Wilson interval (comparison-level: a lower bound on the true uncertainty)", "boot": "95% subject-level bootstrap interval"}.get(interval, interval)
     fig.text(0.01, -0.02, f"Bars: {label}.", fontsize=7, va="top")

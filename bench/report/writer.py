@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.export import EXPORT_FILE, EXPORT_WARNING
+from bench.report.folder import write_file_manifest
 from bench.report.markdown import write_report
 from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, plot_score_histograms, safe_name
 from bench.report.provenance import code_version, package_versions
@@ -135,6 +136,7 @@ def write_results(
     figures: bool = True,
     save_scores: bool = True,
     embeddings_exported: bool = False,
+    published_dir: Path | None = None,
 ) -> Path:
     """Write the result folder of ``result`` into ``out_dir`` (created if needed).
 
@@ -151,6 +153,9 @@ def write_results(
         Write the PNG figures.
     save_scores : bool
         Write ``scores.parquet`` (the comparison table; git-ignored).
+    published_dir : pathlib.Path, optional
+        Where the folder will finally live when ``out_dir`` is a staging folder
+        (:func:`bench.report.folder.staged_folder`); used in recorded paths.
     embeddings_exported : bool
         The run also exports embeddings (opt-in ``report.export_embeddings``); recorded
         under ``privacy`` so the published provenance says biometric data left the cache.
@@ -180,6 +185,8 @@ def write_results(
     cross_pub: dict[str, pd.DataFrame] = {}
     for attr, cross in result.cross.items():
         c = cross.copy()
+        c.insert(0, "threshold", float(result.primary_threshold["threshold"]))
+        c.insert(0, "threshold_name", result.primary_threshold["name"])
         hide = c["group_a"].isin(small.get(attr, [])) | c["group_b"].isin(small.get(attr, []))
         c["false_matches"] = c["false_matches"].astype("Int64")
         c.loc[hide, ["fmr", "false_matches"]] = pd.NA
@@ -228,7 +235,7 @@ def write_results(
         "suppression": {"min_group_subjects": min_group_subjects, "groups_shown_as_counts_only": small},
         "privacy": {
             "embeddings_exported": bool(embeddings_exported),
-            "warning": EXPORT_WARNING.format(path=str(out_dir / EXPORT_FILE)) if embeddings_exported else None,
+            "warning": EXPORT_WARNING.format(path=str(Path(published_dir or out_dir) / EXPORT_FILE)) if embeddings_exported else None,
         },
         "engine": result.engine_info or {"engine": "table"},
     }
@@ -252,4 +259,5 @@ def write_results(
             plot_fmr_matrix(cross_pub[attr], attr, primary, out_dir / f["fmr_matrix"], title=f"Cross-group FMR by {attr}: {title}")
             figs[attr] = f
     write_report(out_dir / "report.md", result, per_group=per_group, eer=eer, differentials=differentials, mitigation=mitigation, figures=figs, run_name=run_name, small=small, min_group_subjects=min_group_subjects)
+    write_file_manifest(out_dir)  # last: lists and hashes every published file
     return out_dir
