@@ -771,6 +771,7 @@ def calibrate_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--attribute", default=None, help="attribute whose groups are fitted (default: the run's first)")
     p.add_argument("--name", default=None, help="dataset name (default: synthetic_<run_name>)")
     p.add_argument("--output", default=None, help="config path (default: configs/dataset/<name>.yaml)")
+    p.add_argument("--force", action="store_true", help="replace an existing config file")
     p.add_argument("--figure-dir", default=None, help="folder for calibration.png and calibration.json (default: results/calibration_<run_name>)")
     p.add_argument("--min-subjects", type=int, default=5, help="smallest group fitted (default 5)")
     p.add_argument("--subjects-scale", type=float, default=1.0, help="subjects_scale written into the config (default 1)")
@@ -793,7 +794,14 @@ def calibrate_main(argv: Sequence[str] | None = None) -> int:
     result.source["results_dir"] = str(args.results_dir)
     run = str(metrics.get("run_name") or Path(args.results_dir).name)
     name = args.name or f"synthetic_{run}"
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        print(f"fvbench-calibrate: --name {name!r} must be letters, digits and underscores (it names a config file)", file=sys.stderr)
+        return 2
     out = Path(args.output) if args.output else Path("configs") / "dataset" / f"{name}.yaml"
+    if out.exists() and not args.force:
+        print(f"fvbench-calibrate: {out} exists; pass --force to replace it (the default demo is configs/dataset/synthetic.yaml)",
+              file=sys.stderr)
+        return 2
     write_dataset_config(result, out, name=name, subjects_scale=args.subjects_scale)
     fig_dir = Path(args.figure_dir) if args.figure_dir else Path("results") / f"calibration_{run}"
     fig_dir.mkdir(parents=True, exist_ok=True)
