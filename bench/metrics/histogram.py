@@ -59,6 +59,7 @@ from bench.metrics.rates import (
     _allowed_false_matches,
     _check_target,
     _check_threshold,
+    _threshold_support,
     _supports,
 )
 
@@ -1202,22 +1203,7 @@ class ScoreHistogram:
             _, nonmated = self._raw_scores(cells)
             return _rates.threshold_at_fmr(nonmated, f)
         nm, n = self._stats(False, cells)
-        if not _supports(n, f, 1.0):
-            raise InsufficientDataError(
-                f"threshold_at_fmr: N={n} non-mated scores cannot resolve target FMR {f:g}; "
-                f"at least 1/target = {1.0 / f:.6g} non-mated scores are needed "
-                f"({RULE_OF_30}/target = {RULE_OF_30 / f:.6g} for a precise estimate, rule of 30)"
-            )
-        if _supports(n, f, RULE_OF_30):
-            support = "ok"
-        else:
-            support = "low"
-            warnings.warn(
-                f"threshold_at_fmr: only N={n} non-mated scores for target FMR {f:g}; the rule "
-                f"of 30 asks for {RULE_OF_30}/target = {RULE_OF_30 / f:.6g} (support='low')",
-                InsufficientDataWarning,
-                stacklevel=2,
-            )
+        support = _threshold_support(n, f)
         k = _allowed_false_matches(f, n)
         # candidates: lower edges -inf, edges[0], ..., edges[-1] of bins j = 0 .. nb-1, with
         # #{s >= candidate j} = sum(nm[j:]); the smallest j where that is <= k

@@ -240,6 +240,30 @@ def _allowed_false_matches(target: float, n: int) -> int:
     return k
 
 
+def _threshold_support(n: int, f: float) -> str:
+    """Refuse (fewer than 1/f non-mated scores) or flag (fewer than 30/f, rule of 30) a target FMR.
+
+    Returns ``"ok"`` or ``"low"`` (with an :class:`InsufficientDataWarning` naming the
+    caller's frame); raises :class:`InsufficientDataError` when ``n < 1/f``
+    (metrics-reference §5.5). Shared by the exact and the histogram read-outs.
+    """
+    if not _supports(n, f, 1.0):
+        raise InsufficientDataError(
+            f"threshold_at_fmr: N={n} non-mated scores cannot resolve target FMR {f:g}; "
+            f"at least 1/target = {1.0 / f:.6g} non-mated scores are needed "
+            f"({RULE_OF_30}/target = {RULE_OF_30 / f:.6g} for a precise estimate, rule of 30)"
+        )
+    if _supports(n, f, RULE_OF_30):
+        return "ok"
+    warnings.warn(
+        f"threshold_at_fmr: only N={n} non-mated scores for target FMR {f:g}; the rule "
+        f"of 30 asks for {RULE_OF_30}/target = {RULE_OF_30 / f:.6g} (support='low')",
+        InsufficientDataWarning,
+        stacklevel=3,
+    )
+    return "low"
+
+
 def threshold_at_fmr(nonmated_scores: ArrayLike, target_fmr: float) -> ThresholdAtFMR:
     """Threshold for a target FMR, never exceeding the target (metrics-reference §0).
 
@@ -296,22 +320,7 @@ def threshold_at_fmr(nonmated_scores: ArrayLike, target_fmr: float) -> Threshold
     f = _check_target(target_fmr)
     scores = _as_scores(nonmated_scores, "nonmated_scores")
     n = int(scores.size)
-    if not _supports(n, f, 1.0):
-        raise InsufficientDataError(
-            f"threshold_at_fmr: N={n} non-mated scores cannot resolve target FMR {f:g}; "
-            f"at least 1/target = {1.0 / f:.6g} non-mated scores are needed "
-            f"({RULE_OF_30}/target = {RULE_OF_30 / f:.6g} for a precise estimate, rule of 30)"
-        )
-    if _supports(n, f, RULE_OF_30):
-        support = "ok"
-    else:
-        support = "low"
-        warnings.warn(
-            f"threshold_at_fmr: only N={n} non-mated scores for target FMR {f:g}; the rule "
-            f"of 30 asks for {RULE_OF_30}/target = {RULE_OF_30 / f:.6g} (support='low')",
-            InsufficientDataWarning,
-            stacklevel=2,
-        )
+    support = _threshold_support(n, f)
     asc = np.sort(scores)
     k = _allowed_false_matches(f, n)
     top = float(asc[-1])
