@@ -611,6 +611,8 @@ def power_main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError("give --fmr-ratio != 1 and/or --fnmr-difference != 0: there is no differential to detect")
         if not 0 < args.power < 1:
             raise ConfigError(f"--power must be in (0, 1), got {args.power}")
+        if not 0 < args.alpha < 1:
+            raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha}")
         spec, dim, group = _reference_from_config(Path(args.dataset_config), args.reference_group)
         scen = make_scenario(spec, dim, target_fmr=args.target_fmr, fmr_ratio=args.fmr_ratio, fnmr_difference=args.fnmr_difference,
                              n_truth=args.truth_draws, seed=args.seed)

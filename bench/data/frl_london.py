@@ -138,7 +138,7 @@ def load_frl_london(root: str | Path, *, views: tuple[str, ...] = ("neutral_fron
     root = Path(root)
     if not root.is_dir():
         raise DataError(
-            f"FRL London root {str(root)!r} does not exist; set paths.data_dir "
+            f"FRL London root {str(root.absolute())!r} does not exist; set paths.data_dir "
             "(or FVBENCH_DATA_DIR) to the folder that holds frl_london/"
         )
     info = read_london_info(root / "london_info.csv")

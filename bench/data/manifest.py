@@ -104,9 +104,11 @@ class Manifest:
                     )
                 full = (root / p).resolve()
                 if not full.is_relative_to(root):
+                    via_link = ".." not in p.parts
                     raise DataError(
                         f"manifest {self.name!r}: image {image_id!r} path {rel!r} escapes the "
                         f"dataset root {str(root)!r}"
+                        + (f" (a symbolic link resolves it to {str(full)!r}; link the whole dataset folder instead)" if via_link else "")
                     )
                 if self.check_files and not full.is_file():
                     raise DataError(
