@@ -1,12 +1,15 @@
 """Command-line entry point ``fvbench`` (also ``python -m bench``): the only Hydra importer.
 
 Composes ``configs/fvbench.yaml``, builds the dataset and model through
-:func:`instantiate_bench` (which only accepts ``bench.*`` targets), calls the
+:func:`instantiate_bench` (which only builds the factories registered in
+:mod:`bench.registry`), calls the
 plain function :func:`bench.run.evaluate` and writes ``results/<run_name>/``.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
 import sys
 import time
@@ -14,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.errors import InstantiationException
-from hydra.utils import get_object, instantiate, to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from bench.errors import BenchError, ConfigError
+from bench.registry import check_target, resolve_factory
 from bench.report.folder import check_writable, staged_folder
 from bench.run import Protocol, evaluate
 
@@ -29,62 +33,96 @@ log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
-def _targets(node: Any, where: str = "") -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
+def _resolved(node: Any, where: str) -> Any:
+    """Resolve every interpolation of ``node`` exactly once into plain Python data."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        try:
+            return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"{where}: cannot resolve the config: {err}".replace("\n", " ")) from err
+    return copy.deepcopy(node)
+
+
+def _join(where: str, key: Any) -> str:
+    return str(key) if where == "<root>" else f"{where}.{key}"
+
+
+def _check_targets(node: Any, where: str) -> None:
+    """Refuse any unregistered ``_target_`` anywhere in the plain tree, before building anything."""
     if isinstance(node, dict):
+        if "_target_" in node:
+            check_target(node["_target_"], where)
+            special = sorted(k for k in node if isinstance(k, str) and k.startswith("_") and k.endswith("_") and k != "_target_")
+            if special:
+                raise ConfigError(f"{where}: key(s) {special} are not supported; a config node names a factory with _target_ and its arguments")
         for k, v in node.items():
-            if k == "_target_":
-                found.append((where or "<root>", str(v)))
-            else:
-                found += _targets(v, f"{where}.{k}" if where else str(k))
+            if k != "_target_":
+                _check_targets(v, _join(where, k))
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            found += _targets(v, f"{where}[{i}]")
-    return found
+            _check_targets(v, f"{where}[{i}]")
 
 
-def instantiate_bench(node: DictConfig | None) -> Any:
-    """``hydra.utils.instantiate`` restricted to ``bench.*`` targets.
+def _build(node: Any, where: str) -> Any:
+    """Build a checked plain tree bottom-up: a dict with ``_target_`` becomes ``factory(**children)``."""
+    if isinstance(node, list):
+        return [_build(v, f"{where}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    kwargs = {k: _build(v, _join(where, k)) for k, v in node.items() if k != "_target_"}
+    if "_target_" not in node:
+        return kwargs
+    target = node["_target_"]
+    factory = resolve_factory(target, where)
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as err:
+        params = [p for p in inspect.signature(factory).parameters if p not in ("self", "args", "kwargs")]
+        raise ConfigError(f"{where}: {err} for _target_ {target!r}; valid keys: {params}") from err
+    except ValueError:  # no signature available: let the call decide
+        pass
+    return factory(**kwargs)
+
+
+def instantiate_bench(node: DictConfig | dict | None, where: str = "<root>") -> Any:
+    """Build the objects a config node describes, from registered factories only.
+
+    The node is resolved **once** into plain data; every ``_target_`` in that data is
+    checked against :data:`bench.registry.FACTORIES` (exact names, nothing imported
+    before the check), and the objects are built from that same plain data, so no
+    interpolation (``${oc.env:...}``, ``${...}``) is evaluated again between the check
+    and the use. Nested ``_target_`` nodes are built first and passed as arguments;
+    other mappings and lists are passed as plain ``dict``/``list``.
+
+    Parameters
+    ----------
+    node : DictConfig, dict or None
+        A config node; None gives None.
+    where : str
+        Config path of ``node`` (e.g. ``"model.embedder"``), used in error messages.
 
     Raises
     ------
     ConfigError
-        If any ``_target_`` in ``node`` lies outside the ``bench`` package (config
-        files must not be able to run arbitrary code).
+        An unregistered ``_target_`` (with the valid names and a "did you mean"), a
+        Hydra special key such as ``_args_`` or ``_partial_``, an interpolation that
+        does not resolve, or an argument the factory does not take (with its keys).
+    BenchError
+        Whatever the factory itself refuses (e.g. missing weights), unchanged.
     """
     if node is None:
         return None
-    plain = OmegaConf.to_container(node, resolve=True)
-    bad = [(w, t) for w, t in _targets(plain) if not t.startswith("bench.")]
-    if bad:
-        raise ConfigError(f"only bench.* targets may be instantiated from configs; refused: {bad}")
-    # A bench.* path can still reach outside code through a module attribute
-    # (e.g. bench.data.manifest.pd.read_pickle): the object itself must be defined in bench.
-    for where, t in _targets(plain):
-        try:
-            module = getattr(get_object(t), "__module__", None) or ""
-        except (ImportError, ValueError, AttributeError) as err:
-            raise ConfigError(f"{where}: cannot resolve _target_ {t!r}: {err}") from err
-        if module != "bench" and not module.startswith("bench."):
-            raise ConfigError(
-                f"{where}: _target_ {t!r} resolves to an object of module {module!r}; "
-                "only objects defined in bench.* may be instantiated"
-            )
-    try:
-        return instantiate(node, _convert_="all")
-    except InstantiationException as err:  # show our own message (e.g. the weights fetch command), not Hydra's wrapper
-        cause = err.__cause__
-        if isinstance(cause, BenchError):
-            raise cause from None
-        raise
+    plain = _resolved(node, where)
+    _check_targets(plain, where)
+    return _build(plain, where)
 
 
 def run_from_config(cfg: DictConfig) -> Path:
     """Run the benchmark described by a composed config; return the result folder."""
     t0 = time.perf_counter()
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
-    dataset = instantiate_bench(cfg.dataset.loader)
-    model = instantiate_bench(cfg.model.embedder)
+    dataset = instantiate_bench(cfg.dataset.loader, "dataset.loader")
+    model = instantiate_bench(cfg.model.embedder, "model.embedder")
     pcfg = OmegaConf.to_container(cfg.protocol, resolve=True)
     if isinstance(pcfg.get("target_fmrs"), (int, float)):  # protocol.target_fmrs=1e-3 means [1e-3]
         pcfg["target_fmrs"] = [pcfg["target_fmrs"]]
@@ -152,9 +190,9 @@ def sweep_from_config(cfg: DictConfig) -> Path:
     from bench.sweep import SweepProtocol, make_sweeps, run_sweep, write_sweep
 
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
-    dataset = instantiate_bench(cfg.dataset.loader)
-    model = instantiate_bench(cfg.model.embedder)
-    sweeps = make_sweeps(instantiate_bench(cfg.get("transforms")) or {})
+    dataset = instantiate_bench(cfg.dataset.loader, "dataset.loader")
+    model = instantiate_bench(cfg.model.embedder, "model.embedder")
+    sweeps = make_sweeps(instantiate_bench(cfg.get("transforms"), "transforms") or {})
     try:
         protocol = SweepProtocol(**OmegaConf.to_container(cfg.sweep, resolve=True))
     except TypeError as err:
