@@ -215,7 +215,7 @@ def test_recorded_config_cannot_run_code_outside_bench(copy, tmp_path):
     marker = tmp_path / "pwned"
     _edit_metrics(copy, lambda m: m["config"]["dataset"].update(loader={"_target_": "bench.report.provenance.subprocess.getoutput", "cmd": f"touch {marker}"}))
     report = _fast(copy)
-    assert report.status("dataset") == "mismatch" and "only objects defined in bench" in report.mismatches[0].detail
+    assert report.status("dataset") == "mismatch" and "is not a factory a config may name" in report.mismatches[0].detail
     assert not marker.exists()
 
 
