@@ -67,6 +67,7 @@ from scipy import optimize, special
 from bench.data.manifest import INTERSECTION_SEPARATOR
 from bench.data.synthetic import GroupSpec
 from bench.errors import ConfigError, DataError
+from bench.report.provenance import scrub_paths
 from bench.synthetic_truth import ReducedDraws, mated_law, nonmated_law
 
 __all__ = [
@@ -560,7 +561,7 @@ def calibrate_run(results_dir: str | Path, **kwargs: Any) -> CalibrationResult:
     """:func:`read_run` then :func:`calibrate` (keyword arguments as there)."""
     scores, metrics = read_run(results_dir)
     result = calibrate(scores, metrics, **kwargs)
-    result.source["results_dir"] = str(results_dir)
+    result.source["results_dir"] = scrub_paths(str(results_dir))
     return result
 
 
@@ -791,7 +792,7 @@ def calibrate_main(argv: Sequence[str] | None = None) -> int:
     except (DataError, ConfigError) as err:
         print(f"fvbench-calibrate: {err}", file=sys.stderr)
         return 2
-    result.source["results_dir"] = str(args.results_dir)
+    result.source["results_dir"] = scrub_paths(str(args.results_dir))
     run = str(metrics.get("run_name") or Path(args.results_dir).name)
     name = args.name or f"synthetic_{run}"
     if not re.fullmatch(r"[A-Za-z0-9_]+", name):

@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.errors import BenchError, ConfigError
 from bench.registry import check_target, resolve_factory
 from bench.report.folder import check_writable, staged_folder
+from bench.report.provenance import recorded_config, scrub_paths
 from bench.run import Protocol, evaluate
 
 __all__ = ["main", "instantiate_bench", "run_from_config", "sweep_main", "sweep_from_config"]
@@ -138,7 +139,7 @@ def run_from_config(cfg: DictConfig) -> Path:
     from bench.report.export import export_embeddings
     from bench.report.writer import write_results  # matplotlib only when writing
 
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = recorded_config(cfg)  # paths as <data_dir>..., no environment value
     with staged_folder(out_dir) as stage:  # the folder appears whole, or not at all
         write_results(
             result,
@@ -150,6 +151,7 @@ def run_from_config(cfg: DictConfig) -> Path:
             save_scores=bool(cfg.report.save_scores),
             embeddings_exported=bool(cfg.report.get("export_embeddings", False)),
             published_dir=out_dir,
+            path_roots=paths,
         )
         if cfg.report.get("export_embeddings", False):  # opt-in: biometric data into results/ (PRIVACY.md)
             export_embeddings(dataset, result, stage, cache_dir=paths["cache_dir"], published_dir=out_dir)
@@ -199,7 +201,7 @@ def sweep_from_config(cfg: DictConfig) -> Path:
         raise ConfigError(f"sweep config: {err}; valid keys: {sorted(SweepProtocol.__dataclass_fields__)}") from err
     result = run_sweep(dataset, model, sweeps, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress))
     out_dir = paths["results_dir"] / str(cfg.run_name)
-    write_sweep(result, out_dir, run_name=str(cfg.run_name), config=OmegaConf.to_container(cfg, resolve=True),
+    write_sweep(result, out_dir, run_name=str(cfg.run_name), config=scrub_paths(recorded_config(cfg), paths),
                 min_group_subjects=int(cfg.report.min_group_subjects), figures=bool(cfg.report.figures))
     log.info("wrote %s (stages: %s)", out_dir, {k: round(v, 2) for k, v in result.timings.items()})
     return out_dir

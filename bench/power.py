@@ -649,7 +649,9 @@ def power_main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     curve.to_csv(out / "power.csv", index=False)
-    (out / "power.json").write_text(json.dumps({
+    from bench.report.provenance import scrub_paths  # no absolute path of this machine is published
+
+    (out / "power.json").write_text(json.dumps(scrub_paths({
         "scenario": scen.summary(),
         "reference_group": group,
         "dataset_config": args.dataset_config,
@@ -663,7 +665,7 @@ def power_main(argv: Sequence[str] | None = None) -> int:
             "the generator's subject effects (identity position, per-subject image noise) stand for the real ones; "
             "deff_* columns give the simulated design effect; stronger real subject effects need proportionally more subjects"
         ),
-    }, indent=2, default=float) + "\n")
+    }), indent=2, default=float) + "\n")
     plot_power(curve, scen, out / "power.png", target_power=args.power, alpha=args.alpha)
     print(f"fvbench-power: threshold {scen.threshold:.4f} (generator cosine) = reference FMR {scen.target_fmr:g}")
     for m in METRICS:

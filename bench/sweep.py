@@ -750,7 +750,9 @@ def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: di
                            subjects=result.subjects_per_group.get(attr, {}))
                 figs[(sw.name, attr)] = name
         doc["files"]["figures"] = sorted(figs.values())
-    (out_dir / "sweep.json").write_text(json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n")
+    from bench.report.provenance import scrub_paths  # no absolute path of this machine is published
+
+    (out_dir / "sweep.json").write_text(json.dumps(scrub_paths(_jsonable(doc)), indent=2, allow_nan=False) + "\n")
     _write_report(out_dir / "report.md", result, rows, figs, run_name, small, min_group_subjects)
     return out_dir
 

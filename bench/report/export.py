@@ -114,8 +114,9 @@ def export_embeddings(dataset: Any, result: Any, out_dir: str | Path, *, cache_d
         embedding=emb,
     )
     message = EXPORT_WARNING.format(path=str(Path(published_dir or out_dir) / EXPORT_FILE))
+    # the file in the folder names the export relative to itself (no absolute path of this machine)
     (out_dir / WARNING_FILE).write_text(
-        f"{message}\n\n{len(rows)} embeddings of dimension {emb.shape[1] if emb.ndim == 2 else 0}; "
+        f"{EXPORT_WARNING.format(path=EXPORT_FILE)}\n\n{len(rows)} embeddings of dimension {emb.shape[1] if emb.ndim == 2 else 0}; "
         f"model: {result.model_info.get('name')}; dataset: {result.dataset_info.get('name')}.\n"
     )
     log.warning(message)

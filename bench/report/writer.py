@@ -38,7 +38,7 @@ from bench.report.export import EXPORT_FILE, EXPORT_WARNING
 from bench.report.folder import write_file_manifest
 from bench.report.markdown import write_report
 from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, plot_score_histograms, safe_name
-from bench.report.provenance import code_version, package_versions
+from bench.report.provenance import code_version, package_versions, scrub_paths
 from bench.run import RunResult
 
 __all__ = ["write_results", "METRICS_SCHEMA", "SCHEMA_VERSION"]
@@ -137,6 +137,7 @@ def write_results(
     save_scores: bool = True,
     embeddings_exported: bool = False,
     published_dir: Path | None = None,
+    path_roots: dict[str, Path] | None = None,
 ) -> Path:
     """Write the result folder of ``result`` into ``out_dir`` (created if needed).
 
@@ -156,6 +157,10 @@ def write_results(
     published_dir : pathlib.Path, optional
         Where the folder will finally live when ``out_dir`` is a staging folder
         (:func:`bench.report.folder.staged_folder`); used in recorded paths.
+    path_roots : dict, optional
+        The run's ``paths`` (data_dir, results_dir, cache_dir): every path in
+        ``metrics.json`` is recorded relative to them, any other absolute path as its
+        hash (:func:`bench.report.provenance.scrub_paths`).
     embeddings_exported : bool
         The run also exports embeddings (opt-in ``report.export_embeddings``); recorded
         under ``privacy`` so the published provenance says biometric data left the cache.
@@ -239,7 +244,8 @@ def write_results(
         },
         "engine": result.engine_info or {"engine": "table"},
     }
-    (out_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=False, allow_nan=False) + "\n")
+    metrics = scrub_paths(_jsonable(metrics), path_roots)  # no absolute path of this machine is published
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
     figs: dict[str, dict[str, str]] = {}
     if figures:
