@@ -135,7 +135,8 @@ def run_from_config(cfg: DictConfig) -> Path:
         raise ConfigError(f"protocol config: {err}") from err
     out_dir = paths["results_dir"] / str(cfg.run_name)
     check_writable(paths["results_dir"])  # fail before the compute, not after
-    result = evaluate(dataset, model, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress))
+    result = evaluate(dataset, model, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress),
+                      min_group_subjects=int(cfg.report.min_group_subjects))  # small groups' subjects enter no published number
     from bench.report.export import export_embeddings
     from bench.report.writer import write_results  # matplotlib only when writing
 

@@ -8,6 +8,7 @@ so the same inputs give byte-identical ``metrics.json`` and tables.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -24,7 +25,7 @@ from bench.errors import ConfigError, DataError, InsufficientDataError
 from bench.metrics.bootstrap import bootstrap_differentials, bootstrap_group_rates, bootstrap_replicates
 from bench.metrics.differentials import differential_summary
 from bench.metrics.fta import fta_by_group, generalized_rates
-from bench.metrics.groups import cross_group_fmr, per_group_rates
+from bench.metrics.groups import cross_group_fmr, per_group_rates, withhold_small_groups
 from bench.metrics.rates import ThresholdAtFMR, det_curve, equal_error_rate, score_sanity_check, threshold_at_fmr
 from bench.models.cache import EmbeddingCache, model_cache_key
 from bench.models.extraction import extract_embeddings
@@ -198,6 +199,10 @@ class RunResult:
         see :func:`per_group_threshold_analysis`; None when not requested.
     stream : bench.run_streaming.StreamedScores or None
         The histograms of a streamed run (for the writer); None for a table run.
+    withheld : dict
+        Subjects of small groups left out of every number above
+        (:func:`bench.metrics.groups.withhold_small_groups`); ``manifest``, ``labels``,
+        ``fta_reason`` and ``n_faces`` hold the published population only.
     """
 
     manifest: Manifest
@@ -220,6 +225,7 @@ class RunResult:
     engine_info: dict = field(default_factory=dict)
     mitigation: pd.DataFrame | None = None
     stream: Any = None
+    withheld: dict = field(default_factory=lambda: {"min_group_subjects": 1, "subjects": 0, "images": 0, "groups": {}})
 
     @property
     def primary_threshold(self) -> dict:
@@ -578,7 +584,8 @@ def _choose_engine(subject_ids: np.ndarray, protocol: Protocol) -> dict:
     return {"engine": engine, "selected_by": why, "comparisons": total, "table_max_comparisons": protocol.table_max_comparisons}
 
 
-def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | Path, progress: bool = True) -> RunResult:
+def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | Path, progress: bool = True,
+             min_group_subjects: int = 1) -> RunResult:
     """Run one benchmark and return all its numbers (nothing is written).
 
     Parameters
@@ -594,6 +601,10 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         Private embedding cache.
     progress : bool
         Show progress bars.
+    min_group_subjects : int
+        Subjects of groups smaller than this (in any reported attribute) are left
+        out of every computed number (:func:`bench.metrics.groups.withhold_small_groups`);
+        the CLI passes ``report.min_group_subjects``. 1 keeps everyone.
 
     Returns
     -------
@@ -611,6 +622,25 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
 
     attributes = _reported_attributes(manifest, protocol)
     labels = manifest.group_labels(attributes)
+    full = manifest
+    keep, withheld = withhold_small_groups(manifest.table["subject_id"], labels, min_group_subjects)
+    if not keep.all():  # the published population: withheld subjects enter no number below
+        manifest = dataclasses.replace(manifest, table=manifest.table[keep].reset_index(drop=True), check_files=False)
+        labels = labels[keep].reset_index(drop=True)
+        emb, fta_reason = emb[keep], np.asarray(fta_reason, dtype=object)[keep]
+        n_faces = None if n_faces is None else np.asarray(n_faces)[keep]
+    result = _evaluate_population(manifest, emb, fta_reason, n_faces, model_info, attributes, labels, protocol, timings)
+    result.withheld = withheld
+    # the dataset as given (inputs, not results): counts and hash of the whole manifest
+    result.dataset_info.update({**full.summary(), "manifest_sha256": full.content_hash(),
+                                "subjects_published": int(manifest.table["subject_id"].nunique()),
+                                "images_published": int(len(manifest.table)), "withheld": withheld})
+    return result
+
+
+def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.ndarray, n_faces: np.ndarray | None, model_info: dict,
+                         attributes: list[str], labels: pd.DataFrame, protocol: Protocol, timings: dict) -> RunResult:
+    """:func:`evaluate` on the published population (acquisition done)."""
     ok = np.array([r is None for r in fta_reason], dtype=bool)
     if ok.sum() < 2:
         raise DataError(f"dataset {manifest.name!r}: only {int(ok.sum())} image(s) acquired; no comparison is possible")

@@ -1,7 +1,8 @@
 """Privacy (issue #6, design.md "Privacy"): no embeddings, crops or images under results/
-unless explicitly exported (with a printed and recorded warning); groups smaller than
-``report.min_group_subjects`` are published as counts only -- in the CSV tables,
-metrics.json, report.md and the figures.
+unless explicitly exported (with a printed and recorded warning); the subjects of groups
+smaller than ``report.min_group_subjects`` are withheld from every published number -- the
+CSV tables, metrics.json, report.md and the figures (issue #9; the London subtraction
+scenario is tests/test_privacy_subtraction.py).
 """
 
 from __future__ import annotations
@@ -169,46 +170,47 @@ def test_exports_are_git_ignored_even_in_tracked_result_folders(path):
     assert done.returncode == 0, f"{path} would be committed"
 
 
-# ----------------------------------------------------------------------------- small groups: counts only
+# ----------------------------------------------------------------------------- small groups: withheld
 def _rows(df: pd.DataFrame, group: str) -> pd.DataFrame:
     return df[df["group"] == group]
 
 
-def test_small_group_published_as_counts_only_in_csv_and_json(default_run):
+def test_small_group_subjects_withheld_from_every_published_table(default_run):
+    """Issue #9: the subjects of a group below min_group_subjects enter no published number,
+    so (all) minus the visible groups is 0 subjects, not the small group."""
     _, out, _ = default_run
     metrics = json.loads((out / "metrics.json").read_text())
     attr = _attr(out)
-    assert metrics["suppression"] == {"min_group_subjects": 5, "groups_shown_as_counts_only": {attr: [SMALL]}}
+    supp = metrics["suppression"]
+    assert supp["min_group_subjects"] == 5 and supp["subjects_withheld"] == 3 and supp["images_withheld"] == 6
+    assert supp["groups_withheld"] == {attr: {SMALL: 3}} and supp["groups_shown_as_counts_only"] == {}
+    n_all = metrics["dataset"]["subjects"]
+    assert metrics["dataset"]["subjects_published"] == n_all - 3
     csv = pd.read_csv(out / "per_group.csv", keep_default_na=False, na_values=[""])
-    js = pd.DataFrame(metrics["per_group"])
-    for table in (csv, js):
-        small = _rows(table, SMALL)
-        assert len(small) == 3  # FTA, FMR, FNMR at the one threshold
-        assert (small["flag"] == "suppressed_small_group").all()
-        assert small[RATE_COLUMNS].isna().all().all()
-        assert (small["comparisons"] > 0).all() and (small["subjects"] <= 3).all()
-        other = _rows(table, [g for g in _smoke_groups() if g != SMALL][0])
-        assert other["rate"].notna().all()
-    for name, cols in (("eer", ["eer", "threshold", "eer_low", "eer_high"]), ("generalized_rates", ["fta", "fmr", "fnmr", "far_iso", "frr_iso", "fnmr_nist", "fmr_nist"])):
+    for table in (csv, pd.DataFrame(metrics["per_group"])):
+        assert _rows(table, SMALL).empty
+        fta = table[table["metric"] == "FTA"]
+        visible = fta[fta["group"] != "(all)"]
+        assert int(fta.loc[fta["group"] == "(all)", "subjects"].iloc[0]) == int(visible["subjects"].sum()) == n_all - 3
+        for (thr, metric), rows in table[table["metric"] != "FTA"].groupby(["threshold_name", "metric"]):
+            if metric == "FNMR":  # (all) = sum of the visible groups: nothing left to subtract
+                assert int(rows.loc[rows["group"] == "(all)", "comparisons"].iloc[0]) == int(rows.loc[rows["group"] != "(all)", "comparisons"].sum())
+    for name in ("eer", "generalized_rates"):
         for table in (pd.read_csv(out / f"{name}.csv", keep_default_na=False, na_values=[""]), pd.DataFrame(metrics[name])):
-            assert _rows(table, SMALL)[cols].isna().all().all(), name
-            assert _rows(table, [g for g in _smoke_groups() if g != SMALL][0])[cols[0]].notna().all(), name
+            assert _rows(table, SMALL).empty, name
     for table in (pd.read_csv(out / f"cross_group_fmr_{attr}.csv", keep_default_na=False, na_values=[""]), pd.DataFrame(metrics["cross_group_fmr"][attr])):
-        touching = (table["group_a"] == SMALL) | (table["group_b"] == SMALL)
-        assert table.loc[touching, "fmr"].isna().all() and table.loc[~touching, "fmr"].notna().all()
+        assert not ((table["group_a"] == SMALL) | (table["group_b"] == SMALL)).any()
     diffs = pd.DataFrame(metrics["differentials"])
-    over_small = diffs["groups"].fillna("").str.split(";").map(lambda g: SMALL in g)
-    assert over_small.any() and diffs.loc[over_small, "value"].isna().all() and diffs.loc[over_small, "suppressed"].all()
+    assert not diffs["groups"].fillna("").str.split(";").map(lambda g: SMALL in g).any()
+    assert SMALL not in (out / "differentials.csv").read_text()
 
 
-def test_small_group_counts_only_in_report_md(default_run):
+def test_withheld_subjects_explained_in_report_md(default_run):
     _, out, _ = default_run
     report = (out / "report.md").read_text()
-    line = next(ln for ln in report.splitlines() if ln.startswith(f"| {SMALL} |"))
-    cells = [c.strip() for c in line.strip("|").split("|")]
-    assert all(c.startswith("(counts only)") for c in cells[2:]), line
-    assert not re.search(rf"\b{SMALL}: \d", report)  # no EER of the small group
-    assert "Groups shown as counts only" in report
+    assert not any(ln.startswith(f"| {SMALL} |") for ln in report.splitlines())
+    assert "## Subjects withheld from every number" in report
+    assert f"3 subject(s) (6 image(s)) belong to groups with fewer than 5 subjects: {_attr(out)}: {SMALL} (3)" in report
 
 
 @pytest.fixture(scope="module")
@@ -220,8 +222,10 @@ def figure_inputs(tmp_path_factory):
 
     spec = {"identity_spread": 1.2, "image_noise": 0.9, "images_per_subject": 2}
     pop = SyntheticPopulation({"A": {"subjects": 30, **spec}, "B": {"subjects": 30, **spec}, SMALL: {"subjects": 3, **spec}}, seed=3)
-    res = evaluate(pop, None, Protocol(target_fmrs=[0.01], bootstrap_replicates=None), cache_dir=tmp_path_factory.mktemp("c"), progress=False)
-    seen: dict[str, tuple] = {"result": res}
+    res = evaluate(pop, None, Protocol(target_fmrs=[0.01], bootstrap_replicates=None), cache_dir=tmp_path_factory.mktemp("c"), progress=False,
+                   min_group_subjects=5)
+    everyone = evaluate(pop, None, Protocol(target_fmrs=[0.01], bootstrap_replicates=None), cache_dir=tmp_path_factory.mktemp("c"), progress=False)
+    seen: dict[str, tuple] = {"result": res, "everyone": everyone}
     mp = pytest.MonkeyPatch()
     for name in ("plot_det", "plot_error_rates", "plot_fmr_matrix", "plot_score_distributions"):
         if hasattr(writer, name):
@@ -233,38 +237,33 @@ def figure_inputs(tmp_path_factory):
     return seen
 
 
-def test_small_group_rates_not_plotted(figure_inputs):
+def test_small_group_not_plotted(figure_inputs):
     per_group = figure_inputs["plot_error_rates"][0][0]
-    assert per_group.loc[per_group["group"] == SMALL, "rate"].isna().all()
+    assert SMALL not in set(per_group["group"])
     cross = figure_inputs["plot_fmr_matrix"][0][0]
-    assert cross.loc[(cross["group_a"] == SMALL) | (cross["group_b"] == SMALL), "fmr"].isna().all()
-    det_args = figure_inputs["plot_det"][0]
-    eer, shown = det_args[1], det_args[2]
-    assert eer.loc[eer["group"] == SMALL, "eer"].isna().all() and shown.loc[shown["group"] == SMALL, "rate"].isna().all()
-    if "plot_score_distributions" in figure_inputs:  # raw score distributions: the small group is left out
-        assert SMALL in figure_inputs["plot_score_distributions"][1]["suppressed"]
-
-
-def test_small_group_det_curve_not_drawn(figure_inputs):
+    assert SMALL not in set(cross["group_a"]) | set(cross["group_b"])
     dets = figure_inputs["plot_det"][0][0]
     assert not [k for k in dets if k[1] == SMALL]
+    if "plot_score_distributions" in figure_inputs:  # the score table itself holds no comparison of a withheld subject
+        comp = figure_inputs["plot_score_distributions"][0][0]
+        assert SMALL not in set(comp.filter(like="_a").stack().astype(str))
 
 
-def test_small_group_error_counts_not_published(default_run):
-    _, out, _ = default_run
-    metrics = json.loads((out / "metrics.json").read_text())
-    small = pd.DataFrame(metrics["per_group"]).query("group == @SMALL")
-    assert small["errors"].isna().all()
-    cross = pd.DataFrame(metrics["cross_group_fmr"][_attr(out)])
-    assert cross.loc[(cross["group_a"] == SMALL) | (cross["group_b"] == SMALL), "false_matches"].isna().all()
+def test_publishing_with_a_larger_minimum_than_evaluated_is_refused(figure_inputs, tmp_path):
+    from bench.errors import ConfigError
+    from bench.report.writer import write_results
+
+    with pytest.raises(ConfigError, match=r"min_group_subjects=5: this result was evaluated with min_group_subjects=1; pass the same value"):
+        write_results(figure_inputs["everyone"], tmp_path / "out", run_name="t", config={}, min_group_subjects=5, figures=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_suppression_threshold_is_configurable(figure_inputs, tmp_path):
     """min_group_subjects = 1 publishes every group's rates."""
     from bench.report.writer import write_results
 
-    out = write_results(figure_inputs["result"], tmp_path / "out", run_name="t", config={}, min_group_subjects=1, figures=False)
+    out = write_results(figure_inputs["everyone"], tmp_path / "out", run_name="t", config={}, min_group_subjects=1, figures=False)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["suppression"]["groups_shown_as_counts_only"] == {}
+    assert metrics["suppression"]["groups_shown_as_counts_only"] == {} and metrics["suppression"]["subjects_withheld"] == 0
     small = pd.DataFrame(metrics["per_group"]).query("group == @SMALL and metric == 'FMR'")
     assert small["rate"].notna().all() and not math.isnan(small["rate"].iloc[0])

@@ -42,6 +42,7 @@ __all__ = [
     "per_group_rates",
     "cross_group_fmr",
     "validate_comparisons",
+    "withhold_small_groups",
 ]
 
 logger = logging.getLogger(__name__)
@@ -350,3 +351,83 @@ def cross_group_fmr(
         },
         columns=CROSS_GROUP_COLUMNS,
     )
+
+
+# ----------------------------------------------------------------------------- publication privacy
+def withhold_small_groups(
+    subject_ids: pd.Series | np.ndarray, labels: pd.DataFrame, min_subjects: int
+) -> tuple[np.ndarray, dict]:
+    """Which images may enter published numbers: subjects of small groups are withheld.
+
+    Design (issue #9; brief: "never publishes ... anything from which one person's
+    result can be derived"). Blanking a small group's cells does not protect it:
+    ``(all)`` minus the visible groups, a marginal minus the visible intersection
+    cells, or a threshold's ``k`` minus the visible counts gives the blanked value
+    back (complementary suppression does not help when the pooled total is 0).
+    Instead every subject who belongs, in any reported attribute (intersections
+    included), to a group with fewer than ``min_subjects`` subjects is **withheld**:
+    their images and comparisons enter no published number -- rates, counts,
+    thresholds, intervals, differentials, the cross-group matrix, figures. Published
+    files are then the same whatever the withheld subjects' outcomes, so none can be
+    derived; only their number (a fact of the manifest, not a result) is published.
+
+    Withholding can shrink another group below ``min_subjects`` (a subject is in one
+    group per attribute), so the rule is applied until nothing changes; the
+    published population then has every group at ``>= min_subjects`` subjects.
+
+    Parameters
+    ----------
+    subject_ids : Series or ndarray
+        Shape (n_images,), subject of each image.
+    labels : pandas.DataFrame
+        Shape (n_images, n_attributes): group label per image and reported attribute
+        (as :meth:`bench.data.manifest.Manifest.group_labels`).
+    min_subjects : int
+        Smallest group (distinct subjects) whose members are published; ``<= 1``
+        withholds no one.
+
+    Returns
+    -------
+    keep : numpy.ndarray of bool
+        Shape (n_images,): True for images of published subjects.
+    record : dict
+        ``min_group_subjects``, ``subjects`` and ``images`` withheld, and ``groups``:
+        attribute -> {group: subjects in the manifest} of every group whose subjects
+        were all or partly withheld because it was (or became) small.
+    """
+    subj = np.asarray(pd.Series(subject_ids).astype(str))
+    if len(subj) != len(labels):
+        raise DataError(f"withhold_small_groups: {len(subj)} subject ids for {len(labels)} label rows")
+    min_subjects = int(min_subjects)
+    keep = np.ones(len(subj), dtype=bool)
+    groups: dict[str, dict[str, int]] = {}
+    full_sizes = {
+        a: pd.DataFrame({"s": subj, "g": labels[a].astype(str).to_numpy()}).drop_duplicates().groupby("g")["s"].size().to_dict()
+        for a in labels.columns
+    }
+    changed = min_subjects > 1
+    while changed:
+        changed = False
+        for a in labels.columns:
+            g = labels[a].astype(str).to_numpy()
+            kept = pd.DataFrame({"s": subj[keep], "g": g[keep]}).drop_duplicates()
+            sizes = kept.groupby("g")["s"].size()
+            small = sizes[sizes < min_subjects].index
+            if len(small):
+                out = set(kept.loc[kept["g"].isin(small), "s"])
+                keep &= ~np.isin(subj, list(out))
+                for name in small:
+                    groups.setdefault(a, {})[str(name)] = int(full_sizes[a][name])
+                changed = True
+    record = {
+        "min_group_subjects": min_subjects,
+        "subjects": int(len(set(subj[~keep]))),
+        "images": int((~keep).sum()),
+        "groups": {a: dict(sorted(v.items())) for a, v in groups.items()},
+    }
+    if record["subjects"]:
+        logger.warning(
+            "withheld %d subject(s) (%d image(s)) from every published number: they belong to groups with fewer than %d subjects %s",
+            record["subjects"], record["images"], min_subjects, record["groups"],
+        )
+    return keep, record

@@ -76,7 +76,9 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
     out += [
         f"Model **{m['name']}** (score: {'negated Euclidean distance' if m['metric'] == 'euclidean' else 'cosine similarity'}) "
         f"on dataset **{d['name']}**: {d['images']:,} images of {d['subjects']:,} subjects "
-        f"(labels: {', '.join(d['label_source'])}), {d['images_acquired']:,} acquired, "
+        f"(labels: {', '.join(d['label_source'])}), "
+        + (f"{d['withheld']['subjects']} of them withheld (small groups, see below), " if (d.get("withheld") or {}).get("subjects") else "")
+        + f"{d['images_acquired']:,} acquired, "
         f"{d['mated_comparisons']:,} mated and {d['nonmated_comparisons']:,} non-mated comparisons.",
         "",
     ]
@@ -168,6 +170,18 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
                 fn = f"{r['fnmr']:.3g} ({int(r['false_non_matches'])}/{int(r['n_mated'])})" if r["n_mated"] else "no mated"
                 out.append(f"| {r['attribute']} | {r['group']} | {r['target_fmr']:g} | {r['threshold']:.5g} | {r['achieved_fmr']:.3g} | {fn} |")
         out.append("")
+    wh = getattr(result, "withheld", None) or {}
+    if wh.get("subjects"):
+        out += [
+            "## Subjects withheld from every number",
+            "",
+            f"{wh['subjects']} subject(s) ({wh['images']} image(s)) belong to groups with fewer than {wh['min_group_subjects']} "
+            "subjects: " + "; ".join(f"{a}: " + ", ".join(f"{g} ({n})" for g, n in gs.items()) for a, gs in wh["groups"].items())
+            + ". They enter no number, table or figure of this report (rates, counts, thresholds, intervals), so that no "
+            "one's result can be derived by subtracting published cells from a total; every number here describes the "
+            f"other {d.get('subjects_published', d['subjects']):,} subjects. Subject counts in brackets are from the manifest.",
+            "",
+        ]
     if small:
         out += [
             "## Groups shown as counts only",

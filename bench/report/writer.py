@@ -18,10 +18,14 @@ Layout of ``results/<run_name>/`` (every file documented in README "Result files
   (``metrics.json`` ``engine``): its score histograms (:meth:`ScoreHistogram.save
   <bench.metrics.histogram.ScoreHistogram.save>`; git-ignored too).
 
-Groups with fewer subjects than ``min_group_subjects`` are published as counts
-only: their rates, intervals and EER are blanked and flagged
-``suppressed_small_group`` (privacy: a rate of a 1-person group is a fact about
-that person).
+Privacy of small groups: the subjects of every group with fewer than
+``min_group_subjects`` subjects (any reported attribute, intersections included)
+are *withheld* by :func:`bench.run.evaluate` (:func:`bench.metrics.groups.withhold_small_groups`):
+they enter no number of the folder, so none of their results can be derived by
+subtracting published cells from published totals. Only their number is published
+(``metrics.json`` ``suppression``, ``report.md``). A result evaluated with a smaller
+``min_group_subjects`` than the one asked here is refused; groups still below it
+(a result built by hand) fall back to counts only (flag ``suppressed_small_group``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.errors import ConfigError
 from bench.report.export import EXPORT_FILE, EXPORT_WARNING
 from bench.report.folder import write_file_manifest
 from bench.report.markdown import write_report
@@ -61,7 +66,7 @@ METRICS_SCHEMA = {
     "differentials": "list of differentials.csv rows: §4 measures per attribute and threshold, bootstrap intervals, parity flags",
     "cross_group_fmr": "attribute -> list of matrix cells at the primary threshold",
     "mitigation": "null, or (protocol.per_group_thresholds) rows of the labelled per-group-threshold mitigation analysis",
-    "suppression": "min_group_subjects and the groups shown as counts only",
+    "suppression": "min_group_subjects, the subjects and groups withheld from every published number, groups shown as counts only",
     "privacy": "whether embeddings were exported into the result folder (opt-in), with the warning shown",
     "engine": "table or stream, how it was chosen (protocol.engine, table_max_comparisons); stream: bin width, tail, tolerances",
 }
@@ -170,9 +175,16 @@ def write_results(
     pathlib.Path
         ``out_dir``.
     """
+    withheld = getattr(result, "withheld", None) or {"min_group_subjects": 1, "subjects": 0, "images": 0, "groups": {}}
+    if int(min_group_subjects) > int(withheld["min_group_subjects"]):
+        raise ConfigError(
+            f"min_group_subjects={min_group_subjects}: this result was evaluated with min_group_subjects="
+            f"{withheld['min_group_subjects']}; pass the same value to bench.run.evaluate so that the subjects of small "
+            "groups enter no published number (blanking their cells alone lets them be derived by subtraction)"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    small = _small_groups(result, min_group_subjects)
+    small = _small_groups(result, min_group_subjects)  # empty when evaluate withheld them (the normal case)
     per_group = _suppress(result.per_group, small, [*_RATE_COLUMNS, "errors", "reasons"])
     eer = _suppress(result.eer, small, ["eer", "threshold", "eer_low", "eer_high"])
     per_group.to_csv(out_dir / "per_group.csv", index=False, float_format="%.10g", lineterminator="\n")
@@ -237,7 +249,15 @@ def write_results(
         "differentials": differentials.to_dict(orient="records"),
         "mitigation": None if mitigation is None else mitigation.to_dict(orient="records"),
         "cross_group_fmr": {a: c.to_dict(orient="records") for a, c in cross_pub.items()},
-        "suppression": {"min_group_subjects": min_group_subjects, "groups_shown_as_counts_only": small},
+        "suppression": {
+            "min_group_subjects": min_group_subjects,
+            "rule": "subjects of groups with fewer than min_group_subjects subjects (any reported attribute, intersections "
+                    "included; applied until no group is small) are withheld from every published number",
+            "subjects_withheld": withheld["subjects"],
+            "images_withheld": withheld["images"],
+            "groups_withheld": withheld["groups"],
+            "groups_shown_as_counts_only": small,
+        },
         "privacy": {
             "embeddings_exported": bool(embeddings_exported),
             "warning": EXPORT_WARNING.format(path=str(Path(published_dir or out_dir) / EXPORT_FILE)) if embeddings_exported else None,
