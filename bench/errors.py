@@ -18,6 +18,7 @@ __all__ = [
     "InsufficientDataError",
     "UnverifiedWeightsWarning",
     "ScoreRangeWarning",
+    "DatasetWarning",
 ]
 
 
@@ -85,3 +86,9 @@ class ScoreRangeWarning(UserWarning):
     The result is still valid (conservative, exactly counted) but may be coarser than
     one bin width; rebuild the histogram with a wider range.
     """
+
+
+class DatasetWarning(UserWarning):
+    """The dataset is usable but something in it skews a result (e.g. the same image
+    file under two subject ids, one subject supplying most of a group's mated
+    comparisons)."""

@@ -697,7 +697,9 @@ def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: di
         rows.loc[m, "errors"] = pd.NA
         rows.loc[m, "reasons"] = ""
         rows.loc[m, "flag"] = "suppressed_small_group"
-    rows.to_csv(out_dir / "sweep.csv", index=False, float_format="%.10g", lineterminator="\n")
+    from bench.report.export import spreadsheet_safe  # labels cannot run as spreadsheet formulas
+
+    spreadsheet_safe(rows).to_csv(out_dir / "sweep.csv", index=False, float_format="%.10g", lineterminator="\n")
 
     ieds = None
     if result.geometry_info.get("ied_px"):

@@ -78,13 +78,13 @@ def test_scrub_paths_relative_to_roots_else_hashed():
         "root": "/srv/alice/data/frl_london",
         "similar": "/srv/alice/database",  # a prefix of the text, not of the path
         "msg": "cannot read '/etc/secret/x.jpg' (corrupt)",
-        "labels": ["east_asian/white", "1 - delta / scale", "FTA/FMR"],
+        "labels": ["east_asian/white", "1 - delta / scale", "FTA/FMR", "https://doi.org/10.6084/x", '=HYPERLINK("http://x")'],
         "n": 5,
     }, roots)
     assert got["root"] == "<data_dir>/frl_london"
     assert got["similar"].startswith("<path sha256:") and "alice" not in got["similar"]
     assert got["msg"].startswith("cannot read '<path sha256:") and "etc" not in got["msg"]
-    assert got["labels"] == ["east_asian/white", "1 - delta / scale", "FTA/FMR"]
+    assert got["labels"] == ["east_asian/white", "1 - delta / scale", "FTA/FMR", "https://doi.org/10.6084/x", '=HYPERLINK("http://x")']
     assert got["n"] == 5
     # the same path always gives the same token
     assert scrub_paths("/x/y") == scrub_paths("/x/y") != scrub_paths("/x/z")

@@ -15,14 +15,20 @@ are ``pd.NA``; they are never dropped: see :data:`MISSING_LABEL`).
 from __future__ import annotations
 
 import hashlib
+import re
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import DataError
+from bench.errors import DataError, DatasetWarning
 
-__all__ = ["Manifest", "REQUIRED_COLUMNS", "MISSING_LABEL", "INTERSECTION_SEPARATOR"]
+__all__ = [
+    "Manifest", "REQUIRED_COLUMNS", "MISSING_LABEL", "INTERSECTION_SEPARATOR", "RESERVED_LABELS", "LIST_SEPARATOR",
+    "DOMINANT_SUBJECT_SHARE", "warn_same_image_under_several_subjects",
+]
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("image_id", "path", "subject_id", "label_source")
 
@@ -33,6 +39,17 @@ MISSING_LABEL = "missing"
 #: Joins attribute names and values of an intersection, e.g. ``face_eth&face_gender``
 #: and ``black&female``.
 INTERSECTION_SEPARATOR = "&"
+
+#: Joins group names in one cell of the published tables (``differentials.csv`` ``groups``).
+LIST_SEPARATOR = ";"
+
+#: Group names the harness uses itself; a label equal to one is refused.
+RESERVED_LABELS = ("(all)",)
+
+#: A subject supplying more than this share of a group's mated comparisons is warned about.
+DOMINANT_SUBJECT_SHARE = 0.5
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,8 @@ class Manifest:
 
     def __post_init__(self) -> None:
         self.validate()
+        if self.check_files and self.root is not None:  # a dataset as loaded (not a derived subset)
+            self.warn_data_quality()
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -93,6 +112,15 @@ class Manifest:
                 f"manifest {self.name!r}: duplicate image_id value(s) {sorted(set(dup))[:5]}; "
                 "each image needs a unique id"
             )
+        for col in ("image_id", "subject_id", "path"):
+            ctrl = t[col].astype(str).map(lambda v: bool(_CONTROL.search(v)))
+            if ctrl.any():
+                row = ctrl.to_numpy().nonzero()[0][0]
+                raise DataError(
+                    f"manifest {self.name!r}: {col!r} in row {t.index[row]} holds a control character (NUL, newline...): "
+                    f"{str(t[col].iloc[row])!r}; file names and ids must be printable text"
+                )
+        self._validate_labels()
         if self.root is not None:
             root = self.root.resolve()
             for image_id, rel in zip(t["image_id"], t["path"]):
@@ -114,6 +142,68 @@ class Manifest:
                     raise DataError(
                         f"manifest {self.name!r}: image {image_id!r} file not found: {str(full)!r}"
                     )
+
+    def _validate_labels(self) -> None:
+        """Attribute names and labels must not collide with the names the harness builds."""
+        for a in self.attributes:
+            if INTERSECTION_SEPARATOR in a or _CONTROL.search(a):
+                raise DataError(
+                    f"manifest {self.name!r}: attribute name {a!r} contains {INTERSECTION_SEPARATOR!r} or a control character; "
+                    f"{INTERSECTION_SEPARATOR!r} joins the attributes of an intersection (e.g. 'face_eth&face_gender'): rename the column"
+                )
+            values = self._clean(self.table[a])
+            for v in sorted(set(values)):
+                problem = None
+                if v in RESERVED_LABELS:
+                    problem = f"is reserved (the harness's name for all comparisons together: {list(RESERVED_LABELS)})"
+                elif INTERSECTION_SEPARATOR in v:
+                    problem = f"contains {INTERSECTION_SEPARATOR!r}, which joins the labels of an intersection group (e.g. 'black&female')"
+                elif LIST_SEPARATOR in v:
+                    problem = f"contains {LIST_SEPARATOR!r}, which separates group names in the published tables"
+                elif _CONTROL.search(v):
+                    problem = "contains a control character (NUL, tab, newline...)"
+                if problem:
+                    row = self.table.index[(values == v).to_numpy()][0]
+                    raise DataError(f"manifest {self.name!r}: attribute {a!r} label {v!r} (row {row}) {problem}; relabel it in the dataset")
+
+    def mated_dominance(self, attributes: Sequence[str] | None = None, share: float = DOMINANT_SUBJECT_SHARE) -> list[dict]:
+        """Groups where one subject supplies more than ``share`` of the mated comparisons.
+
+        Mated comparisons of a subject with ``n`` images: ``n (n - 1) / 2``. A group
+        whose FNMR is mostly one person's is a fact about that person, and its
+        interval understates the uncertainty; :meth:`warn_data_quality` warns.
+
+        Returns
+        -------
+        list of dict
+            ``attribute, group, subject_id, share, mated`` per dominated group with at
+            least two subjects (a one-subject group is covered by the small-group rule).
+        """
+        t = self.table
+        labels = self.group_labels(attributes)
+        out = []
+        for a in labels.columns:
+            per = pd.DataFrame({"s": t["subject_id"].astype(str).to_numpy(), "g": labels[a].to_numpy()}).groupby(["g", "s"]).size()
+            pairs = per * (per - 1) // 2
+            for g, sub in pairs.groupby(level=0):
+                total = int(sub.sum())
+                if len(sub) < 2 or total == 0:
+                    continue
+                top = sub.idxmax()[1]
+                frac = float(sub.max()) / total
+                if frac > share:
+                    out.append({"attribute": a, "group": str(g), "subject_id": str(top), "share": frac, "mated": total})
+        return out
+
+    def warn_data_quality(self) -> None:
+        """Warn (:class:`bench.errors.DatasetWarning`) about groups one subject dominates."""
+        for d in self.mated_dominance():
+            warnings.warn(
+                f"manifest {self.name!r}: subject {d['subject_id']!r} supplies {d['share']:.0%} of the {d['mated']} mated "
+                f"comparisons of group {d['attribute']}={d['group']!r}; that group's FNMR is mostly one person's "
+                "(consider capping images per subject)",
+                DatasetWarning, stacklevel=3,
+            )
 
     # ------------------------------------------------------------- accessors
     def image_path(self, row: int) -> Path:
@@ -191,3 +281,38 @@ class Manifest:
             "label_source": sorted(self.table["label_source"].astype(str).unique()),
             "subjects_per_group": per_attr,
         }
+
+
+def warn_same_image_under_several_subjects(manifest: Manifest, sha256s: Sequence[str | None]) -> list[tuple[str, list[str]]]:
+    """Warn when one image file (by content hash) appears under two or more subject ids.
+
+    Such a pair is scored as a *non-mated* comparison of identical images (a certain
+    false match) although it is one person, or the labels are wrong.
+
+    Parameters
+    ----------
+    manifest : Manifest
+    sha256s : sequence of str or None
+        Shape (n_images,): SHA-256 of each image's bytes (None where unreadable), as
+        computed for the embedding cache (:func:`bench.acquisition.images.image_sha256`).
+
+    Returns
+    -------
+    list of (sha256, subject ids)
+        Every shared content hash with the subjects it appears under; each is warned
+        as a :class:`bench.errors.DatasetWarning` (the first five named).
+    """
+    t = pd.DataFrame({"sha": list(sha256s), "s": manifest.table["subject_id"].astype(str).to_numpy(),
+                      "img": manifest.table["image_id"].astype(str).to_numpy()}).dropna(subset=["sha"])
+    subjects = t.groupby("sha")["s"].agg(lambda x: sorted(set(x)))
+    shared = [(sha, subs) for sha, subs in subjects.items() if len(subs) > 1]
+    for sha, subs in shared[:5]:
+        imgs = sorted(t.loc[t["sha"] == sha, "img"])
+        warnings.warn(
+            f"manifest {manifest.name!r}: images {imgs} are the same file (SHA-256 {sha[:12]}...) under subject ids {subs}; "
+            "their comparisons count as non-mated (a certain false match): fix the subject ids or remove the copies",
+            DatasetWarning, stacklevel=2,
+        )
+    if len(shared) > 5:
+        warnings.warn(f"manifest {manifest.name!r}: {len(shared) - 5} more image file(s) appear under several subject ids", DatasetWarning, stacklevel=2)
+    return shared

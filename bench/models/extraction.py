@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from bench.acquisition.base import Acquisition
 from bench.acquisition.images import image_sha256
-from bench.data.manifest import Manifest
+from bench.data.manifest import Manifest, warn_same_image_under_several_subjects
 from bench.errors import DataError
 from bench.models.cache import CachedResult, EmbeddingCache
 
@@ -110,6 +110,7 @@ def extract_embeddings(
                 log.info("FTA %s: %s %s", manifest.table["image_id"].iloc[i], a.fta_reason, a.detail)
         todo.clear()
 
+    shas: list[str | None] = []
     bar = tqdm(range(n), desc=f"{model.name} acquire+embed", disable=not progress, unit="img")
     for i in bar:
         path = manifest.image_path(i)
@@ -117,6 +118,7 @@ def extract_embeddings(
             sha = image_sha256(path)
         except (OSError, DataError):
             sha = None  # missing/unreadable: the loader reports the reason below
+        shas.append(sha)
         cached = cache.get(sha) if sha else None
         if cached is not None:
             hits += 1
@@ -130,4 +132,5 @@ def extract_embeddings(
         if len(todo) >= batch_size:
             flush()
     flush()
+    warn_same_image_under_several_subjects(manifest, shas)
     return Extraction(embeddings=emb, fta_reason=reasons, n_faces=n_faces, cache_hits=hits)

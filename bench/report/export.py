@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from bench.acquisition.images import image_sha256
 from bench.data.synthetic import SyntheticPopulation
 from bench.errors import DataError, ImageLoadError
 from bench.models.cache import EmbeddingCache
 
-__all__ = ["export_embeddings", "EXPORT_FILE", "WARNING_FILE", "EXPORT_WARNING"]
+__all__ = ["export_embeddings", "spreadsheet_safe", "EXPORT_FILE", "WARNING_FILE", "EXPORT_WARNING", "FORMULA_PREFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,35 @@ EXPORT_WARNING = (
     "were written to {path}. Keep this file private: do not publish, share or commit it, and "
     "delete it when you no longer need it (rm {path})."
 )
+
+
+#: First characters that make a spreadsheet treat a cell as a formula (OWASP "CSV Injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``df`` whose text cells cannot run as spreadsheet formulas.
+
+    A text cell (label, group, reason...) that starts with ``=``, ``+``, ``-``, ``@``,
+    tab or carriage return gets a leading apostrophe (``'=cmd``), which spreadsheets
+    show as text (OWASP, "CSV Injection"). Numbers are left alone (``-0.6`` stays a
+    number). Used for every CSV a result folder publishes; ``metrics.json`` keeps the
+    labels unchanged.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same shape; only ``str`` cells of object/string columns may change.
+    """
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            out[c] = out[c].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v)
+    return out
 
 
 def _embeddings(dataset: Any, result: Any, cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:

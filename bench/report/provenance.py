@@ -67,8 +67,8 @@ def code_version() -> dict[str, str | bool | None]:
 # ----------------------------------------------------------------------------- no paths, no environment
 _ENV = re.compile(r"\$\{\s*oc\.env\s*:\s*([A-Za-z_][A-Za-z0-9_]*)[^${}]*\}")
 _OTHER_MACHINE = re.compile(r"\$\{\s*(oc\.env|hydra)\s*:")  # what _ENV did not catch (nested, hydra:runtime.cwd)
-#: An absolute POSIX path token: a "/" at the start or after a space, quote, bracket, "=", ":" or ",".
-_ABS_PATH = re.compile(r"(?:(?<=^)|(?<=[\s'\"(\[=:,]))/[^\s'\",)\]]+")
+#: An absolute POSIX path token: a "/" at the start or after a space, quote, bracket, "=" or ",".
+_ABS_PATH = re.compile(r"(?:(?<=^)|(?<=[\s'\"(\[=,]))/(?!/)[^\s'\",)\]]+")  # not "//" (URLs)
 
 
 def _redact_interpolations(node: Any) -> Any:

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import ConfigError
-from bench.report.export import EXPORT_FILE, EXPORT_WARNING
+from bench.report.export import EXPORT_FILE, EXPORT_WARNING, spreadsheet_safe
 from bench.report.folder import write_file_manifest
 from bench.report.markdown import write_report
 from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, plot_score_histograms, safe_name
@@ -187,18 +187,18 @@ def write_results(
     small = _small_groups(result, min_group_subjects)  # empty when evaluate withheld them (the normal case)
     per_group = _suppress(result.per_group, small, [*_RATE_COLUMNS, "errors", "reasons"])
     eer = _suppress(result.eer, small, ["eer", "threshold", "eer_low", "eer_high"])
-    per_group.to_csv(out_dir / "per_group.csv", index=False, float_format="%.10g", lineterminator="\n")
+    spreadsheet_safe(per_group).to_csv(out_dir / "per_group.csv", index=False, float_format="%.10g", lineterminator="\n")
     generalized = _suppress(
         result.generalized, small, ["fta", "fmr", "fnmr", "far_iso", "frr_iso", "fnmr_nist", "fmr_nist", "lost_mated", "lost_nonmated"]
     )
-    generalized.to_csv(out_dir / "generalized_rates.csv", index=False, float_format="%.10g", lineterminator="\n")
+    spreadsheet_safe(generalized).to_csv(out_dir / "generalized_rates.csv", index=False, float_format="%.10g", lineterminator="\n")
     differentials = _suppress_differentials(result.differentials, small)
     mitigation = None
     if result.mitigation is not None:
         mitigation = _suppress(result.mitigation, small, ["threshold", "achieved_fmr", "k", "false_non_matches", "fnmr"])
-        mitigation.to_csv(out_dir / "mitigation_per_group_thresholds.csv", index=False, float_format="%.10g", lineterminator="\n")
-    differentials.to_csv(out_dir / "differentials.csv", index=False, float_format="%.10g", lineterminator="\n")
-    eer.to_csv(out_dir / "eer.csv", index=False, float_format="%.10g", lineterminator="\n")
+        spreadsheet_safe(mitigation).to_csv(out_dir / "mitigation_per_group_thresholds.csv", index=False, float_format="%.10g", lineterminator="\n")
+    spreadsheet_safe(differentials).to_csv(out_dir / "differentials.csv", index=False, float_format="%.10g", lineterminator="\n")
+    spreadsheet_safe(eer).to_csv(out_dir / "eer.csv", index=False, float_format="%.10g", lineterminator="\n")
     cross_pub: dict[str, pd.DataFrame] = {}
     for attr, cross in result.cross.items():
         c = cross.copy()
@@ -207,7 +207,7 @@ def write_results(
         hide = c["group_a"].isin(small.get(attr, [])) | c["group_b"].isin(small.get(attr, []))
         c["false_matches"] = c["false_matches"].astype("Int64")
         c.loc[hide, ["fmr", "false_matches"]] = pd.NA
-        c.to_csv(out_dir / f"cross_group_fmr_{safe_name(attr)}.csv", index=False, float_format="%.10g", lineterminator="\n")
+        spreadsheet_safe(c).to_csv(out_dir / f"cross_group_fmr_{safe_name(attr)}.csv", index=False, float_format="%.10g", lineterminator="\n")
         cross_pub[attr] = c
     if save_scores:
         if result.comparisons is not None:
