@@ -581,6 +581,26 @@ def _reference_from_config(path: Path, group: str | None) -> tuple[GroupSpec, in
     return spec, int(loader["dim"]), group
 
 
+def _check_request(args: argparse.Namespace) -> None:
+    """One-line refusals of absurd sizes, before any scenario is solved or array allocated."""
+    from bench.limits import MAX_BOOTSTRAP_REPLICATES, check_int, check_memory, check_seed
+
+    ks = [check_int("--images-per-subject", k, 2, 1000, "FNMR needs mated pairs") for k in args.images_per_subject]
+    ns = [check_int("--subjects", n, 2, 1_000_000) for n in (args.subjects or [])]
+    check_int("--replicates", args.replicates, 1, 100_000)
+    check_int("--bootstrap", args.bootstrap, 1, MAX_BOOTSTRAP_REPLICATES)
+    check_seed("--seed", args.seed)
+    draws = check_int("--truth-draws", args.truth_draws, 1000, None)
+    check_memory(f"--truth-draws {draws:,}", draws * 256.0, "lower --truth-draws")  # (draws, dim <= 16) float64, twice
+    if ns:
+        images = max(ns) * max(ks)
+        if images**2 / 2 > 1e10:
+            raise ConfigError(f"--subjects {max(ns):,} x --images-per-subject {max(ks):,} gives {images**2 / 2:,.0f} comparisons per "
+                              "simulated study (limit 1e10: days per design); use a smaller grid")
+        check_memory(f"--subjects {max(ns):,} x --images-per-subject {max(ks):,}", 2 * 2048 * images * 4.0 + args.bootstrap * max(ns) * 16.0,
+                     "use a smaller --subjects grid or --bootstrap")
+
+
 def power_main(argv: Sequence[str] | None = None) -> int:
     """Console script ``fvbench-power``.
 
@@ -607,6 +627,7 @@ def power_main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        _check_request(args)
         if args.fmr_ratio == 1.0 and args.fnmr_difference == 0.0:
             raise ConfigError("give --fmr-ratio != 1 and/or --fnmr-difference != 0: there is no differential to detect")
         if not 0 < args.power < 1:

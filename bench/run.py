@@ -22,6 +22,7 @@ import pandas as pd
 from bench.data.manifest import INTERSECTION_SEPARATOR, Manifest
 from bench.data.synthetic import SyntheticPopulation
 from bench.errors import ConfigError, DataError, InsufficientDataError
+from bench.limits import MAX_BOOTSTRAP_REPLICATES, check_int, check_memory, check_seed
 from bench.metrics.bootstrap import bootstrap_differentials, bootstrap_group_rates, bootstrap_replicates
 from bench.metrics.differentials import differential_summary
 from bench.metrics.fta import fta_by_group, generalized_rates
@@ -141,6 +142,12 @@ class Protocol:
             raise ConfigError(
                 f"protocol.bootstrap_replicates must be >= 1 (or null to skip the bootstrap), got {self.bootstrap_replicates}"
             )
+        if self.bootstrap_replicates is not None:  # absurd sizes refused before anything is allocated
+            object.__setattr__(self, "bootstrap_replicates", check_int(
+                "protocol.bootstrap_replicates", self.bootstrap_replicates, 1, MAX_BOOTSTRAP_REPLICATES, "or null to skip the bootstrap"))
+        object.__setattr__(self, "seed", check_seed("protocol.seed", self.seed))
+        if self.max_nonmated is not None:
+            object.__setattr__(self, "max_nonmated", check_int("protocol.max_nonmated", self.max_nonmated, 1, None, "or null for all"))
         if self.calibration_group is not None and set(self.calibration_group) != {"attribute", "group"}:
             raise ConfigError(
                 f"protocol.calibration_group must be null or {{attribute: ..., group: ...}}, got {self.calibration_group}"
@@ -642,6 +649,10 @@ def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.nda
                          attributes: list[str], labels: pd.DataFrame, protocol: Protocol, timings: dict) -> RunResult:
     """:func:`evaluate` on the published population (acquisition done)."""
     ok = np.array([r is None for r in fta_reason], dtype=bool)
+    if protocol.bootstrap_replicates:  # replicate counts per subject and attribute cells (bench.metrics.bootstrap)
+        n_subj = int(manifest.table["subject_id"].nunique())
+        check_memory(f"protocol.bootstrap_replicates={protocol.bootstrap_replicates:,} over {n_subj:,} subjects",
+                     24.0 * protocol.bootstrap_replicates * n_subj, "lower protocol.bootstrap_replicates (1000 is usual)")
     if ok.sum() < 2:
         raise DataError(f"dataset {manifest.name!r}: only {int(ok.sum())} image(s) acquired; no comparison is possible")
 
