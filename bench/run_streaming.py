@@ -405,10 +405,19 @@ def _hist_mean(hist: ScoreHistogram, mated: bool) -> float:
 
 
 def _score_range(emb: NDArray, metric: str) -> tuple[float, float]:
+    """Histogram range ``[lo, hi)`` holding every possible score strictly inside.
+
+    The largest possible score (1 for cosine, 0 for negated distance: identical images)
+    lies *below* ``hi`` by a margin, so that many identical images under different
+    subjects (scores tied at the maximum) fall in a uniform bin and the threshold
+    at a target FMR is the bin's upper edge (achieved FMR 0), not a refusal to read the
+    overflow bin (issue #9).
+    """
     if metric == "cosine":
-        return -1.0, 1.0
+        return -1.0, 1.0 + 1e-4  # float32 cosines of identical vectors reach 1 + 1e-7
     top = float(np.linalg.norm(emb.astype(np.float64), axis=1).max()) if emb.size else 1.0
-    return -2.0 * max(top, 1e-6) * (1 + 1e-6), 0.0
+    lo = -2.0 * max(top, 1e-6) * (1 + 1e-6)
+    return lo, -lo * 1e-4
 
 
 # ----------------------------------------------------------------------------- entry point
