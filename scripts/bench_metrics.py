@@ -24,6 +24,8 @@ and, separately,
              :class:`~bench.metrics.histogram.SubjectAggregates`, then times 1000
              subject-level bootstrap replicates (fixed global threshold at FMR 1e-3 and
              a threshold re-calibrated in every replicate at FMR 1e-3);
+``ties``  -- (``--ties 5e4``) N manifest rows over 4 image files: scores tied at the
+             maximum, through the streaming engine with the subject bootstrap;
 ``scale`` -- (``--scale 1e9``) an all-vs-all run of ``n`` 128-d embeddings with
              ``n (n-1) / 2 ~= scale`` comparisons, scored with torch matmul and binned
              in one streamed pass (histogram only, and with subject aggregates).
@@ -42,6 +44,7 @@ Usage::
     python scripts/bench_metrics.py --sizes --no-boot --scale 1e9
     python scripts/bench_metrics.py --json /tmp/bench.json
     python scripts/bench_metrics.py --threads 2          # (a) with 2 binning threads
+    python scripts/bench_metrics.py --sizes --no-boot --ties 5e3 5e4   # issue #9: rows over 4 image files
 
 Targets (issue "Metrics engine ... streaming to 10^9 comparisons", 2-core machine):
 (a) >= 200x faster than (b) and within 20x of (c) at 1e7 and 1e8; 1000 bootstrap
@@ -294,6 +297,45 @@ def run_scale(scale: float, with_aggregates: bool, device: str) -> dict:
     return out
 
 
+def run_ties(n_rows: int) -> dict:
+    """Issue #9: ``n_rows`` manifest rows over only 4 distinct image files (2 rows per subject).
+
+    Every comparison takes one of a handful of score values, a quarter of the non-mated
+    ones tied at the largest possible score (identical images, distance 0): the exact
+    tail must not keep the ties (memory) and the threshold must still be read.
+    """
+    import warnings
+
+    import pandas as pd
+
+    import bench.run_streaming as rs
+    from bench.data.manifest import Manifest
+    from bench.run import Protocol
+
+    subjects = np.repeat([f"s{i}" for i in range(n_rows // 2)], 2)
+    table = pd.DataFrame({"image_id": [f"i{i}" for i in range(n_rows)], "path": [f"p{i}" for i in range(n_rows)],
+                          "subject_id": subjects, "label_source": "test",
+                          "g": np.where(np.arange(n_rows) % 4 < 2, "x", "y")}).astype("string")
+    manifest = Manifest(table=table, root=None, attributes=("g",), name="ties")
+    four = np.random.default_rng(0).standard_normal((4, 128))
+    emb = (four / np.linalg.norm(four, axis=1, keepdims=True))[np.arange(n_rows) % 4].astype(np.float32)
+    labels = manifest.group_labels(["g"])
+
+    def go():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return rs.evaluate_streamed(manifest, emb, np.full(n_rows, None, dtype=object), None,
+                                        {"name": "ties", "metric": "euclidean", "nominal_threshold": None}, ["g"], labels,
+                                        Protocol(target_fmrs=[1e-3], bootstrap_replicates=100),
+                                        engine_info={"engine": "stream"}, timings={})
+
+    res, wall, cpu, extra, peak = timed(go)
+    t = res.thresholds[0]
+    return {"rows": n_rows, "comparisons": n_rows * (n_rows - 1) // 2, "wall_s": wall, "cpu_s": cpu,
+            "extra_MiB": extra / 2**20, "peak_MiB": peak / 2**20, "threshold": t.get("threshold"),
+            "achieved_fmr": t.get("achieved_fmr"), "tail": res.engine_info["aggregates"]["retained_nonmated"]}
+
+
 def child(args: argparse.Namespace) -> None:
     """Run one case in this (fresh) process and print its JSON result."""
     import torch
@@ -303,6 +345,8 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     if args.case == "boot":
         res = run_boot(args.n_images, args.n_boot)
+    elif args.case == "ties":
+        res = run_ties(int(args.n))
     elif args.case == "scale":
         res = run_scale(args.scale, args.aggregates, args.device)
     else:
@@ -361,6 +405,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write all results to this JSON file")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per case")
     ap.add_argument("--threads", type=int, default=1, help="ScoreHistogram worker threads for (a)")
+    ap.add_argument("--ties", type=float, nargs="*", default=[], help="also run N manifest rows over 4 image files (issue #9), e.g. 5e4")
     # child-process options
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)
@@ -440,6 +485,16 @@ def main() -> None:
                       f"(extra {r['extra_MiB']:.0f} MiB; histogram {r['hist_MiB']:.0f} MiB"
                       + (f", aggregates {r['agg_MiB']:.0f} MiB, tail {r['tail']}" if with_agg else "")
                       + f"); load {r['loadavg']:.2f}")
+    results["ties"] = []
+    for n in args.ties:
+        print(f"\n  running ties rows={int(n):,} ...", flush=True)
+        r = spawn("ties", args.timeout, n=int(n))
+        results["ties"].append(r)
+        if r:
+            print(f"ties: {r['rows']:,} rows over 4 image files = {r['comparisons']:.3e} comparisons (streaming engine, "
+                  f"100 bootstrap replicates): {r['wall_s']:.1f} s wall / {r['cpu_s']:.1f} s cpu, peak RSS {r['peak_MiB']:.0f} MiB "
+                  f"(extra {r['extra_MiB']:.0f} MiB); tail kept {r['tail']}; threshold at FMR 1e-3 {r['threshold']:.3g} "
+                  f"(achieved {r['achieved_fmr']:.3g}); load {r['loadavg']:.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
 

@@ -1615,12 +1615,25 @@ class SubjectAggregates:
         return self._tail[0]
 
     def _compact(self) -> None:
-        """Keep the ``tail_size`` largest scores and every score tied with the smallest kept."""
+        """Keep the ``tail_size`` largest scores and every score tied with the smallest kept.
+
+        When so many scores tie at that value that more than ``2 * tail_size`` would stay
+        (e.g. one image file under many subject ids: identical scores), the cutoff moves
+        strictly above the tie and the tied scores go: the tail stays "every score >=
+        cutoff" and its memory stays bounded (issue #9: 50,000 rows over 4 images grew
+        to 24 GB). Read-outs below the cutoff then fall back to the histogram.
+        """
         s, a, b = self._tail_arrays()
         if s.size <= self._tail_size:
             return
         v = -np.partition(-s, self._tail_size - 1)[self._tail_size - 1]
         keep = s >= v
+        if int(keep.sum()) > 2 * self._tail_size:  # a tie at v too large to keep
+            # the next value up; float32 step for float32 scores (all the engine produces), so the
+            # cutoff compares the same way against float32 and float64 arrays
+            v32 = np.float32(v)
+            v = float(np.nextafter(v32, np.float32(np.inf))) if float(v32) == float(v) else float(np.nextafter(v, np.inf))
+            keep = s >= v
         self._tail = [(s[keep], a[keep], b[keep])]
         self._n_tail = int(keep.sum())
         self._cutoff = max(self._cutoff, float(v))
