@@ -44,23 +44,30 @@ def test_counts(london_runs):
     out, m, *_ = london_runs
     d = m["dataset"]
     assert d["images"] == 204 and d["subjects"] == 102
-    assert d["mated_comparisons"] == 102
-    # all unordered image pairs of different subjects: C(204, 2) - 102 = 20,604
-    assert d["nonmated_comparisons"] == 20_604
+    # withheld from every number (issue #9): the 1 east_asian/white and the 4 east_asian&female
+    # participants (groups below min_group_subjects = 5); 97 subjects, 194 images are published
+    assert d["withheld"]["subjects"] == 5 and d["withheld"]["images"] == 10
+    assert d["withheld"]["groups"] == {"face_eth": {"east_asian/white": 1}, "face_eth&face_gender": {"east_asian&female": 4}}
+    assert d["subjects_published"] == 97 and d["images_published"] == 194
+    assert d["mated_comparisons"] == 97
+    # all unordered image pairs of different subjects: C(194, 2) - 97 = 18,624
+    assert d["nonmated_comparisons"] == 18_624
     assert d["label_source"] == ["self-reported"]
     pg = pd.read_csv(out / "per_group.csv", keep_default_na=False, na_values=[""])
     fta = pg[(pg.metric == "FTA") & (pg.group == "(all)")]
     assert set(fta.attribute) == {"face_eth", "face_gender", "face_eth&face_gender"}
-    assert (fta.comparisons == 204).all()
-    assert d["images_acquired"] == 204 - int(fta.errors.iloc[0])
+    assert (fta.comparisons == 194).all()
+    assert d["images_acquired"] == 194 - int(fta.errors.iloc[0])
     groups = set(pg.group)
-    assert {"black", "east_asian", "west_asian", "white", "female", "male", "east_asian/white"} <= groups
+    assert {"black", "east_asian", "west_asian", "white", "female", "male"} <= groups
+    assert not groups & {"east_asian/white", "east_asian&female", "east_asian/white&male"}
     # per-group FMR comparisons: both subjects in the group, all image pairs: 4 * C(n, 2) for n subjects
     fmr = pg[(pg.metric == "FMR") & (pg.threshold_name == "nominal") & (pg.attribute == "face_eth")].set_index("group")
     assert fmr.loc["black", "comparisons"] == 4 * 13 * 12 // 2
     assert fmr.loc["white", "comparisons"] == 4 * 69 * 68 // 2
+    assert fmr.loc["east_asian", "comparisons"] == 4 * 5 * 4 // 2  # the 5 east_asian men
     fnmr = pg[(pg.metric == "FNMR") & (pg.threshold_name == "nominal") & (pg.attribute == "face_gender")].set_index("group")
-    assert fnmr.loc["female", "comparisons"] == 49 and fnmr.loc["male", "comparisons"] == 53
+    assert fnmr.loc["female", "comparisons"] == 45 and fnmr.loc["male", "comparisons"] == 52
 
 
 def test_thresholds_and_provenance(london_runs):
@@ -68,10 +75,10 @@ def test_thresholds_and_provenance(london_runs):
     th = {t["name"]: t for t in m["thresholds"]}
     assert th["nominal"]["threshold"] == -0.6
     cal = th["FMR=1e-03"]
-    # order-statistic rule: k = floor(1e-3 * 20604) = 20, achieved FMR never above target
-    assert cal["k"] == 20 and cal["n_nonmated"] == 20_604
+    # order-statistic rule: k = floor(1e-3 * 18624) = 18, achieved FMR never above target
+    assert cal["k"] == 18 and cal["n_nonmated"] == 18_624
     assert cal["achieved_fmr"] <= 1e-3
-    assert cal["support"] == "low"  # 20,604 < 30 / 1e-3 (rule of 30)
+    assert cal["support"] == "low"  # 18,624 < 30 / 1e-3 (rule of 30)
     assert len(m["dataset"]["manifest_sha256"]) == 64
     assert m["model"]["weights_sha256"]["dlib_face_recognition_resnet_model_v1.dat"].startswith("55533b28")
     assert m["model"]["settings"]["acquisition"]["detect_max_side"] == 400
@@ -98,7 +105,5 @@ def test_figures_and_report_written(london_runs):
             assert f.stat().st_size > 10_000, f
     report = (out / "report.md").read_text()
     assert "FMR=1e-03" in report and "det_face_eth.png" in report
-    # small groups (< 5 subjects) are published as counts only
-    pg = pd.read_csv(out / "per_group.csv", keep_default_na=False, na_values=[""])
-    small = pg[(pg.group == "east_asian/white") & (pg.metric == "FNMR")]
-    assert (small.flag == "suppressed_small_group").all() and small.rate.isna().all()
+    # the subjects of small groups (< 5 subjects) are withheld, and the report says so
+    assert "## Subjects withheld from every number" in report and "face_eth: east_asian/white (1)" in report
