@@ -101,7 +101,8 @@ def test_untouched_run_verifies_with_exit_0(run_dir, capsys):
     per_group = next(c for c in report.checks if c.name == "per_group")
     assert "not recomputed" not in per_group.detail  # bootstrap intervals re-drawn too
     suppression = next(c for c in report.checks if c.name == "suppression")
-    assert f"'{SMALL}'" in suppression.detail  # the counts-only group was checked as such
+    # the small group's subjects are withheld from every number (issue #9): nothing is shown as counts only
+    assert "counts only: none" in suppression.detail
 
 
 def test_tampered_rate_in_metrics_json_is_named(copy, capsys):
