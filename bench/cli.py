@@ -200,7 +200,8 @@ def sweep_from_config(cfg: DictConfig) -> Path:
         protocol = SweepProtocol(**OmegaConf.to_container(cfg.sweep, resolve=True))
     except TypeError as err:
         raise ConfigError(f"sweep config: {err}; valid keys: {sorted(SweepProtocol.__dataclass_fields__)}") from err
-    result = run_sweep(dataset, model, sweeps, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress))
+    result = run_sweep(dataset, model, sweeps, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress),
+                       min_group_subjects=int(cfg.report.min_group_subjects))  # small groups' subjects enter no published number
     out_dir = paths["results_dir"] / str(cfg.run_name)
     write_sweep(result, out_dir, run_name=str(cfg.run_name), config=scrub_paths(recorded_config(cfg), paths),
                 min_group_subjects=int(cfg.report.min_group_subjects), figures=bool(cfg.report.figures))

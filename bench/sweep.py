@@ -32,6 +32,8 @@ nothing per image reaches ``results/``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import logging
@@ -52,7 +54,7 @@ from bench.acquisition.transforms import TRANSFORMS_VERSION, FaceGeometry, FaceG
 from bench.data.manifest import INTERSECTION_SEPARATOR, Manifest
 from bench.errors import ConfigError, DataError, ImageLoadError, InsufficientDataError
 from bench.metrics.fta import fta_by_group
-from bench.metrics.groups import ALL_GROUP, per_group_rates
+from bench.metrics.groups import ALL_GROUP, per_group_rates, withhold_small_groups
 from bench.metrics.intervals import wilson_interval, zero_error_upper_bound
 from bench.metrics.rates import RULE_OF_30, score_sanity_check, threshold_at_fmr
 from bench.models.cache import CachedResult, EmbeddingCache, model_cache_key
@@ -383,7 +385,7 @@ def _rates(pop: _Population, emb: np.ndarray, reasons: np.ndarray, metric: str, 
 # ----------------------------------------------------------------------------- run
 def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], protocol: SweepProtocol, *,
               cache_dir: str | Path, locator: FaceGeometryLocator | None = None, batch_size: int = 32,
-              progress: bool = True) -> SweepResult:
+              progress: bool = True, min_group_subjects: int = 1) -> SweepResult:
     """Measure per-group FTA, FNMR and FMR for every transform and strength (nothing is written).
 
     Parameters
@@ -431,6 +433,10 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
     cache_dir = Path(cache_dir).expanduser()
     manifest = _split(dataset, protocol)
     attributes = _attributes(manifest, protocol)
+    # subjects of groups below min_group_subjects enter no number (bench.metrics.groups.withhold_small_groups)
+    keep, withheld = withhold_small_groups(manifest.table["subject_id"], manifest.group_labels(attributes), min_group_subjects)
+    if not keep.all():
+        manifest = dataclasses.replace(manifest, table=manifest.table[keep].reset_index(drop=True), check_files=False)
     table = manifest.table
     n = len(table)
     probe_rows = np.flatnonzero(table["role"].to_numpy() == "probe")
@@ -630,6 +636,7 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
         "settings": model.settings(), "licence": getattr(model, "licence", None), "cache_key": model_key,
     }
     dataset_info = {**dataset.summary(), "manifest_sha256": dataset.content_hash(), "sweep_manifest_sha256": manifest.content_hash(),
+                    "withheld": withheld,
                     "root": str(dataset.root)}
     return SweepResult(rows=all_rows, thresholds=thresholds, sweeps=sweeps, attributes=attributes, subjects_per_group=subjects_per_group,
                        dataset_info=dataset_info, model_info=model_info, geometry_info=geometry_info, counts=counts,

@@ -196,3 +196,19 @@ def test_bad_sweep_configs_are_refused():
         SweepProtocol(reference_view="a", probe_view="a")
     with pytest.raises(ConfigError, match="outside"):
         SweepProtocol(target_fmrs=[2.0])
+
+
+def test_small_group_subjects_are_withheld_from_the_sweep(setup):
+    """Issue #9: with min_group_subjects=3 the 2 men enter no number of the sweep, so the
+    (all) rows equal the female rows and nothing is left to subtract."""
+    dataset, model, cache, *_ = setup
+    sweeps = make_sweeps({"exposure": {"transform": Exposure(), "strengths": [0, -3]}})
+    res = run_sweep(dataset, model, sweeps, PROTOCOL, cache_dir=cache, progress=False, min_group_subjects=3)
+    assert res.dataset_info["withheld"]["subjects"] == 2 and res.dataset_info["withheld"]["groups"] == {"face_gender": {"male": 2}}
+    rows = res.rows
+    assert "male" not in set(rows["group"])
+    key = ["transform", "strength", "threshold_name", "metric"]
+    both = rows[rows["group"] == "(all)"].merge(rows[rows["group"] == "female"], on=key, suffixes=("_all", "_f"))
+    assert len(both) and (both["comparisons_all"] >= both["comparisons_f"]).all()
+    fnmr = both[both["metric"] != "FMR"]  # FMR (all) also counts cross-group pairs; FTA/FNMR are per subject
+    assert (fnmr["comparisons_all"] == fnmr["comparisons_f"]).all() and (fnmr["errors_all"].fillna(-1) == fnmr["errors_f"].fillna(-1)).all()
