@@ -99,13 +99,17 @@ def test_the_failure_would_be_derivable_without_withholding(london, cache):
 
 
 @pytest.mark.parametrize("mode", ["fta", "fnm"])
-def test_result_folder_is_identical_whatever_the_withheld_person_outcome(runs, mode):
+def test_result_folder_is_identical_whatever_the_withheld_person_outcome(runs, mode, london):
     ok, failed = _files(runs["ok"]), _files(runs[mode])
     assert set(ok) == set(failed)
     assert {"metrics.json", "per_group.csv", "report.md", "files.sha256", "cross_group_fmr_face_eth.csv",
             "differentials.csv", "generalized_rates.csv", "eer.csv", "error_rates_face_eth.png", "scores_face_eth.png"} <= set(ok)
     differ = sorted(name for name in ok if ok[name] != failed[name])
     assert differ == [], f"files that depend on subject {PERSON}'s outcome: {differ}"
+    # and no path of this machine (dataset root, results, cache, repository) in any of them
+    for name, data in ok.items():
+        for path in (runs["ok"].parent.parent.parent, REPO, london.parent, london.resolve().parent):
+            assert str(path).encode() not in data, name
 
 
 def test_published_totals_leave_nothing_to_subtract(runs):

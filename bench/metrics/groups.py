@@ -386,6 +386,13 @@ def withhold_small_groups(
         Smallest group (distinct subjects) whose members are published; ``<= 1``
         withholds no one.
 
+    Raises
+    ------
+    ConfigError
+        If ``min_subjects`` is not an integer in ``[1, 1e6]``.
+    DataError
+        If ``subject_ids`` and ``labels`` differ in length.
+
     Returns
     -------
     keep : numpy.ndarray of bool
@@ -398,7 +405,9 @@ def withhold_small_groups(
     subj = np.asarray(pd.Series(subject_ids).astype(str))
     if len(subj) != len(labels):
         raise DataError(f"withhold_small_groups: {len(subj)} subject ids for {len(labels)} label rows")
-    min_subjects = int(min_subjects)
+    from bench.limits import check_int
+
+    min_subjects = check_int("report.min_group_subjects", min_subjects, 1, 1_000_000)
     keep = np.ones(len(subj), dtype=bool)
     groups: dict[str, dict[str, int]] = {}
     full_sizes = {
