@@ -244,7 +244,6 @@ def run_from_config(cfg: DictConfig) -> Path:
     check_config_name(cfg)  # first: resolving a bad name must not fail later with a traceback
     config = _resolved(cfg)
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
-    out_dir = prepare_output(cfg, paths, config=config, record="metrics.json")  # fail before any work, not after
     dataset = instantiate_bench(cfg.dataset.loader)
     model = instantiate_bench(cfg.model.embedder)
     pcfg = OmegaConf.to_container(cfg.protocol, resolve=True)
@@ -256,6 +255,7 @@ def run_from_config(cfg: DictConfig) -> Path:
         raise ConfigError(f"protocol config: {err}; valid keys: {sorted(Protocol.__dataclass_fields__)}") from err
     except ValueError as err:  # e.g. target_fmrs=[abc]
         raise ConfigError(f"protocol config: {err}") from err
+    out_dir = prepare_output(cfg, paths, config=config, record="metrics.json")  # fail before the compute, not after
     result = evaluate(dataset, model, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress))
     from bench.report.export import export_embeddings
     from bench.report.writer import write_results  # matplotlib only when writing
@@ -320,7 +320,6 @@ def sweep_from_config(cfg: DictConfig) -> Path:
     check_config_name(cfg)  # first: resolving a bad name must not fail later with a traceback
     config = _resolved(cfg)
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
-    out_dir = prepare_output(cfg, paths, config=config, record="sweep.json")  # before any work
     dataset = instantiate_bench(cfg.dataset.loader)
     model = instantiate_bench(cfg.model.embedder)
     sweeps = make_sweeps(instantiate_bench(cfg.get("transforms")) or {})
@@ -328,6 +327,7 @@ def sweep_from_config(cfg: DictConfig) -> Path:
         protocol = SweepProtocol(**OmegaConf.to_container(cfg.sweep, resolve=True))
     except TypeError as err:
         raise ConfigError(f"sweep config: {err}; valid keys: {sorted(SweepProtocol.__dataclass_fields__)}") from err
+    out_dir = prepare_output(cfg, paths, config=config, record="sweep.json")  # before the compute
     result = run_sweep(dataset, model, sweeps, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress))
     write_sweep(result, out_dir, run_name=out_dir.relative_to(paths["results_dir"]).as_posix(), config=config,
                 min_group_subjects=int(cfg.report.min_group_subjects), figures=bool(cfg.report.figures))
