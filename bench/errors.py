@@ -19,6 +19,7 @@ __all__ = [
     "UnverifiedWeightsWarning",
     "ScoreRangeWarning",
     "StorageError",
+    "CacheEntryWarning",
 ]
 
 
@@ -94,3 +95,7 @@ class StorageError(BenchError):
     The message names the path; what was already written (previous results, finished
     cache entries) is intact.
     """
+
+
+class CacheEntryWarning(UserWarning):
+    """A cache entry was malformed, of another image or model, or not a regular file; it is recomputed."""
