@@ -54,6 +54,7 @@ __all__ = [
     "check_run_name",
     "check_raw_name",
     "result_folder",
+    "check_output_path",
     "check_replace",
     "experiment_config",
     "recover_folder",
@@ -206,6 +207,33 @@ def result_folder(results_dir: str | os.PathLike[str], name: Any, *, key: str = 
             f"{str(real_root)!r} (a symbolic link?); choose another name"
         )
     return out
+
+
+def check_output_path(path: Any, *, key: str) -> Path:
+    """Validate an output folder given as a path on the command line (``--out``, ``--figure-dir``).
+
+    Unlike a result *name*, an explicit path may be absolute (the user chose the
+    location, as with ``paths.results_dir``), but it must name a folder of its own: no
+    empty value, no ``.``/``..`` component (``--out .`` would write into the current
+    folder, ``..`` climbs out of it), no ``${``, no NUL, at most 4096 characters, and its
+    last component must pass :func:`check_run_name`'s component rule.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``key``, the value and the rule.
+    """
+    text = "" if path is None else str(path)
+    if not text.strip():
+        raise ConfigError(f"{key} is empty; expected a folder path")
+    if "${" in text or "\x00" in text or len(text) > 4096:
+        raise ConfigError(f"{key}={text[:100]!r}: expected a plain folder path")
+    parts = text.replace("\\", "/").split("/")
+    if any(part in (".", "..") for part in parts) or parts[-1] == "" and len(parts) > 1 and not any(parts[:-1]):
+        raise ConfigError(f"{key}={text!r}: a '.' or '..' component, or the root folder, is not allowed; name a folder of its own")
+    last = [p for p in parts if p][-1] if any(parts) else ""
+    check_run_name(last, key=f"{key} (last component)")
+    return Path(text).expanduser()
 
 
 def _pid_alive(pid: int) -> bool:
