@@ -57,6 +57,7 @@ from bench.metrics.intervals import wilson_interval, zero_error_upper_bound
 from bench.metrics.rates import RULE_OF_30, score_sanity_check, threshold_at_fmr
 from bench.models.cache import CachedResult, EmbeddingCache, model_cache_key, clean_stale_temp, write_atomic
 from bench.models.extraction import extract_embeddings
+from bench.models.weights import weights_verification
 from bench.protocol.pairs import comparison_table
 from bench.protocol.scoring import pair_scores
 
@@ -647,6 +648,7 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
     model_info = {
         "name": model.name, "metric": model.metric, "nominal_threshold": getattr(model, "nominal_threshold", None),
         "nominal_threshold_source": getattr(model, "nominal_threshold_source", None), "weights_sha256": model.weights_sha256,
+        **weights_verification(model.weights_sha256),
         "settings": model.settings(), "licence": getattr(model, "licence", None), "cache_key": model_key,
     }
     dataset_info = {**dataset.summary(), "manifest_sha256": dataset.content_hash(), "sweep_manifest_sha256": manifest.content_hash(),
