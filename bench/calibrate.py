@@ -758,6 +758,16 @@ def _expected_cross_law(result: CalibrationResult, n: int, rng: np.random.Genera
 
 
 # ----------------------------------------------------------------------------- CLI
+def _check_config_name(name: str) -> str:
+    """``--name``: a result name (:func:`bench.report.folder.check_run_name`) that is also a config file name."""
+    from bench.report.folder import check_run_name
+
+    check_run_name(name, key="--name")
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise ConfigError(f"--name {name!r} must be letters, digits and underscores (it names a config file)")
+    return name
+
+
 def calibrate_main(argv: Sequence[str] | None = None) -> int:
     """Console script ``fvbench-calibrate``: fit, write the dataset config and the figure.
 
@@ -786,12 +796,15 @@ def calibrate_main(argv: Sequence[str] | None = None) -> int:
 
     arguments = {k: v for k, v in vars(args).items() if k not in ("output", "force", "figure_dir", "no_figure")}
     try:
+        # names and folders first, before reading or fitting anything
+        if args.name is not None:
+            _check_config_name(args.name)
+        if args.figure_dir:
+            check_output_path(args.figure_dir, key="--figure-dir")
         scores, metrics = read_run(args.results_dir)
-        # names and folders first, before the fit: the run name comes from a metrics.json someone else may have written
+        # the default names derive from the run name in metrics.json, which someone else may have written
         run = check_run_name(metrics.get("run_name") or Path(args.results_dir).name, key="run_name recorded in metrics.json")
-        name = check_run_name(args.name or f"synthetic_{run.replace('/', '_')}", key="--name")
-        if not re.fullmatch(r"[A-Za-z0-9_]+", name):
-            raise ConfigError(f"--name {name!r} must be letters, digits and underscores (it names a config file)")
+        name = _check_config_name(args.name or f"synthetic_{run.replace('/', '_')}")
         out = Path(args.output) if args.output else Path("configs") / "dataset" / f"{name}.yaml"
         if out.exists() and not args.force:
             raise ConfigError(f"{out} exists; pass --force to replace it (the default demo is configs/dataset/synthetic.yaml)")

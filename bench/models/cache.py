@@ -9,8 +9,8 @@ Every entry is bound to what it was computed from and checked on read
 used only when both match the lookup, when it is a regular file (not a symbolic link
 or a folder) holding an ``.npz`` archive of the expected fields, and when its content
 is well-formed: an embedding of dtype float32/float64, shape ``(embedding_dim,)``,
-finite and of non-zero norm; or a failure to acquire (FTA) with a reason code
-``[a-z][a-z0-9_]*``, no embedding, a face count in ``[0, 10000]``. Anything else (an
+finite and of non-zero norm; or a failure to acquire (FTA) with a reason from the closed set
+:data:`bench.acquisition.base.FTA_REASONS`, no embedding, a face count in ``[0, 10000]``. Anything else (an
 entry swapped from another image, an entry of an older format, a 1-element vector, NaN,
 a ``.npy`` file, a folder in its place) is recomputed with a
 :class:`~bench.errors.CacheEntryWarning` naming the file. This detects corruption,
@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.acquisition.base import FTA_REASONS
 from bench.errors import CacheEntryWarning, StorageError
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,6 @@ ENTRY_FORMAT = 2
 #: Largest entry read (bytes); an embedding of 4096 float64 values is about 33 kB.
 MAX_ENTRY_BYTES = 1 << 20
 _FIELDS = ("format", "image_sha256", "model_key", "embedding", "fta_reason", "n_faces", "detail")
-_REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _TEMP = re.compile(r"^\.(?P<pid>\d+)-.*\.tmp$")
 #: Temporary files without a process id (written by older versions) are deleted after this many seconds.
 LEGACY_TEMP_AGE_S = 3600.0
@@ -313,8 +313,8 @@ def _validate(f: dict, image_sha256: str, model_key: str, dim: int | None) -> tu
     if emb.dtype not in (np.float32, np.float64) or emb.ndim != 1:
         return f"has an embedding of dtype {emb.dtype} and shape {emb.shape}, expected 1-d float32/float64", None
     if reason:
-        if not _REASON.fullmatch(reason):
-            return f"has the FTA reason {reason[:80]!r}, expected a code like 'no_face_detected'", None
+        if reason not in FTA_REASONS:
+            return f"has the FTA reason {reason[:80]!r}, not one of {list(FTA_REASONS)}", None
         if emb.size:
             return "records a failure to acquire and also an embedding", None
         return None, CachedResult(None, reason, int(n), detail)

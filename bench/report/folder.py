@@ -4,7 +4,7 @@ Names
     Every command that writes a result folder (``fvbench``, ``fvbench-sweep``,
     ``fvbench-calibrate``, ``fvbench-power``) passes the user's name through
     :func:`check_run_name` / :func:`result_folder` before any computing: one or more
-    ``/``-separated components of ``[A-Za-z0-9][A-Za-z0-9_.+=,@-]*`` (no ``.``/``..``,
+    ``/``-separated components of ``[A-Za-z0-9_][A-Za-z0-9_.+=,@-]*`` (no ``.``/``..``,
     no hidden names, no absolute paths, no ``${...}``), at most
     :data:`RUN_NAME_MAX_CHARS` characters, and the folder must resolve (symlinks
     included) inside the results folder.
@@ -83,7 +83,7 @@ RUN_NAME_MAX_CHARS = 150
 #: ignored when deciding whether an existing folder holds the same experiment.
 RUNTIME_KEYS = ("progress", "overwrite", "paths", "hydra", "run_name")
 
-_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=,@-]*")
+_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,@-]*")
 _HIDDEN = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)-(?P<tag>[0-9a-f]{8})$")
 
 
@@ -158,7 +158,7 @@ def check_run_name(name: Any, *, key: str = "run_name") -> str:
     """Validate a result name; return it unchanged.
 
     A name is one or more ``/``-separated components, each matching
-    ``[A-Za-z0-9][A-Za-z0-9_.+=,@-]*`` (so no ``.``, ``..``, hidden names, spaces,
+    ``[A-Za-z0-9_][A-Za-z0-9_.+=,@-]*`` (so no ``.``, ``..``, hidden names, spaces,
     backslashes or control characters), at most :data:`RUN_NAME_MAX_CHARS` characters.
 
     Raises
@@ -169,7 +169,7 @@ def check_run_name(name: Any, *, key: str = "run_name") -> str:
     text = "" if name is None else str(name)
     rule = (
         "a name inside the results folder: letters, digits and _ . + = , @ - in components separated by /, "
-        "each starting with a letter or digit"
+        "each starting with a letter, digit or _"
     )
     if not text.strip():
         raise ConfigError(f"{key} is empty; expected {rule}")
