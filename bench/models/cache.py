@@ -33,6 +33,7 @@ folder to erase them.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -205,6 +206,9 @@ class EmbeddingCache:
             os.close(fd)
             os.unlink(tmp)
         except OSError as err:
+            blocker = next((p for p in (self.folder, *self.folder.parents) if p.exists() and not p.is_dir()), None)
+            if blocker is not None:  # name the file that stands where a folder belongs, not the folder below it
+                err = OSError(errno.ENOTDIR, "a file stands where the cache folder belongs", str(blocker))
             raise _storage_error(err, "the embedding cache (paths.cache_dir, env FVBENCH_CACHE)") from err
 
     def _problem(self, p: Path, image_sha256: str, dim: int | None) -> tuple[str | None, CachedResult | None]:
