@@ -252,6 +252,16 @@ def test_check_replace_names_the_differing_keys(tmp_path):
         check_replace(d, config={"seed": 1, "model": {"name": "n"}}, overwrite=False)
 
 
+def test_same_experiment_from_another_data_location_compares_equal():
+    from bench.report.folder import experiment_config
+
+    a = {"paths": {"data_dir": "../shared/datasets"}, "dataset": {"loader": {"root": "../shared/datasets/frl_london"}}, "seed": 0}
+    b = {"paths": {"data_dir": "/data/sets/"}, "dataset": {"loader": {"root": "/data/sets/frl_london"}}, "seed": 0}
+    assert experiment_config(a) == experiment_config(b) == {"dataset": {"loader": {"root": "${paths.data_dir}/frl_london"}}, "seed": 0}
+    c = {**b, "dataset": {"loader": {"root": "/data/sets/other_set"}}}
+    assert experiment_config(a) != experiment_config(c)
+
+
 def test_multirun_whose_jobs_share_a_run_name_is_refused_before_any_job_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "bench", "-m", "debug=smoke", "progress=false", "run_name=shared", "seed=1,2",

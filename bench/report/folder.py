@@ -287,8 +287,30 @@ def recover_folder(out_dir: str | os.PathLike[str]) -> list[str]:
 
 
 def experiment_config(config: Mapping[str, Any], runtime_keys: tuple[str, ...] = RUNTIME_KEYS) -> dict:
-    """The part of a recorded config that defines the experiment: ``config`` minus ``runtime_keys``."""
-    return {k: v for k, v in dict(config).items() if k not in runtime_keys}
+    """The part of a recorded config that defines the experiment.
+
+    ``config`` minus ``runtime_keys``, with every string that starts with one of the
+    config's own ``paths`` values (e.g. ``dataset.loader.root`` =
+    ``<paths.data_dir>/frl_london``) written relative to it (``${paths.data_dir}/frl_london``),
+    so the same experiment run from another checkout or data location compares equal.
+    """
+    roots = sorted(
+        ((k, str(v).rstrip("/")) for k, v in dict(config.get("paths") or {}).items() if isinstance(v, str) and v.strip("/")),
+        key=lambda kv: -len(kv[1]),
+    )
+
+    def norm(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        if isinstance(v, str):
+            for k, root in roots:
+                if v == root or v.startswith(root + "/"):
+                    return "${paths." + k + "}" + v[len(root):]
+        return v
+
+    return {k: norm(v) for k, v in dict(config).items() if k not in runtime_keys}
 
 
 def _differences(a: Any, b: Any, where: str = "") -> list[str]:
