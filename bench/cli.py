@@ -163,6 +163,9 @@ def _multirun_names(cfg: DictConfig) -> list[str] | None:
         return None
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
+    cache_key = str(master_path.resolve())
+    if cache_key in _MULTIRUN_NAMES:  # jobs of one sweep in one process: list them once
+        return _MULTIRUN_NAMES[cache_key]
     master = OmegaConf.load(master_path)
     args = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()] + list(master.hydra.overrides.task)
     loader = GlobalHydra.instance().config_loader()
@@ -170,9 +173,15 @@ def _multirun_names(cfg: DictConfig) -> list[str] | None:
     names = []
     for batch in BasicSweeper.split_arguments(parsed, None):
         for job in batch:
-            job_cfg = loader.load_sweep_config(master, list(job))
-            names.append(str(job_cfg.run_name))
+            try:
+                names.append(str(loader.load_sweep_config(master, list(job)).run_name))
+            except Exception as err:  # noqa: BLE001 - that job refuses its own name when it runs
+                log.debug("multirun job %s: run_name not resolvable here (%s)", job, err)
+    _MULTIRUN_NAMES[cache_key] = names
     return names
+
+
+_MULTIRUN_NAMES: dict[str, list[str]] = {}
 
 
 def check_multirun_names(cfg: DictConfig) -> None:

@@ -221,6 +221,27 @@ def test_same_experiment_replaces_and_runtime_flags_do_not_count(first_run):
     assert _hidden(out.parent) == []
 
 
+def test_same_experiment_with_another_data_location_replaces(tmp_path):
+    """A value derived from paths (like dataset.loader.root) does not make a rerun elsewhere a new experiment."""
+    extra = "+dataset.root_like=${paths.data_dir}/some_set"
+    out = run_from_config(_smoke(tmp_path, "run_name=r", extra, f"paths.data_dir={tmp_path / 'data_a'}"))
+    run_from_config(_smoke(tmp_path, "run_name=r", extra, f"paths.data_dir={tmp_path / 'elsewhere' / 'data_b'}"))
+    assert json.loads((out / "metrics.json").read_text())["config"]["dataset"]["root_like"].endswith("some_set")
+    with pytest.raises(ConfigError, match=r"config differs in: dataset\.root_like"):
+        run_from_config(_smoke(tmp_path, "run_name=r", "+dataset.root_like=${paths.data_dir}/other_set"))
+
+
+def test_os_error_reaching_the_command_is_one_line(capsys):
+    from bench.cli import _os_failure
+
+    with pytest.raises(SystemExit) as stop:
+        _os_failure("fvbench", OSError(errno.ENOSPC, "No space left on device", "/r/x.csv"))
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["fvbench: error: cannot write a file: '/r/x.csv': No space left on device (free some space, or point the "
+                   "path elsewhere); results already in place are unchanged"]
+
+
 def test_different_experiment_is_refused_and_overwrite_true_replaces_it(first_run):
     tmp, out, before = first_run
     with pytest.raises(ConfigError, match=r"holds a different experiment \(config differs in: .*seed.*overwrite=true"):
