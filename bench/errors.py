@@ -19,6 +19,8 @@ __all__ = [
     "UnverifiedWeightsWarning",
     "ScoreRangeWarning",
     "DatasetWarning",
+    "StorageError",
+    "CacheEntryWarning",
 ]
 
 
@@ -86,6 +88,20 @@ class ScoreRangeWarning(UserWarning):
     The result is still valid (conservative, exactly counted) but may be coarser than
     one bin width; rebuild the histogram with a wider range.
     """
+
+
+
+
+class StorageError(BenchError):
+    """A file or folder cannot be written (disk full, read-only, a file where a folder belongs).
+
+    The message names the path; what was already written (previous results, finished
+    cache entries) is intact.
+    """
+
+
+class CacheEntryWarning(UserWarning):
+    """A cache entry was malformed, of another image or model, or not a regular file; it is recomputed."""
 
 
 class DatasetWarning(UserWarning):
