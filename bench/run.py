@@ -21,7 +21,13 @@ import pandas as pd
 from bench.data.manifest import INTERSECTION_SEPARATOR, Manifest
 from bench.data.synthetic import SyntheticPopulation
 from bench.errors import ConfigError, DataError, InsufficientDataError
-from bench.metrics.bootstrap import bootstrap_differentials, bootstrap_group_rates, bootstrap_replicates
+from bench.metrics.bootstrap import (
+    bootstrap_differentials,
+    bootstrap_group_rates,
+    bootstrap_overall_rates,
+    bootstrap_replicates,
+    with_overall_rows,
+)
 from bench.metrics.differentials import differential_summary
 from bench.metrics.fta import fta_by_group, generalized_rates
 from bench.metrics.groups import cross_group_fmr, per_group_rates
@@ -642,6 +648,10 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     usable = {t["name"]: t["threshold"] for t in thresholds if t["status"] == "ok"}
     recalibrate = {t["name"]: t["target_fmr"] for t in thresholds if t["status"] == "ok" and t.get("bootstrap") == "recalibrated"}
     parts, gen_parts, diff_parts, boot_notes = [], [], [], []
+    overall = None  # the (all) interval: one bootstrap per run, not one per attribute
+    if protocol.bootstrap_replicates:
+        overall = bootstrap_overall_rates(comp, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates),
+                                          seed=protocol.seed, confidence=protocol.confidence, recalibrate=recalibrate or None)
     for attr in attributes:
         fta = fta_by_group(labels[attr], manifest.table["subject_id"], fta_reason, attribute=attr, confidence=protocol.confidence)
         rates = per_group_rates(comp, attribute=attr, thresholds=usable, confidence=protocol.confidence)
@@ -652,6 +662,7 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
                 seed=protocol.seed, recalibrate=recalibrate or None,
             )
             boot = bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=protocol.confidence, replicates=reps)
+            boot = with_overall_rows(boot, overall)
             rates = rates.merge(boot, on=["attribute", "group", "threshold_name", "metric"], how="left")
         pg_attr = pd.concat([fta, rates], ignore_index=True)
         parts.append(pg_attr)

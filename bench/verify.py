@@ -654,7 +654,7 @@ def verify_run(
         If the folder lacks ``metrics.json`` or ``scores.parquet``, or they cannot
         be parsed.
     """
-    from bench.metrics.bootstrap import bootstrap_group_rates, bootstrap_replicates
+    from bench.metrics.bootstrap import bootstrap_group_rates, bootstrap_overall_rates, bootstrap_replicates, with_overall_rows
     from bench.report.plots import safe_name
 
     run_dir = Path(run_dir)
@@ -756,6 +756,9 @@ def verify_run(
     rates_by_attr: dict[str, pd.DataFrame] = {}
     reps_by_attr: dict[str, Any] = {}
     parts = []
+    overall = None  # the (all) interval, drawn once per run as the pipeline does
+    if redraw:
+        overall = bootstrap_overall_rates(comp, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates), seed=int(protocol.seed), confidence=confidence, recalibrate=recalibrate or None)
     for attr in attributes:
         parts.append(_fta_rows(fta_stored[fta_stored["attribute"] == attr], confidence))
         if not usable:
@@ -763,7 +766,7 @@ def verify_run(
         rates = per_group_rates(comp, attribute=attr, thresholds=usable, confidence=confidence)
         if redraw:
             reps = bootstrap_replicates(comp, attribute=attr, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates), seed=int(protocol.seed), recalibrate=recalibrate or None)
-            boot = bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=confidence, replicates=reps)
+            boot = with_overall_rows(bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=confidence, replicates=reps), overall)
             rates = rates.merge(boot, on=_PER_GROUP_KEY, how="left")
             reps_by_attr[attr] = reps
         rates_by_attr[attr] = rates

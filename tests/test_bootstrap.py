@@ -365,7 +365,7 @@ def test_prefix_recalibration_equals_brute_force_with_ties(seed, monkeypatch):
     _assert_same_replicates(default, tiny)
 
     ref = _brute_force_replicates(df, default, th, recal)
-    assert np.unique(default.thresholds["cal"]).size > 1
+    assert max(np.unique(default.thresholds[n]).size for n in recal) > 1  # re-calibration varied
     for name in th:
         assert np.array_equal(default.thresholds[name], ref[name, "thr"]), name
         for metric in ("FMR", "FNMR"):
@@ -395,7 +395,7 @@ def test_every_prefix_length_resolves_only_exact_replicates(grid):
     # blocks; fine grid: blocks of one row, so prefixes just short of the cut occur)
     df = _tied_table(11, n_subjects=12, grid=grid)
     design = bs_module._design(df, "g")
-    counts = bs_module._draw_counts(design, 80, np.random.default_rng(5))
+    counts = bs_module._draw_counts(design, 80, np.random.default_rng(6))
     c = counts.astype(float)
     total = (c[:, design.pair_i] * c[:, design.pair_j]) @ np.bincount(design.nm_pair, minlength=design.pair_i.size)
     n = design.nm_score.size

@@ -116,10 +116,10 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
         "`0/n (≤ u)`: no errors, one-sided 95% upper bound u. "
         + (
             f"Intervals: 95% subject-level bootstrap ({result.protocol.bootstrap_replicates} replicates; subjects resampled within group, "
-            "two-subject bootstrap for FMR, calibrated thresholds re-calibrated in each replicate; metrics-reference §5.2-5.4); "
+            "two-subject bootstrap for FMR, calibrated thresholds re-calibrated in each replicate; docs/protocol.md §5.2-5.4); "
             "Wilson and Clopper-Pearson intervals (comparison-level floors) are in per_group.csv. "
             if result.protocol.bootstrap_replicates
-            else "Intervals: Wilson over comparisons, which understate the uncertainty because comparisons sharing a subject are correlated (metrics-reference §5.1). "
+            else "Intervals: Wilson over comparisons, which understate the uncertainty because comparisons sharing a subject are correlated (docs/protocol.md §5.1). "
         )
         + 
         "Per-group FMR counts non-mated comparisons with both subjects in the group.",
@@ -134,7 +134,7 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
         primary = result.primary_threshold["name"]
         if len(differentials) and (differentials["attribute"] == attr).any():
             out += [
-                f"Demographic differentials at {primary} (metrics-reference §4; ratios need every group to have errors unless a zero rule is set). "
+                f"Demographic differentials at {primary} (docs/protocol.md §4; ratios need every group to have errors unless a zero rule is set). "
                 "Max-type measures are biased upward and their intervals rarely include parity even when groups do not differ; "
                 "the `max_vs_min_group_difference` rows hold the two extreme groups fixed: an interval including 0 there means "
                 "the data do not show that they differ.",
@@ -154,7 +154,7 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
             "",
             "Each group at its own threshold for the target FMR, calibrated on its own non-mated comparisons. "
             "A deployed system could do this only by knowing each person's group at decision time, which may be "
-            "unlawful or unacceptable (metrics-reference §7). Compare with the global-threshold FNMR above.",
+            "unlawful or unacceptable (docs/protocol.md §7). Compare with the global-threshold FNMR above.",
             "",
             "| attribute | group | target FMR | group threshold | achieved FMR | FNMR at group threshold |",
             "|---|---|---|---|---|---|",

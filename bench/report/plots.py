@@ -1,6 +1,6 @@
 """Figures of a run: DET per group, error rates with intervals, cross-group FMR matrix.
 
-Conventions (metrics-reference §1.3): error rates on log10 axes (NIST FRVT
+Conventions (docs/protocol.md §1.3): error rates on log10 axes (NIST FRVT
 style); lower-left is better on a DET. Zero error counts cannot sit on a log axis:
 they are drawn at the axis floor with an open marker, and the caption says so.
 Every legend entry carries the group's sample sizes. Figures are written without
@@ -239,7 +239,7 @@ def plot_fmr_matrix(cross: pd.DataFrame, attribute: str, threshold: dict, path: 
 def plot_score_distributions(comparisons: pd.DataFrame, attribute: str, thresholds: list[dict], path: Path, *, title: str, suppressed: list[str] = ()) -> None:
     """Mated and non-mated comparison-score distributions per group, thresholds marked.
 
-    The "comparison score differential" of ISO/IEC 19795-10 (metrics-reference §3):
+    The "comparison score differential" of ISO/IEC 19795-10 (docs/protocol.md §3):
     a group whose non-mated scores sit higher gets more false matches at a common
     threshold. Non-mated: both subjects in the group. Violins show the non-mated
     distribution; mated scores are drawn as points (there are few). Groups published

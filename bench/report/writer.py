@@ -209,7 +209,7 @@ def write_results(
         + ("" if result.protocol.max_nonmated is None else f" (seeded sample of {result.protocol.max_nonmated})"),
         "per_group_fmr": "non-mated comparisons with both subjects in the group (demographically matched impostors, NIST FRVT); all other pairs in the cross-group matrix",
         "decision_rule": "match iff score >= threshold; scores are similarities (distances negated)",
-        "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (metrics-reference §0)",
+        "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (docs/protocol.md §0)",
         "fta": "images without a usable template are excluded from comparisons and reported as FTA per group",
         "primary_threshold": primary["name"],
         "attributes": result.attributes,
