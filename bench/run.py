@@ -412,10 +412,10 @@ def _eer_table(comp: pd.DataFrame, attributes: list[str]) -> tuple[pd.DataFrame,
             row = {"attribute": attr, "group": g, "n_mated": int(m.size), "n_nonmated": int(nm.size)}
             if m.size and nm.size:
                 e = equal_error_rate(m, nm)
-                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high)
+                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high, eer_crossing=e.crossing)
                 dets[(attr, g)] = det_curve(m, nm)
             else:
-                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan)
+                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan, eer_crossing=np.nan)
             rows.append(row)
     return pd.DataFrame(rows), dets
 
@@ -438,10 +438,12 @@ def _differentials(rates: pd.DataFrame, attr: str, thresholds: dict[str, float],
             for measure in ("max_min_difference", "max_min_ratio", "max_geomean_ratio", "gini", "max_ratio_to_reference"):
                 if measure in part:
                     rows.append({"attribute": attr, "threshold_name": name, "measure": f"{metric}_{measure}", "value": part[measure],
-                                 "groups": ";".join(part["groups"]), "max_group": part.get("max_group"), "min_group": part.get("min_group")})
+                                 "groups": ";".join(part["groups"]), "max_group": part.get("max_group"), "min_group": part.get("min_group"),
+                                 "reason": part.get("reasons", {}).get(measure, "")})
         for measure in ("fdr", "inequity_rate", "inequity_rate_geomean", "garbe"):
             rows.append({"attribute": attr, "threshold_name": name, "measure": measure, "value": summ[measure],
-                         "groups": ";".join(summ["FMR"]["groups"]), "max_group": None, "min_group": None})
+                         "groups": ";".join(summ["FMR"]["groups"]), "max_group": None, "min_group": None,
+                         "reason": summ.get("reasons", {}).get(measure, "")})
         for r in rows:
             if r["threshold_name"] == name:
                 r["alpha"] = summ["alpha"]

@@ -321,10 +321,10 @@ def _eer_table(scores: StreamedScores) -> tuple[pd.DataFrame, dict]:
             row = {"attribute": attr, "group": g, "n_mated": n_m, "n_nonmated": n_nm}
             if n_m and n_nm:
                 e = hist.equal_error_rate(cells=cells)
-                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high)
+                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high, eer_crossing=e.crossing)
                 dets[(attr, g)] = hist.det_curve(cells=cells)
             else:
-                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan)
+                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan, eer_crossing=np.nan)
             rows.append(row)
     return pd.DataFrame(rows), dets
 

@@ -586,6 +586,19 @@ def _metric_rows(df: pd.DataFrame, metric: str, threshold_name: str) -> pd.DataF
     return rows.sort_values("group")
 
 
+def _reasoned(reasons: dict[str, str], key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; record why it was not estimable under ``reasons[key]`` and re-emit its warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = fn(*args, **kwargs)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, InsufficientDataWarning)]
+    if msgs:
+        reasons[key] = "; ".join(dict.fromkeys(msgs))
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=3)
+    return value
+
+
 def _single_summary(
     rows: pd.DataFrame, zero_rule: str | None, reference: str | float | None
 ) -> dict[str, Any]:
@@ -604,12 +617,18 @@ def _single_summary(
         out["max"] = float(rates.max())
     else:
         out.update(min_group=None, max_group=None, min=math.nan, max=math.nan)
-    out["max_min_difference"] = max_min_difference(rates)
-    out["max_min_ratio"] = max_min_ratio(rates, zero_rule=zero_rule, comparisons=n)
-    out["max_geomean_ratio"] = max_geomean_ratio(rates, zero_rule=zero_rule, comparisons=n)
-    out["gini"] = gini(rates)
+    reasons: dict[str, str] = {}
+    out["max_min_difference"] = _reasoned(reasons, "max_min_difference", max_min_difference, rates)
+    out["max_min_ratio"] = _reasoned(reasons, "max_min_ratio", max_min_ratio, rates, zero_rule=zero_rule, comparisons=n)
+    out["max_geomean_ratio"] = _reasoned(
+        reasons, "max_geomean_ratio", max_geomean_ratio, rates, zero_rule=zero_rule, comparisons=n
+    )
+    out["gini"] = _reasoned(reasons, "gini", gini, rates)
+    out["reasons"] = reasons
     if reference is not None:
-        ratios = ratio_to_reference(rates, groups, reference, zero_rule=zero_rule, comparisons=n)
+        ratios = _reasoned(
+            reasons, "max_ratio_to_reference", ratio_to_reference, rates, groups, reference, zero_rule=zero_rule, comparisons=n
+        )
         out["reference"] = reference
         out["ratio_to_reference"] = ratios
         vals = [v for v in ratios.values() if not math.isnan(v)]
@@ -656,7 +675,9 @@ def differential_summary(
         ``"both"``: ``{"FMR": {...}, "FNMR": {...}}`` over the groups present in both,
         plus ``alpha, fdr, fdr_A, fdr_B, inequity_rate`` (Max/Min),
         ``inequity_rate_geomean`` (§2.2 variant) and ``garbe``. Undefined measures are
-        NaN (each with an :class:`InsufficientDataWarning`). Values are plain Python
+        NaN (each with an :class:`InsufficientDataWarning`), and ``reasons`` (in each
+        per-metric part and, for the combined measures, at the top) maps each such
+        measure to the warning text that says why it is not estimable. Values are plain Python
         types, ready for ``json.dump`` (NaN as float).
 
     Raises
@@ -700,12 +721,15 @@ def differential_summary(
     out["FNMR"] = {"metric": "FNMR", **parts["FNMR"]}
     out["fdr_A"] = parts["FMR"]["max_min_difference"]
     out["fdr_B"] = parts["FNMR"]["max_min_difference"]
-    out["fdr"] = fdr(f, fn, alpha=a)
-    out["inequity_rate"] = inequity_rate(
-        f, fn, a, zero_rule=zero_rule, fmr_comparisons=nf, fnmr_comparisons=nn
+    reasons: dict[str, str] = {}
+    out["fdr"] = _reasoned(reasons, "fdr", fdr, f, fn, alpha=a)
+    out["inequity_rate"] = _reasoned(
+        reasons, "inequity_rate", inequity_rate, f, fn, a, zero_rule=zero_rule, fmr_comparisons=nf, fnmr_comparisons=nn
     )
-    out["inequity_rate_geomean"] = inequity_rate(
-        f, fn, a, use_geomean=True, zero_rule=zero_rule, fmr_comparisons=nf, fnmr_comparisons=nn
+    out["inequity_rate_geomean"] = _reasoned(
+        reasons, "inequity_rate_geomean", inequity_rate, f, fn, a, use_geomean=True, zero_rule=zero_rule,
+        fmr_comparisons=nf, fnmr_comparisons=nn,
     )
-    out["garbe"] = garbe(f, fn, alpha=a)
+    out["garbe"] = _reasoned(reasons, "garbe", garbe, f, fn, alpha=a)
+    out["reasons"] = reasons
     return out
