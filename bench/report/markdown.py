@@ -351,6 +351,9 @@ def _intervals_text(metrics: dict, per_group: pd.DataFrame) -> str:
     conf = _num((metrics.get("protocol") or {}).get("confidence", 0.95))
     if has_boot:
         b = cfg.get("bootstrap_replicates")
+        if b is None:  # from the table: defined + undefined replicates of any row
+            counts = per_group["n_replicates"].map(_num) + (per_group["n_undefined"].map(_num) if "n_undefined" in per_group else 0)
+            b = int(np.nanmax(counts.to_numpy())) if counts.notna().any() else "?"
         text = (
             f"Intervals: {conf:.0%} subject-level bootstrap ({b} replicates; {PROTOCOL_DOC} §5.2–5.4): subjects resampled "
             "within their group, subjects with and without a mated comparison resampled separately (so FNMR always has "
@@ -382,7 +385,7 @@ def _eer_line(eer: pd.DataFrame, attribute: str) -> str:
             continue
         lo, hi, cr = _num(r.get("eer_low")), _num(r.get("eer_high")), _num(r.get("eer_crossing"))
         cell = f"{r['group']}: {_g(v)}"
-        if math.isfinite(lo) and math.isfinite(hi) and lo < hi:
+        if math.isfinite(lo) and math.isfinite(hi) and _g(lo) != _g(hi):
             cell += f" (FMR and FNMR {_g(lo)} and {_g(hi)} at its threshold" + (f"; the curves cross at {_g(cr)}" if math.isfinite(cr) else "") + ")"
         cells.append(cell)
     if not cells:
@@ -496,7 +499,8 @@ def _limitations(metrics: dict, per_group: pd.DataFrame) -> str:
             f"({groups}); differential measures leave them out."
         )
     else:
-        out.append(f"- **Small groups** ({PROTOCOL_DOC} §6.2): every reported group has at least {min_subj} subjects.")
+        out.append(f"- **Small groups** ({PROTOCOL_DOC} §6.2): every reported group has at least {min_subj} subject(s) "
+                   "(`report.min_group_subjects`).")
     und = _undefined_replicates(per_group)
     out.append(
         f"- **What the intervals cover** ({PROTOCOL_DOC} §5): the sampling of *subjects* — another draw of people like "
@@ -537,7 +541,8 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
     per_group = _frame(tables, metrics, "per_group")
     eer = _frame(tables, metrics, "eer")
     diff = _frame(tables, metrics, "differentials")
-    mitigation = _frame(tables, metrics, "mitigation")
+    # metrics.json keeps the mitigation thresholds at full precision (the CSV at 10 digits): "score >= t" stays exact
+    mitigation = pd.DataFrame(metrics["mitigation"]) if metrics.get("mitigation") else _frame(tables, metrics, "mitigation")
     protocol = metrics.get("protocol") or {}
     attributes = [str(a) for a in protocol.get("attributes") or []]
     names = [t["name"] for t in metrics.get("thresholds") or [] if t.get("status") == "ok"]

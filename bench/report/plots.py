@@ -90,7 +90,7 @@ def plot_det(dets: dict, eer: pd.DataFrame, per_group: pd.DataFrame, attribute: 
             if {"FMR", "FNMR"} <= set(pts.index) and np.isfinite(pts["FMR"]) and np.isfinite(pts["FNMR"]):
                 x, y = max(pts["FMR"], xfloor), max(pts["FNMR"], yfloor)
                 zero = pts["FMR"] == 0 or pts["FNMR"] == 0
-                ax.plot(x, y, _MARKERS[j % len(_MARKERS)], ms=8, color=c, mfc="white" if zero else c, mec=c)
+                ax.plot(x, y, _MARKERS[j % len(_MARKERS)], ms=8, color=c, mfc="white" if zero else c, mec=c, clip_on=False, zorder=5)
     for j, t in enumerate(usable):
         ax.plot([], [], _MARKERS[j % len(_MARKERS)], color="grey", label=f"operating point at {t['name']} (t = {t['threshold']:.4g})")
     ax.set_xscale("log")
