@@ -51,7 +51,6 @@ from bench.errors import (
 )
 from bench.metrics import rates as _rates
 from bench.metrics.rates import (
-    RULE_OF_30,
     DetCurve,
     EqualErrorRate,
     ErrorRates,
@@ -1721,20 +1720,8 @@ class SubjectAggregates:
         gmask = self._group_mask(groups)
         cells = self.n_nonmated_cells()
         n = int(cells[np.ix_(gmask, gmask)][np.triu_indices(int(gmask.sum()))].sum())
-        if not _supports(n, f, 1.0):
-            raise InsufficientDataError(
-                f"threshold_at_fmr: N={n} non-mated scores cannot resolve target FMR {f:g}; "
-                f"at least 1/target = {1.0 / f:.6g} are needed"
-            )
-        support = "ok" if _supports(n, f, RULE_OF_30) else "low"
-        if support == "low":
-            warnings.warn(
-                f"threshold_at_fmr: only N={n} non-mated scores for target FMR {f:g}; the rule "
-                f"of 30 asks for {RULE_OF_30}/target = {RULE_OF_30 / f:.6g} (support='low')",
-                InsufficientDataWarning,
-                stacklevel=2,
-            )
-        k = _allowed_false_matches(f, n)
+        support = _threshold_support(n, f)  # the shared refuse (k = 0) or flag (rule of 30) rule
+        k = _allowed_false_matches(f, n)  # >= 1: k = 0 was refused
         s, a, b = self._tail_arrays()
         if groups is not None:
             s = s[gmask[self._group[a]] & gmask[self._group[b]]]
@@ -1746,15 +1733,12 @@ class SubjectAggregates:
             )
         desc = -np.sort(-s)
         top = float(desc[0])
-        if k == 0:
-            threshold = float(np.nextafter(top, np.inf))
+        v, below = desc[k - 1], desc[k]
+        if v > below:
+            threshold = float(v)
         else:
-            v, below = desc[k - 1], desc[k]
-            if v > below:
-                threshold = float(v)
-            else:
-                above = desc[desc > v]
-                threshold = float(above.min()) if above.size else float(np.nextafter(top, np.inf))
+            above = desc[desc > v]
+            threshold = float(above.min()) if above.size else float(np.nextafter(top, np.inf))
         count = int(np.count_nonzero(s >= threshold))
         return ThresholdAtFMR(
             target_fmr=f, threshold=threshold, achieved_fmr=count / n, k=k, n_nonmated=n, support=support

@@ -590,10 +590,14 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
             body.append(line)
         if len(diff) and (diff["attribute"] == attr).any() and primary:
             lines, omitted = _differential_rows(diff, attr, primary)
-            body.append(f"Demographic differentials at {primary}:")
-            body.append("\n".join(lines))
+            if len(lines) > 2:
+                body.append(f"Demographic differentials at {primary}:")
+                body.append("\n".join(lines))
             if omitted:
-                body.append("Left out because they would include a group shown as counts only: " + ", ".join(omitted) + ".")
+                body.append(
+                    f"Differential measures left out at {primary} because they would include a group shown as counts only "
+                    f"({PROTOCOL_DOC} §6.2): " + ", ".join(omitted) + "."
+                )
         f = figures.get(attr) or {}
         if f:
             if f.get("det"):

@@ -29,6 +29,18 @@ _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
 
+def t_label(t: float) -> str:
+    """A threshold for a figure label: ``t = x`` when 4 digits are exact, ``t just above x``, else ``t ≈ x``."""
+    t = float(t)
+    short = f"{t:.4g}"
+    if float(short) == t:
+        return f"t = {short}"
+    below = float(np.nextafter(t, -np.inf))
+    if float(f"{below:.6g}") == below:
+        return f"t just above {below:.6g}"
+    return f"t ≈ {short}"
+
+
 #: Threshold lines: colour, line style and a name label each (never line style alone).
 _THRESHOLD_STYLES = [("black", "--"), ("C2", ":"), ("C4", "-."), ("C1", (0, (5, 1, 1, 1)))]
 
@@ -37,7 +49,7 @@ def _threshold_lines(ax: plt.Axes, thresholds: list[dict]) -> None:
     """Vertical line per usable threshold, told apart by colour, style and its name at the top."""
     for j, t in enumerate(t for t in thresholds if t.get("status") == "ok"):
         colour, ls = _THRESHOLD_STYLES[j % len(_THRESHOLD_STYLES)]
-        ax.axvline(t["threshold"], color=colour, ls=ls, lw=1.4, label=f"{t['name']} (t = {t['threshold']:.4g})")
+        ax.axvline(t["threshold"], color=colour, ls=ls, lw=1.4, label=f"{t['name']} ({t_label(t['threshold'])})")
         ax.text(t["threshold"], 1.0, f" {t['name']}", transform=ax.get_xaxis_transform(), rotation=90, va="top",
                 ha="right", fontsize=7, color=colour)
 
@@ -92,7 +104,7 @@ def plot_det(dets: dict, eer: pd.DataFrame, per_group: pd.DataFrame, attribute: 
                 zero = pts["FMR"] == 0 or pts["FNMR"] == 0
                 ax.plot(x, y, _MARKERS[j % len(_MARKERS)], ms=8, color=c, mfc="white" if zero else c, mec=c, clip_on=False, zorder=5)
     for j, t in enumerate(usable):
-        ax.plot([], [], _MARKERS[j % len(_MARKERS)], color="grey", label=f"operating point at {t['name']} (t = {t['threshold']:.4g})")
+        ax.plot([], [], _MARKERS[j % len(_MARKERS)], color="grey", label=f"operating point at {t['name']} ({t_label(t['threshold'])})")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(xfloor, 1)
@@ -194,7 +206,7 @@ def plot_error_rates(per_group: pd.DataFrame, attribute: str, path: Path, *, tit
     handles = []
     for j, name in enumerate(names):
         t = df[df["threshold_name"] == name]["threshold"].iloc[0]
-        (h,) = axes[0].plot([], [], _MARKERS[j % len(_MARKERS)], color=f"C{j}", label=f"{name} (t = {t:.4g})")
+        (h,) = axes[0].plot([], [], _MARKERS[j % len(_MARKERS)], color=f"C{j}", label=f"{name} ({t_label(t)})")
         handles.append(h)
     (h,) = axes[0].plot([], [], "v", color="grey", mfc="white", ls="", label="0 errors: bar up to the one-sided 95% upper bound")
     handles.append(h)
@@ -260,7 +272,7 @@ def plot_fmr_matrix(cross: pd.DataFrame, attribute: str, threshold: dict, path: 
     ax.set_ylabel(f"{attribute} of the other subject")
     cb = fig.colorbar(im, ax=ax, shrink=0.8)
     cb.set_label("FMR (log scale); grey: 0 false matches, no pairs, or suppressed")
-    ax.set_title(f"{title}\nat {threshold['name']} (t = {threshold['threshold']:.4g}); cell: FMR, false matches/comparisons", fontsize=9)
+    ax.set_title(f"{title}\nat {threshold['name']} ({t_label(threshold['threshold'])}); cell: FMR, false matches/comparisons", fontsize=9)
     fig.savefig(path, **_SAVE)
     plt.close(fig)
 
