@@ -532,7 +532,7 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
     Returns
     -------
     list of Section
-        Ids: ``summary``, ``engine`` (streamed runs), ``thresholds``, ``rates``, one
+        Ids: ``summary``, ``weights`` (unverified weights only), ``engine`` (streamed runs), ``thresholds``, ``rates``, one
         ``attribute:<name>`` per attribute, ``fta`` (failures), ``mitigation``,
         ``withheld``, ``limitations``, ``reading``, ``provenance``.
     """
@@ -561,6 +561,12 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
         f"[{PROTOCOL_DOC}]({_doc_link(metrics)}) (cited by section below); limitations of these numbers: see *Limitations*."
     )
     secs.append(Section("summary", None, summary))
+    if m.get("weights_verified") is False:  # bench.models.weights.weights_verification
+        secs.append(Section("weights", None, (
+            f"**Unverified weights:** {', '.join(f'`{n}`' for n in m.get('unverified_weights', []))} "
+            "did not match a SHA-256 published in fvbench's weights registry (custom file, first-download pin, "
+            "or `verify_weights=false`); these numbers describe the files whose hashes are listed under Provenance."
+        )))
     eng = metrics.get("engine") or {}
     if eng.get("engine") == "stream":
         h = eng.get("histogram") or {}
@@ -677,7 +683,8 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
         weights = f"`{ws}`"
     secs.append(Section("provenance", "Provenance", "\n".join([
         f"- dataset manifest SHA-256: `{d.get('manifest_sha256')}`",
-        f"- model weights SHA-256: {weights}",
+        f"- model weights SHA-256: {weights}"
+        + ("" if m.get("weights_verified") is None else f" (verified against the registry: {'yes' if m['weights_verified'] else 'no'})"),
         "- resolved config, package versions and git commit: `metrics.json`",
     ])))
     return secs
