@@ -132,6 +132,13 @@ class Protocol:
         for f in self.target_fmrs:
             if not 0 < float(f) < 1:
                 raise ConfigError(f"protocol.target_fmrs: {f!r} is outside (0, 1)")
+        seen = [fmr_threshold_name(float(f)) for f in self.target_fmrs]
+        dup = sorted({n for n in seen if seen.count(n) > 1})
+        if dup:
+            raise ConfigError(
+                f"protocol.target_fmrs {list(self.target_fmrs)} lists {dup[0][4:]} more than once "
+                "(targets are named by 1 significant digit, e.g. FMR=1e-03); give each target once"
+            )
         if self.nonmated_policy != "same_group":
             raise ConfigError(f"protocol.nonmated_policy {self.nonmated_policy!r} is not supported; valid: ['same_group']")
         if not 0 < self.confidence < 1:
@@ -241,17 +248,27 @@ def primary_threshold(thresholds: list[dict]) -> dict:
 
 
 def _reported_attributes(manifest: Manifest, protocol: Protocol) -> list[str]:
+    from bench.config_schema import did_you_mean
+
     base = list(protocol.attributes or manifest.attributes)
     unknown = [a for a in base if a not in manifest.attributes]
     if unknown:
-        raise ConfigError(f"protocol.attributes {unknown} not in dataset {manifest.name!r}; available: {list(manifest.attributes)}")
+        raise ConfigError(
+            f"protocol.attributes: {unknown[0]!r} is not an attribute of dataset {manifest.name!r}"
+            f"{did_you_mean(unknown[0], manifest.attributes) or ';'} available: {list(manifest.attributes)}"
+        )
     out = list(base)
     for combo in protocol.intersections:
-        combo = list(combo)
+        combo = [combo] if isinstance(combo, str) else list(combo)
         bad = [a for a in combo if a not in manifest.attributes]
-        if len(combo) < 2 or bad:
+        if bad:
             raise ConfigError(
-                f"protocol.intersections entry {combo} must name >= 2 attributes of the dataset; available: {list(manifest.attributes)}"
+                f"protocol.intersections entry {combo}: {bad[0]!r} is not an attribute of dataset {manifest.name!r}"
+                f"{did_you_mean(bad[0], manifest.attributes) or ';'} available: {list(manifest.attributes)}"
+            )
+        if len(combo) < 2 or len(set(combo)) != len(combo):
+            raise ConfigError(
+                f"protocol.intersections entry {combo} must name >= 2 different attributes, e.g. [[face_eth, face_gender]]"
             )
         out.append(INTERSECTION_SEPARATOR.join(combo))
     return out
@@ -280,6 +297,7 @@ def _acquire(dataset: Any, model: Any, cache_dir: Path, progress: bool) -> tuple
     key = model_cache_key(model.settings(), model.weights_sha256)
     cache = EmbeddingCache(cache_dir, key)
     ext = extract_embeddings(dataset, model, cache, progress=progress)
+    log.info("%d of %d embeddings from the cache", ext.cache_hits, len(dataset.table))
     info = {
         "name": model.name,
         "metric": model.metric,

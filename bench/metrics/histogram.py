@@ -1210,14 +1210,14 @@ class ScoreHistogram:
         j, false_matches = _top_cut(nm, k)
         if j >= self._nb:
             raise DataError(
-                f"threshold_at_fmr: {int(nm[-1])} non-mated scores lie at or above the histogram's "
+                f"{int(nm[-1])} non-mated scores lie at or above the histogram's "
                 f"upper edge {self._edges[-1]!r} but only k={k} false matches are allowed at target "
                 f"FMR {f:g}; rebuild the histogram with a larger hi"
             )
         threshold = float(self._edges[j - 1])  # j >= 1 since sum(nm[0:]) = n > k
         if not self.lo < threshold <= self.hi:
             warnings.warn(
-                f"threshold_at_fmr: the cut for target FMR {f:g} falls outside the histogram's "
+                f"the cut for target FMR {f:g} falls outside the histogram's "
                 f"uniform range [{self.lo!r}, {self.hi!r}); the threshold {threshold!r} is "
                 "conservative but may be more than one bin width above the exact one -- rebuild "
                 "with a wider range",
@@ -1736,13 +1736,13 @@ class SubjectAggregates:
         n = int(cells[np.ix_(gmask, gmask)][np.triu_indices(int(gmask.sum()))].sum())
         if not _supports(n, f, 1.0):
             raise InsufficientDataError(
-                f"threshold_at_fmr: N={n} non-mated scores cannot resolve target FMR {f:g}; "
+                f"N={n} non-mated comparisons cannot resolve target FMR {f:g}; "
                 f"at least 1/target = {1.0 / f:.6g} are needed"
             )
         support = "ok" if _supports(n, f, RULE_OF_30) else "low"
         if support == "low":
             warnings.warn(
-                f"threshold_at_fmr: only N={n} non-mated scores for target FMR {f:g}; the rule "
+                f"only N={n} non-mated comparisons for target FMR {f:g}; the rule "
                 f"of 30 asks for {RULE_OF_30}/target = {RULE_OF_30 / f:.6g} (support='low')",
                 InsufficientDataWarning,
                 stacklevel=2,
@@ -1753,7 +1753,7 @@ class SubjectAggregates:
             s = s[gmask[self._group[a]] & gmask[self._group[b]]]
         if s.size < k + 1:
             raise InsufficientDataError(
-                f"threshold_at_fmr: the cut for target FMR {f:g} (k={k}) lies below the tail cutoff "
+                f"the cut for target FMR {f:g} (k={k}) lies below the tail cutoff "
                 f"{self._cutoff!r} ({s.size} retained scores in the population); rerun with a larger "
                 "tail_size"
             )

@@ -223,7 +223,8 @@ def write_results(
         "config": config,
         "provenance": {"code": code_version(), "packages": package_versions()},
         "dataset": result.dataset_info,
-        "model": result.model_info,
+        # cache_hits says how this run executed (cold or warm cache), not what it measured
+        "model": {k: v for k, v in result.model_info.items() if k != "cache_hits"},
         "protocol": protocol,
         "thresholds": result.thresholds,
         "per_group": per_group.to_dict(orient="records"),
