@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.fvbench-installed
+# Pin every package to the tested set: make setup PIP_CONSTRAINTS=constraints.txt
+PIP_CONSTRAINTS ?=
+PIP_C  := $(if $(PIP_CONSTRAINTS),-c $(PIP_CONSTRAINTS),)
 
 .PHONY: setup demo test london clean-cache
 
@@ -13,8 +16,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	$(PY) -m pip install -q --no-deps facenet-pytorch==2.6.0
+	$(PY) -m pip install -q $(PIP_C) -e '.[test]'
+	$(PY) -m pip install -q $(PIP_C) --no-deps facenet-pytorch==2.6.0
 	touch $(STAMP)
 
 demo: setup
