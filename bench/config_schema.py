@@ -25,7 +25,6 @@ user probably meant.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any, Iterable, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
+from bench.suggest import did_you_mean
 
 __all__ = [
     "CONFIG_DIR",
@@ -61,12 +61,6 @@ _PACKAGED_GROUPS = {
 }
 #: Groups of ``@package _global_`` files: selected by name, they add no key of their own.
 _GLOBAL_GROUPS = {"fvbench": ("experiment", "debug", "local"), "sweep": ("experiment_sweep", "local")}
-
-
-def did_you_mean(key: str, valid: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest valid key (difflib ratio >= 0.6), else ``""``."""
-    close = difflib.get_close_matches(str(key), sorted(map(str, valid)), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def unknown_key(path: str, key: str, valid: Iterable[str], where: str = "") -> ConfigError:
@@ -170,17 +164,38 @@ def _check_target_node(node: Any, path: str) -> None:
         _check_target_node(v, f"{path}.{k}")
 
 
+def _missing_keys(node: Any, prefix: str) -> list[str]:
+    """Keys whose value is ``???``, found without resolving interpolations (an
+    interpolation to a missing value is not reported again)."""
+    from omegaconf import ListConfig
+
+    out: list[str] = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            if OmegaConf.is_missing(node, k):
+                out.append(path)
+            elif not OmegaConf.is_interpolation(node, k):
+                out += _missing_keys(node._get_node(k), path)
+    elif isinstance(node, ListConfig):
+        for i in range(len(node)):
+            if OmegaConf.is_missing(node, i):
+                out.append(f"{prefix}[{i}]")
+            elif not OmegaConf.is_interpolation(node, i):
+                out += _missing_keys(node._get_node(i), f"{prefix}[{i}]")
+    return out
+
+
 def _missing(cfg: DictConfig) -> None:
     """Refuse ``???`` (mandatory) values with one line that says what to add."""
-    try:
-        missing = sorted(OmegaConf.missing_keys(cfg))
-    except Exception:  # noqa: BLE001 - very old omegaconf: fall through to instantiate's own error
-        return
-    missing = [m for m in missing if not m.startswith("hydra.")]
+    missing = [m for m in _missing_keys(cfg, "") if not m.startswith("hydra.")]
     if not missing:
         return
     hints = {
         "model.embedder.weights_path": "the .onnx file of your model, e.g. model.embedder.weights_path=/path/to/model.onnx",
+        "dataset.manifest": "your CSV or Parquet table, one row per image, e.g. dataset.manifest=my_set/manifest.csv (README: Bring your own data)",
+        "dataset.root": "the folder of subject folders, e.g. dataset.root=my_set/images (README: Bring your own data)",
+        "dataset.subjects": "the per-subject attribute table, e.g. dataset.subjects=my_set/subjects.csv",
     }
     key = missing[0]
     hint = hints.get(key, f"add {key}=<value> to the command line or the config")

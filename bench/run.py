@@ -248,7 +248,7 @@ def primary_threshold(thresholds: list[dict]) -> dict:
 
 
 def _reported_attributes(manifest: Manifest, protocol: Protocol) -> list[str]:
-    from bench.config_schema import did_you_mean
+    from bench.suggest import did_you_mean
 
     base = list(protocol.attributes or manifest.attributes)
     unknown = [a for a in base if a not in manifest.attributes]
