@@ -169,12 +169,21 @@ def run_from_config(cfg: DictConfig) -> Path:
             save_scores=bool(cfg.report.save_scores),
             embeddings_exported=bool(cfg.report.get("export_embeddings", False)),
             published_dir=out_dir,
+            progress=bool(cfg.progress),
         )
         if cfg.report.get("export_embeddings", False):  # opt-in: biometric data into results/ (PRIVACY.md)
             export_embeddings(dataset, result, stage, cache_dir=paths["cache_dir"], published_dir=out_dir)
     total = time.perf_counter() - t0
     log.info("wrote %s in %.1f s (stages: %s)", out_dir, total, {k: round(v, 2) for k, v in result.timings.items()})
     return out_dir
+
+
+def report_line(prog: str, out: Path) -> str:
+    """The one line printed after a run: where its report is (and the folder of all its files)."""
+    report = out / "report.md"
+    if report.is_file():
+        return f"{prog}: report: {report} (all result files in {out}/)"
+    return f"{prog}: results written to {out}/"
 
 
 def _fail(prog: str, err: BenchError) -> None:
@@ -196,7 +205,7 @@ def _hydra_main(cfg: DictConfig) -> None:
         _fail("fvbench", err)
     except KeyboardInterrupt:
         _interrupted("fvbench")
-    print(f"fvbench: results written to {out}")
+    print(report_line("fvbench", out))
 
 
 def _pre_hydra(prog: str, app: str) -> bool:
@@ -315,7 +324,7 @@ def _hydra_sweep_main(cfg: DictConfig) -> None:
         _fail("fvbench-sweep", err)
     except KeyboardInterrupt:
         _interrupted("fvbench-sweep")
-    print(f"fvbench-sweep: results written to {out}")
+    print(report_line("fvbench-sweep", out))
 
 
 def sweep_main() -> None:

@@ -660,7 +660,10 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     usable = {t["name"]: t["threshold"] for t in thresholds if t["status"] == "ok"}
     recalibrate = {t["name"]: t["target_fmr"] for t in thresholds if t["status"] == "ok" and t.get("bootstrap") == "recalibrated"}
     parts, gen_parts, diff_parts, boot_notes = [], [], [], []
-    for attr in attributes:
+    from tqdm.auto import tqdm
+
+    what = f"rates + bootstrap ({int(protocol.bootstrap_replicates)} replicates) per attribute" if protocol.bootstrap_replicates else "rates per attribute"
+    for attr in tqdm(attributes, desc=what, unit="attr", disable=not progress):
         fta = fta_by_group(labels[attr], manifest.table["subject_id"], fta_reason, attribute=attr, confidence=protocol.confidence)
         rates = per_group_rates(comp, attribute=attr, thresholds=usable, confidence=protocol.confidence)
         reps = None

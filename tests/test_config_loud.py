@@ -244,3 +244,15 @@ def test_help_shows_protocol_options_before_generator_internals(tmp_path):
         assert key in out, key
     assert "identity_spread" not in out  # the generator's internals are not what a newcomer needs first
     assert out.index("target_fmrs") < out.index("paths.cache_dir")
+
+
+# ----------------------------------------------------------------------------- progress and the last line
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_bars_follow_the_flag_and_the_last_line_names_the_report(tmp_path, progress):
+    done = _cli(tmp_path, "debug=smoke", "report.figures=true", "++protocol.bootstrap_replicates=20", f"progress={str(progress).lower()}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    bars = ("rates + bootstrap (20 replicates) per attribute", "figures (per attribute)")
+    for bar in bars:
+        assert (bar in done.stderr) is progress, bar
+    out = tmp_path / "r" / "synthetic__generator"
+    assert done.stdout.strip().splitlines()[-1] == f"fvbench: report: {out / 'report.md'} (all result files in {out}/)"

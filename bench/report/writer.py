@@ -137,6 +137,7 @@ def write_results(
     save_scores: bool = True,
     embeddings_exported: bool = False,
     published_dir: Path | None = None,
+    progress: bool = False,
 ) -> Path:
     """Write the result folder of ``result`` into ``out_dir`` (created if needed).
 
@@ -159,6 +160,8 @@ def write_results(
     embeddings_exported : bool
         The run also exports embeddings (opt-in ``report.export_embeddings``); recorded
         under ``privacy`` so the published provenance says biometric data left the cache.
+    progress : bool
+        A tqdm bar over the figures (one step per attribute).
 
     Returns
     -------
@@ -246,7 +249,9 @@ def write_results(
     if figures:
         title = f"{result.model_info['name']} on {result.dataset_info['name']}"
         shown = per_group.copy()
-        for attr in result.attributes:
+        from tqdm.auto import tqdm
+
+        for attr in tqdm(result.attributes, desc="figures (per attribute)", unit="attr", disable=not progress):
             name = safe_name(attr)
             f = {"det": f"det_{name}.png", "error_rates": f"error_rates_{name}.png", "fmr_matrix": f"fmr_matrix_{name}.png", "scores": f"scores_{name}.png"}
             dets = {k: v for k, v in result.det.items() if k[1] not in small.get(k[0], [])}
