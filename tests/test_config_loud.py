@@ -256,3 +256,20 @@ def test_progress_bars_follow_the_flag_and_the_last_line_names_the_report(tmp_pa
         assert (bar in done.stderr) is progress, bar
     out = tmp_path / "r" / "synthetic__generator"
     assert done.stdout.strip().splitlines()[-1] == f"fvbench: report: {out / 'report.md'} (all result files in {out}/)"
+
+
+@pytest.mark.parametrize(
+    "overrides,meant",
+    [(["experiment=frl_london_dlib", "model.embedder.batch_sise=3"], "batch_size"),
+     (["model=facenet_vggface2", "model.embedder.aligner.margn=3"], "margin"),
+     (["dataset.loader.groups.black.subjcts=3"], "subjects")],
+)
+def test_deep_plain_typo_is_answered_before_hydra(overrides, meant):
+    with pytest.raises(ConfigError, match=rf"did you mean '{meant}'\?"):
+        check_override_keys(overrides)
+
+
+def test_real_parameter_left_at_its_default_is_not_called_a_typo():
+    """models_dir is a DlibResNet parameter the config file does not list: Hydra's "+" advice is right there."""
+    check_override_keys(["experiment=frl_london_dlib", "model.embedder.models_dir=x"])
+    validate_config(_compose(["experiment=frl_london_dlib", "+model.embedder.models_dir=x"]))
