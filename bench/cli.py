@@ -249,7 +249,7 @@ def help_text(prog: str = "fvbench", app: str = "fvbench") -> str:
             f"  {prog} transforms=[exposure,resolution,jpeg] sweep.target_fmrs=[1e-3]",
             "",
             "Sweep options (sweep.<key>=value), from configs/sweep.yaml:",
-            *["    " + line for line in (CONFIG_DIR / "sweep.yaml").read_text().split("sweep:", 1)[1].split("hydra:", 1)[0].strip("\n").splitlines()],
+            *["    " + line for line in (CONFIG_DIR / "sweep.yaml").read_text().split("\nsweep:\n", 1)[1].split("\nhydra:", 1)[0].strip("\n").splitlines()],
         ]
         groups = ["dataset", "model", "transforms", "experiment_sweep", "report", "paths"]
     else:

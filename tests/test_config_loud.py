@@ -273,3 +273,11 @@ def test_real_parameter_left_at_its_default_is_not_called_a_typo():
     """models_dir is a DlibResNet parameter the config file does not list: Hydra's "+" advice is right there."""
     check_override_keys(["experiment=frl_london_dlib", "model.embedder.models_dir=x"])
     validate_config(_compose(["experiment=frl_london_dlib", "+model.embedder.models_dir=x"]))
+
+
+def test_sweep_help_lists_the_sweep_options():
+    from bench.cli import help_text
+
+    text = help_text("fvbench-sweep", "sweep")
+    block = text.split("Sweep options", 1)[1].split("Report options", 1)[0]
+    assert "reference_view: neutral_front" in block and "run_name" not in block
