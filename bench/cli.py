@@ -84,9 +84,10 @@ def instantiate_bench(node: DictConfig | None) -> Any:
 def apply_model_config(model: Any, model_cfg: DictConfig) -> None:
     """Make the model object agree with the declarative keys of ``model`` in the config.
 
-    ``model.nominal_threshold`` is honoured: a value that differs from the model's
+    ``model.nominal_threshold`` is honoured: a number that differs from the model's
     published one replaces it, and ``nominal_threshold_source`` records the override and
-    the published value (metrics.json and report.md then show the value used).
+    the published value (metrics.json and report.md then show the value used); null
+    keeps the model's own (``protocol.use_nominal_threshold=false`` reports none).
     ``model.metric`` and ``model.embedding_dim`` describe the network and cannot be
     changed by a config: a mismatch is refused.
 
@@ -117,8 +118,8 @@ def apply_model_config(model: Any, model_cfg: DictConfig) -> None:
         if wanted != wanted:
             raise ConfigError("model.nominal_threshold: got NaN; expected a number (similarity units) or null")
     published = getattr(model, "nominal_threshold", None)
-    if wanted == published or (wanted is not None and published is not None and float(published) == wanted):
-        return
+    if wanted is None or (published is not None and float(published) == wanted):
+        return  # null: the model's own (published) threshold; protocol.use_nominal_threshold=false drops it
     published_source = getattr(model, "nominal_threshold_source", None)
     model.nominal_threshold = wanted
     model.nominal_threshold_source = (

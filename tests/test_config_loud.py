@@ -281,3 +281,9 @@ def test_sweep_help_lists_the_sweep_options():
     text = help_text("fvbench-sweep", "sweep")
     block = text.split("Sweep options", 1)[1].split("Report options", 1)[0]
     assert "reference_view: neutral_front" in block and "run_name" not in block
+
+
+def test_null_nominal_threshold_keeps_the_models_own():
+    model = _Model()
+    apply_model_config(model, _compose(["experiment=frl_london_dlib", "model.nominal_threshold=null"]).model)
+    assert model.nominal_threshold == -0.6
