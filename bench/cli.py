@@ -122,6 +122,7 @@ def apply_model_config(model: Any, model_cfg: DictConfig) -> None:
         return  # null: the model's own (published) threshold; protocol.use_nominal_threshold=false drops it
     published_source = getattr(model, "nominal_threshold_source", None)
     model.nominal_threshold = wanted
+    model.nominal_threshold_overridden = True  # recorded in metrics.json (model, thresholds) and report.md
     model.nominal_threshold_source = (
         f"overridden in the config: model.nominal_threshold={wanted!r} "
         f"(published: {published!r}{', ' + published_source if published_source and published is not None else ''})"

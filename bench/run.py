@@ -303,6 +303,7 @@ def _acquire(dataset: Any, model: Any, cache_dir: Path, progress: bool) -> tuple
         "metric": model.metric,
         "nominal_threshold": model.nominal_threshold,
         "nominal_threshold_source": getattr(model, "nominal_threshold_source", None),
+        **({"nominal_threshold_overridden": True} if getattr(model, "nominal_threshold_overridden", False) else {}),
         "weights_sha256": model.weights_sha256,
         "settings": model.settings(),
         "licence": getattr(model, "licence", None),
@@ -370,6 +371,7 @@ def threshold_entries(
                 "kind": "nominal",
                 "threshold": float(model_info["nominal_threshold"]),
                 "source": model_info.get("nominal_threshold_source"),
+                **({"overridden": True} if model_info.get("nominal_threshold_overridden") else {}),
                 "status": "ok",
                 "bootstrap": "fixed",
             }

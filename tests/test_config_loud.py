@@ -180,11 +180,12 @@ def test_nominal_threshold_reaches_the_thresholds_table():
 
     model = _Model()
     apply_model_config(model, _compose(["experiment=frl_london_dlib", "model.nominal_threshold=-0.5"]).model)
-    info = {"nominal_threshold": model.nominal_threshold, "nominal_threshold_source": model.nominal_threshold_source}
+    info = {"nominal_threshold": model.nominal_threshold, "nominal_threshold_source": model.nominal_threshold_source,
+            "nominal_threshold_overridden": model.nominal_threshold_overridden}
     comp = pd.DataFrame({"mated": [False] * 2000, "score": [-(i / 1000) for i in range(2000)]})
     th = _thresholds(info, comp, Protocol(target_fmrs=[1e-2], bootstrap_replicates=None))
     nominal = [t for t in th if t["kind"] == "nominal"][0]
-    assert nominal["threshold"] == -0.5 and "overridden" in nominal["source"]
+    assert nominal["threshold"] == -0.5 and "overridden" in nominal["source"] and nominal["overridden"] is True
 
 
 def test_nominal_threshold_for_the_generator_is_refused():

@@ -103,7 +103,8 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
         if t.get("status") != "ok":
             out.append(f"| {t['name']} | {t['kind']} | refused | {t['target_fmr']:g} | | {t['reason']} |")
         elif t["kind"] == "nominal":
-            out.append(f"| {t['name']} | published by the model's authors | {t['threshold']:.6g} | | | {t.get('source') or ''} |")
+            origin = "set in the config (overrides the published value)" if t.get("overridden") else "published by the model's authors"
+            out.append(f"| {t['name']} | {origin} | {t['threshold']:.6g} | | | {t.get('source') or ''} |")
         else:
             note = "fewer than 30/target non-mated comparisons: threshold imprecise (rule of 30)" if t["support"] != "ok" else ""
             out.append(
