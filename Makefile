@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.fvbench-installed
 PIP_CONSTRAINTS ?=
 PIP_C  := $(if $(PIP_CONSTRAINTS),-c $(PIP_CONSTRAINTS),)
 
-.PHONY: setup demo test london clean-cache
+.PHONY: setup demo test london clean-cache constraints
 
 setup: $(STAMP)
 
@@ -28,3 +28,8 @@ test: setup
 
 london: setup
 	$(VENV)/bin/fvbench experiment=frl_london_dlib
+
+# Refresh constraints.txt from the installed, tested set (keeps its comment header).
+constraints: setup
+	{ grep '^#' constraints.txt; $(PY) -m pip freeze --exclude-editable | grep -vi '^fvbench=='; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt

@@ -295,8 +295,8 @@ def check_override_keys(argv: list[str], app: str = "fvbench") -> None:
         if o.is_add() or o.is_force_add() or o.is_delete() or o.package is not None:
             continue
         parts = o.key_or_group.split(".")
-        if parts[0] == "hydra" or (len(parts) == 1 and parts[0] in groups):
-            continue
+        if parts[0] == "hydra" or "/" in o.key_or_group or (len(parts) == 1 and parts[0] in groups):
+            continue  # Hydra's own settings and nested group selections (hydra/launcher=joblib)
         if parts[0] not in top:
             raise unknown_key(o.key_or_group, parts[0], (top | groups) - {"hydra"}, where=f"in override {o.input_line!r}")
         if len(parts) >= 2:

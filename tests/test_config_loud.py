@@ -115,7 +115,8 @@ def test_every_shipped_config_is_valid():
 
 def test_valid_override_passes_the_pre_check():
     check_override_keys(["experiment=frl_london_dlib", "protocol.target_fmrs=[1e-3]", "model=dlib_resnet", "+model.nominal_threshold=-0.5",
-                         "--cfg", "job", "-m", "hydra.run.dir=x", "report.figures=false", "seed=3"])
+                         "--cfg", "job", "-m", "hydra.run.dir=x", "report.figures=false", "seed=3", "hydra/launcher=joblib",
+                         "seed=0,1,2", "run_name=s${seed}"])
 
 
 def test_did_you_mean_is_empty_when_nothing_is_close():
