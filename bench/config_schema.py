@@ -38,6 +38,7 @@ from bench.suggest import did_you_mean
 __all__ = [
     "CONFIG_DIR",
     "RUNTIME_KEYS",
+    "RUNTIME_PATHS",
     "did_you_mean",
     "unknown_key",
     "validate_config",
@@ -49,7 +50,11 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 #: Top-level keys that say how a run is executed on this machine, not what is measured:
 #: kept out of the config recorded in ``metrics.json`` (so reruns are byte-identical).
-RUNTIME_KEYS = ("progress", "paths")
+RUNTIME_KEYS = ("progress", "overwrite", "hydra")
+#: ``paths`` entries that say where a run writes (results) and caches (embeddings): left out of
+#: the recorded config, and strings under them written as ``${paths.<key>}/...``.
+#: ``paths.data_dir`` stays recorded (where the data came from; fvbench-verify rebuilds the manifest).
+RUNTIME_PATHS = ("results_dir", "cache_dir")
 
 #: Keys Hydra's ``instantiate`` reads itself.
 _HYDRA_SPECIAL = {"_target_", "_args_", "_recursive_", "_convert_", "_partial_"}
@@ -220,7 +225,7 @@ def validate_config(cfg: DictConfig, app: str = "fvbench") -> None:
         'min_group_subjects'? ..."``, or ``"model.embedder.weights_path is required ..."``.
     """
     _missing(cfg)
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = _resolve(cfg)
     top = _primary_keys(app)
     for key, value in plain.items():
         if key == "hydra":
@@ -345,13 +350,52 @@ def _check_deep_overrides(args: list[str], deep: list[Any], app: str) -> None:
             node = node._get_node(key) if not OmegaConf.is_interpolation(node, key) else None
 
 
-def recorded_config(cfg: DictConfig | Mapping) -> dict:
-    """The resolved config as recorded in ``metrics.json``: run-time keys left out.
+def _resolve(cfg: DictConfig) -> dict:
+    """The resolved config as plain data; an interpolation that fails is one ConfigError line."""
+    from omegaconf.errors import OmegaConfBaseException
 
-    ``progress`` and ``paths`` (data, results and cache locations) say how and where a run
-    executes, not what it measures; dropping them keeps ``metrics.json`` byte-identical
-    between a cold and a warm cache, with or without progress bars, and free of the
-    user's directories. The dataset's own root stays recorded under ``dataset.loader``.
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f"config key {key}: {str(err).splitlines()[0]}") from None
+
+
+def recorded_config(cfg: DictConfig | Mapping) -> dict:
+    """The resolved config as recorded in ``metrics.json``: run-time details left out.
+
+    ``progress``, ``overwrite`` and ``hydra`` say how a run executes, and
+    ``paths.results_dir`` / ``paths.cache_dir`` where it writes and caches: none of them
+    changes a number. They are dropped, and any other string under those two folders
+    (e.g. ``model.embedder.cache_dir``) is written ``${paths.cache_dir}/...``, so a rerun
+    on a cold or warm cache, into another results folder, with or without progress bars,
+    records byte-identical JSON, free of the user's own cache and results locations.
+    ``paths.data_dir`` stays (the dataset's root is recorded under ``dataset.loader``).
+
+    Raises
+    ------
+    ConfigError
+        An interpolation that cannot be resolved.
     """
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    return {k: v for k, v in plain.items() if k not in RUNTIME_KEYS and k != "hydra"}
+    plain = _resolve(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
+    paths = dict(plain.get("paths") or {})
+    roots = sorted(
+        ((k, str(paths[k]).rstrip("/")) for k in RUNTIME_PATHS if isinstance(paths.get(k), str) and str(paths[k]).strip("/")),
+        key=lambda kv: -len(kv[1]),
+    )
+
+    def norm(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        if isinstance(v, str):
+            for k, root in roots:
+                if v == root or v.startswith(root + "/"):
+                    return "${paths." + k + "}" + v[len(root):]
+        return v
+
+    out = {k: norm(v) for k, v in plain.items() if k not in RUNTIME_KEYS and k != "paths"}
+    if "paths" in plain:
+        out["paths"] = {k: v for k, v in paths.items() if k not in RUNTIME_PATHS}
+    return out

@@ -224,8 +224,8 @@ def test_progress_and_cache_location_do_not_change_metrics_json(tmp_path, monkey
     text = (a / "metrics.json").read_bytes()
     assert text == (b / "metrics.json").read_bytes()
     m = json.loads(text)
-    assert "progress" not in m["config"] and "paths" not in m["config"] and "cache_hits" not in m["model"]
-    assert str(tmp_path) not in text.decode()
+    assert "progress" not in m["config"] and set(m["config"]["paths"]) == {"data_dir"} and "cache_hits" not in m["model"]
+    assert str(tmp_path) not in text.decode()  # neither the results nor the cache folder
 
 
 # ----------------------------------------------------------------------------- --version, --help
@@ -289,3 +289,14 @@ def test_null_nominal_threshold_keeps_the_models_own():
     model = _Model()
     apply_model_config(model, _compose(["experiment=frl_london_dlib", "model.nominal_threshold=null"]).model)
     assert model.nominal_threshold == -0.6
+
+
+def test_recorded_config_writes_cache_paths_relative_and_keeps_data_dir():
+    from bench.config_schema import recorded_config
+
+    cfg = _compose(["model=facenet_vggface2", "dataset=frl_london", "paths.cache_dir=/home/someone/.cache/fvbench",
+                    "paths.results_dir=/srv/out", "paths.data_dir=../data", "progress=false"])
+    rec = recorded_config(cfg)
+    assert rec["model"]["embedder"]["cache_dir"] == "${paths.cache_dir}"
+    assert rec["paths"] == {"data_dir": "../data"} and rec["dataset"]["loader"]["root"] == "../data/frl_london"
+    assert "progress" not in rec and "/home/someone" not in str(rec) and "/srv/out" not in str(rec)
