@@ -211,17 +211,6 @@ def check_multirun_names(cfg: DictConfig) -> None:
         )
 
 
-def _resolved(cfg: DictConfig) -> dict:
-    """The resolved config as plain data; an interpolation that fails is one ConfigError line."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        return OmegaConf.to_container(cfg, resolve=True)
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
-        raise ConfigError(f"config key {key}: {str(err).splitlines()[0]}") from None
-
-
 def prepare_output(cfg: DictConfig, paths: dict[str, Path], *, config: dict, record: str) -> Path:
     """Everything about the result folder that can fail, checked before any computing.
 
