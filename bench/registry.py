@@ -34,6 +34,8 @@ FACTORIES: dict[str, str] = {
     # datasets (configs/dataset/)
     "bench.data.frl_london.load_frl_london": "dataset",
     "bench.data.synthetic.SyntheticPopulation": "dataset",
+    "bench.data.user_dataset.load_csv_manifest": "dataset",
+    "bench.data.user_dataset.load_folder_dataset": "dataset",
     # models / embedders (configs/model/)
     "bench.models.dlib_resnet.DlibResNet": "model",
     "bench.models.facenet.FaceNet": "model",
