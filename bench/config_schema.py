@@ -111,18 +111,19 @@ def _section_keys(app: str, section: str) -> set[str] | None:
 
 
 def _target_params(target: str) -> tuple[set[str], bool, Any] | None:
-    """Keyword parameters of a ``bench.*`` target; None when it is not ours to inspect."""
-    if not isinstance(target, str) or not target.startswith("bench."):
-        return None
-    from hydra.utils import get_object
+    """Keyword parameters of a registered factory (bench/registry.py); None for any other name.
 
-    try:
-        obj = get_object(target)
-    except Exception:  # noqa: BLE001 - instantiate_bench reports unresolvable targets with their reason
+    Nothing outside the registry is imported here: an unregistered ``_target_`` is refused,
+    with the valid names, by :func:`bench.cli.instantiate_bench` before anything is built.
+    """
+    from bench.registry import FACTORIES, resolve_factory
+
+    if not isinstance(target, str) or target not in FACTORIES:
         return None
-    module = getattr(obj, "__module__", "") or ""
-    if module != "bench" and not module.startswith("bench."):
-        return None  # refused by instantiate_bench
+    try:
+        obj = resolve_factory(target)
+    except ConfigError:  # instantiate_bench reports it with its reason
+        return None
     try:
         sig = inspect.signature(obj)
     except (TypeError, ValueError):

@@ -667,7 +667,7 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         labels = labels[keep].reset_index(drop=True)
         emb, fta_reason = emb[keep], np.asarray(fta_reason, dtype=object)[keep]
         n_faces = None if n_faces is None else np.asarray(n_faces)[keep]
-    result = _evaluate_population(manifest, emb, fta_reason, n_faces, model_info, attributes, labels, protocol, timings)
+    result = _evaluate_population(manifest, emb, fta_reason, n_faces, model_info, attributes, labels, protocol, timings, progress)
     result.withheld = withheld
     # the dataset as given (inputs, not results): counts and hash of the whole manifest
     result.dataset_info.update({**full.summary(), "manifest_sha256": full.content_hash(),
@@ -677,7 +677,8 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
 
 
 def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.ndarray, n_faces: np.ndarray | None, model_info: dict,
-                         attributes: list[str], labels: pd.DataFrame, protocol: Protocol, timings: dict) -> RunResult:
+                         attributes: list[str], labels: pd.DataFrame, protocol: Protocol, timings: dict,
+                         progress: bool = False) -> RunResult:
     """:func:`evaluate` on the published population (acquisition done)."""
     ok = np.array([r is None for r in fta_reason], dtype=bool)
     if protocol.bootstrap_replicates:  # replicate counts per subject and attribute cells (bench.metrics.bootstrap)
