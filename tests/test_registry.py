@@ -166,3 +166,16 @@ def test_gadget_from_a_command_line_override_is_refused_before_anything_is_writt
     assert "fvbench: error: dataset.loader._target_ 'bench.models.weights._write_atomic' is not a factory a config may name" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not marker.exists() and not (tmp_path / "r").exists()
+
+
+def test_config_key_check_imports_no_unregistered_target():
+    """bench.config_schema inspects a target's parameters (unknown-key errors) only for
+    registered factories: importing bench.__main__ would run the CLI."""
+    from bench.config_schema import _target_params
+
+    before = set(sys.modules)
+    assert _target_params("bench.__main__.main") is None
+    assert _target_params("bench.models.weights._write_atomic") is None
+    assert "bench.__main__" not in set(sys.modules) - before
+    names, _, _ = _target_params("bench.data.frl_london.load_frl_london")
+    assert names == {"root", "views"}
