@@ -351,6 +351,47 @@ def _redraw_intervals(emb, acquired, subject_ids, labels, attributes, metric, pr
     return pd.DataFrame({"redraw_low": q.quantile(a), "redraw_high": q.quantile(1 - a), "redraws": q.count()}).reset_index()
 
 
+def metrics_from_lists(cand: np.ndarray, sc: np.ndarray, kind: np.ndarray, acquired: np.ndarray, probe_labels: dict[str, np.ndarray],
+                       probe_subjects: np.ndarray, gallery_labels: dict[str, np.ndarray], model_info: dict,
+                       protocol: IdentificationProtocol) -> tuple[list[dict], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Thresholds, per-probe-group rates and false candidates from the stored candidate lists.
+
+    The one computation shared by the pipeline and ``fvbench-verify``.
+
+    Parameters
+    ----------
+    cand, sc : ndarray, shape (P, L)
+        Candidate lists (template indices, -1 for a search not completed) and scores (-inf there).
+    kind : ndarray of int, shape (P,)
+        Template of the mate (>= 0), -1 non-mated, -2 mate failed to enrol.
+    acquired : ndarray of bool, shape (P,)
+    probe_labels, gallery_labels : dict attribute -> ndarray of str
+        Group of each search / each template.
+    probe_subjects : ndarray of str, shape (P,)
+    model_info : dict
+        For the nominal threshold.
+    protocol : IdentificationProtocol
+
+    Returns
+    -------
+    thresholds, per_group, false_by_gallery, false_cells
+    """
+    nm = (kind == -1) & acquired
+    rank, ms = mate_ranks(cand, sc, np.where(kind >= 0, kind, -1))
+    thresholds = _thresholds(sc[nm, 0], model_info, protocol)
+    usable = {t["name"]: float(t["threshold"]) for t in thresholds if t.get("status") == "ok"}
+    out = probe_statistics(sc[:, 0], rank, ms, kind, acquired, usable, ranks=protocol.ranks, list_scores=sc)
+    named = {k: v for k, v in usable.items() if k != INVESTIGATION}
+    per_group, by_g, cells = [], [], []
+    for attr, pl in probe_labels.items():
+        per_group.append(identification_rates(out, pl, probe_subjects, attribute=attr, confidence=protocol.confidence,
+                                              bootstrap_replicates=protocol.bootstrap_replicates, seed=protocol.seed))
+        bg, cl = false_candidates(cand, sc, nm, pl, gallery_labels[attr], named, attribute=attr)
+        by_g.append(bg)
+        cells.append(cl)
+    return thresholds, pd.concat(per_group, ignore_index=True), pd.concat(by_g, ignore_index=True), pd.concat(cells, ignore_index=True)
+
+
 def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationProtocol, *, cache_dir: Any, progress: bool = True,
                             permitted_uses: Any = None, dataset_name: str | None = None) -> IdentificationResult:
     """Run the identification protocol on a dataset and model; nothing is written.
@@ -403,22 +444,12 @@ def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationPr
     nm = (kind == -1) & split.probe_acquired
     if not nm.any():
         raise DataError(f"dataset {manifest.name!r}: no completed non-mated search (every non-enrolled probe failed to acquire)")
-    thresholds = _thresholds(sc[nm, 0], model_info, protocol)
-    usable = {t["name"]: float(t["threshold"]) for t in thresholds if t.get("status") == "ok"}
-    out = probe_statistics(sc[:, 0], rank, ms, kind, split.probe_acquired, usable, ranks=protocol.ranks, list_scores=sc)
-
     t2 = time.perf_counter()
-    per_group, by_g, cells = [], [], []
-    named = {k: v for k, v in usable.items() if k != INVESTIGATION}
-    for attr in attributes:
-        pl = labels[attr].astype(str).to_numpy()[split.probe_rows]
-        per_group.append(identification_rates(out, pl, subject_ids[split.probe_rows], attribute=attr, confidence=protocol.confidence,
-                                              bootstrap_replicates=protocol.bootstrap_replicates, seed=protocol.seed))
-        gl = labels[attr].astype(str).to_numpy()[split.template_rows]
-        bg, cl = false_candidates(cand, sc, nm, pl, gl, named, attribute=attr)
-        by_g.append(bg)
-        cells.append(cl)
-    per_group_df = pd.concat(per_group, ignore_index=True)
+    probe_labels = {a: labels[a].astype(str).to_numpy()[split.probe_rows] for a in attributes}
+    gallery_labels = {a: labels[a].astype(str).to_numpy()[split.template_rows] for a in attributes}
+    thresholds, per_group_df, by_g_df, cells_df = metrics_from_lists(
+        cand, sc, kind, split.probe_acquired, probe_labels, subject_ids[split.probe_rows], gallery_labels, model_info, protocol)
+    usable = {t["name"]: float(t["threshold"]) for t in thresholds if t.get("status") == "ok"}
     if protocol.gallery_redraws:
         red = _redraw_intervals(emb, acquired, subject_ids, labels, attributes, metric, protocol, usable)
         per_group_df = per_group_df.merge(red, on=["attribute", "group", "threshold_name", "metric"], how="left")
@@ -426,8 +457,8 @@ def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationPr
 
     result = IdentificationResult(
         manifest=manifest, attributes=attributes, split=split, split_counts=split.counts(subject_ids, labels),
-        thresholds=thresholds, per_group=per_group_df, false_by_gallery=pd.concat(by_g, ignore_index=True),
-        false_cells=pd.concat(cells, ignore_index=True), gallery_size=pd.DataFrame(), search_table=pd.DataFrame(),
+        thresholds=thresholds, per_group=per_group_df, false_by_gallery=by_g_df,
+        false_cells=cells_df, gallery_size=pd.DataFrame(), search_table=pd.DataFrame(),
         model_info=model_info, dataset_info={}, protocol=protocol, timings=timings,
     )
     primary = result.primary_threshold
@@ -461,6 +492,8 @@ def _search_table(manifest, split: GallerySplit, labels, attributes, kind, rank,
         "kind": np.where(kind == -1, "nonmated", np.where(kind == -2, "mated_mate_not_enrolled", "mated")),
         "acquired": split.probe_acquired,
         "mate_template": kind,
+        "mate_rank": rank,
+        "mate_score": ms,
     })
     for a in attributes:
         df[f"probe_{a}"] = labels[a].astype(str).to_numpy()[split.probe_rows]
