@@ -242,3 +242,56 @@ def test_predicted_fpir_against_simulation():
         se = math.sqrt(pred[g] * (1 - pred[g]) / searches)
         assert abs(measured - pred[g]) < 4 * se
     assert predicted_fpir(fmr, np.array([[0, 0], [300, 150]])).shape == (2, 2)
+
+
+def test_prediction_against_generator_simulation():
+    """FPIR_g(T) ~ 1 - prod_h (1 - FMR_gh)^n_h on the synthetic generator (docs/identification.md).
+
+    FMR_gh is measured 1:1 on subjects disjoint from the probes and the gallery. The
+    expected number of false candidates per search, sum_h n_h FMR_gh, holds whatever the
+    dependence (linearity of expectation); FPIR agrees with the independence prediction
+    while the expected hits per search are small and falls below it as they grow, because
+    a probe's comparisons are positively dependent (probes near their group centre collect
+    several hits).
+    """
+    from bench.data.synthetic import SyntheticPopulation
+
+    groups = {"A": {"subjects": 6000, "images_per_subject": 1, "identity_spread": 1.14, "image_noise": 0.21},
+              "B": {"subjects": 6000, "images_per_subject": 1, "identity_spread": 2.43, "image_noise": 0.28}}
+    man, emb, _ = SyntheticPopulation(groups, dim=30, seed=1).generate()
+    g = man.table["group"].to_numpy()
+    rng = np.random.default_rng(0)
+    idx = {k: rng.permutation(np.flatnonzero(g == k)) for k in "AB"}
+    calib = {k: idx[k][:2000] for k in "AB"}
+    probes = {k: idx[k][2000:4000] for k in "AB"}
+    gallery = np.concatenate([idx["A"][4000:5500], idx["B"][4000:4500]])
+    gcode = (g[gallery] == "B").astype(int)
+    t = float(np.quantile(emb[calib["A"][:1000]] @ emb[calib["A"][1000:]].T, 1 - 2e-4))
+    fmr = np.array([[(emb[calib[a][:1000]] @ emb[calib[b][1000:]].T >= t).mean() for b in "AB"] for a in "AB"])
+    results = {}
+    for n in (200, 2000):
+        sub = np.sort(rng.choice(gallery.size, n, replace=False))
+        n_h = np.bincount(gcode[sub], minlength=2)
+        pred = predicted_fpir(fmr, n_h)
+        res = search(emb[probes["A"]], emb[gallery[sub]], top_l=1, thresholds=[t], gallery_groups=gcode[sub], dtype="float64")
+        hits = res.counts[:, 0, :].sum(axis=1)
+        fpir, sel = (hits > 0).mean(), hits.mean()
+        se = math.sqrt(pred[0] * (1 - pred[0]) / hits.size)
+        assert abs(sel - fmr[0] @ n_h) < 4 * hits.std() / math.sqrt(hits.size) + 0.15 * fmr[0] @ n_h  # FMR itself is estimated
+        results[n] = (fpir, pred[0], se)
+    fpir, pred, se = results[200]  # expected hits ~0.03: independence holds
+    assert abs(fpir - pred) < 4 * se
+    fpir, pred, se = results[2000]  # expected hits ~0.3: the prediction overestimates
+    assert fpir < pred - 4 * se
+
+
+def test_search_ties_straddling_the_list_end():
+    # ten identical templates (indices 4..13) tie for first place; a list of 3 keeps the
+    # three smallest indices whatever the block sizes
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((40, 6))
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    g[4:14] = g[4]
+    for block in (5, 20, 40):
+        r = search(g[4:5], g, top_l=3, gallery_block=block, dtype="float64")
+        assert r.candidates.tolist() == [[4, 5, 6]], block

@@ -207,14 +207,23 @@ def search(
             s = qb @ gal[g0:g1].T
             if metric == "euclidean":
                 s = -torch.sqrt(torch.clamp(q_sq[:, None] + gal_sq[None, g0:g1] - 2.0 * s, min=0.0))
-            if g0 == 0:  # fill every list from the first block: the L-th best score, ties included
-                kth0 = torch.topk(s, length, dim=1, largest=True, sorted=True).values[:, -1]
-                floor = torch.minimum(kth0, torch.tensor(t_min, dtype=tdt, device=dev)) if thr.size else kth0
-                rows, cols, v = _pick(s, floor)
+            if g0 == 0:  # fill every list from the first block (dense top-L; exact tie order below)
+                k_take = min(length + 1, g1 - g0)
+                vals, idx = torch.topk(s, k_take, dim=1, largest=True, sorted=True)
+                v_np, i_np = vals.double().cpu().numpy(), idx.cpu().numpy().astype(np.int64)
+                ts[:], ti[:] = v_np[:, :length], i_np[:, :length]
+                order = np.lexsort((ti, -ts), axis=1)  # score desc, then gallery index asc
+                ts[:], ti[:] = np.take_along_axis(ts, order, axis=1), np.take_along_axis(ti, order, axis=1)
+                if k_take > length:  # a tie block straddling the L-th place: redo those rows exactly
+                    tie = np.flatnonzero(v_np[:, length - 1] == v_np[:, length])
+                    if tie.size:
+                        tie_t = torch.from_numpy(tie).to(dev)
+                        rows, cols, v = _pick(s[tie_t], vals[tie_t, length - 1])
+                        ts[tie], ti[tie] = -np.inf, -1
+                        _merge(ts, ti, tie[rows], cols, v)
                 if thr.size:
+                    rows, cols, v = _pick(s, torch.full((p1 - p0,), t_min, dtype=tdt, device=dev))
                     _count(counts[p0:p1], rows, cols, v, thr, codes)
-                enter = v >= kth0.double().cpu().numpy()[rows]
-                _merge(ts, ti, rows[enter], cols[enter], v[enter])
                 continue
             kth = torch.from_numpy(ts[:, -1]).to(dev, tdt)
             floor = torch.minimum(kth, torch.tensor(t_min, dtype=tdt, device=dev)) if thr.size else kth
@@ -238,14 +247,19 @@ def search(
 
 
 def _pick(s: torch.Tensor, floor: torch.Tensor) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
-    """Entries with ``s[r, c] >= floor[r]`` as numpy ``(rows, cols, values)``."""
-    if s.device.type == "cpu":
-        sn = s.numpy()
-        rows, cols = np.nonzero(sn >= floor.numpy()[:, None])
-        return rows.astype(np.int64), cols.astype(np.int64), sn[rows, cols].astype(np.float64)
-    rows_t, cols_t = torch.nonzero(s >= floor[:, None], as_tuple=True)
-    vals = s[rows_t, cols_t]
-    return rows_t.cpu().numpy(), cols_t.cpu().numpy(), vals.double().cpu().numpy()
+    """Entries with ``s[r, c] >= floor[r]`` as numpy ``(rows, cols, values)``.
+
+    Rows are screened first by their maximum (one multithreaded reduction), so the
+    element-wise comparison and ``nonzero`` run only on the few rows that hold a candidate.
+    """
+    rows_hit = torch.nonzero(torch.amax(s, dim=1) >= floor, as_tuple=True)[0]
+    if rows_hit.numel() == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, np.empty(0, dtype=np.float64)
+    sub = s[rows_hit]
+    r_t, c_t = torch.nonzero(sub >= floor[rows_hit, None], as_tuple=True)
+    vals = sub[r_t, c_t]
+    return rows_hit[r_t].cpu().numpy().astype(np.int64), c_t.cpu().numpy().astype(np.int64), vals.double().cpu().numpy()
 
 
 def _count(counts: NDArray[np.int64], rows: NDArray, cols: NDArray, vals: NDArray, thr: NDArray, codes: NDArray) -> None:
