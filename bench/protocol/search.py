@@ -256,6 +256,9 @@ def _pick(s: torch.Tensor, floor: torch.Tensor) -> tuple[NDArray[np.int64], NDAr
     if rows_hit.numel() == 0:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, np.empty(0, dtype=np.float64)
+    if 2 * rows_hit.numel() > s.shape[0]:  # most rows: compare in place rather than copy them
+        r_t, c_t = torch.nonzero(s >= floor[:, None], as_tuple=True)
+        return r_t.cpu().numpy().astype(np.int64), c_t.cpu().numpy().astype(np.int64), s[r_t, c_t].double().cpu().numpy()
     sub = s[rows_hit]
     r_t, c_t = torch.nonzero(sub >= floor[rows_hit, None], as_tuple=True)
     vals = sub[r_t, c_t]
