@@ -103,6 +103,9 @@ class IdentificationProtocol:
         Gallery-size sweep: fractions of the enrolled subjects in (0, 1].
     gallery_size_draws : int
         Seeded subsets per size (stratified, the composition kept).
+    gallery_size_threshold : str or None
+        Name of the threshold the gallery-size sweep holds fixed (e.g. ``nominal``);
+        None: the primary one (first target FPIR that could be set).
     device : str or None
         Torch device of the search (None: CUDA when present).
     search_dtype : {"float32", "float64"}
@@ -124,6 +127,7 @@ class IdentificationProtocol:
     gallery_redraws: int | None = 20
     gallery_sizes: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
     gallery_size_draws: int = 20
+    gallery_size_threshold: str | None = None
     device: str | None = None
     search_dtype: str = "float64"
 
@@ -462,6 +466,12 @@ def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationPr
         model_info=model_info, dataset_info={}, protocol=protocol, timings=timings,
     )
     primary = result.primary_threshold
+    if protocol.gallery_size_threshold is not None:
+        named_t = {t["name"]: t for t in thresholds if t.get("status") == "ok" and t["kind"] != "investigation"}
+        if protocol.gallery_size_threshold not in named_t:
+            raise ConfigError(f"protocol.gallery_size_threshold {protocol.gallery_size_threshold!r} is not a usable threshold of this run; "
+                              f"usable: {sorted(named_t)}")
+        primary = named_t[protocol.gallery_size_threshold]
     if primary is not None and protocol.gallery_sizes:
         t3 = time.perf_counter()
         fmr_cells = _cross_fmr(emb, split, labels, attributes, metric, protocol, float(primary["threshold"]))

@@ -243,13 +243,15 @@ def plot_identification_rates(per_group: pd.DataFrame, attribute: str, path: Pat
             ax.errorbar(x[y == 0], yy[y == 0], yerr=err[:, y == 0], fmt="o", mfc="white", capsize=3, color=color,
                         label=f"{name}: zero errors (bar: Wilson upper bound)" if (y == 0).any() else None)
         n = rows[rows["threshold_name"] == thr_names[0]].set_index("group").reindex(groups)["n"] if thr_names else pd.Series(0, index=groups)
-        ax.set_xticks(np.arange(len(groups)), [f"{g}\n(n={int(v) if pd.notna(v) else 0})" for g, v in zip(groups, n)], fontsize=8)
+        flags = rows.drop_duplicates("group").set_index("group").reindex(groups)["flag"] if len(rows) else pd.Series("", index=groups)
+        ax.set_xticks(np.arange(len(groups)), [f"{g}\n(n={int(v) if pd.notna(v) else 0})" + ("\nsuppressed" if f == "suppressed_small_group" else "")
+                                               for g, v, f in zip(groups, n, flags)], fontsize=8)
         ax.set_yscale("log")
         ax.set_ylim(floor * 0.7, 1.2)
         ax.set_ylabel(label)
         ax.set_xlabel(f"probe group ({attribute}); n = completed searches")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(title="threshold", fontsize=8)
+        ax.legend(title="threshold", fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.36), ncol=2)
     fig.suptitle(title + "\n95% intervals: probe-subject bootstrap; open circles: zero errors drawn at the axis floor", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, **_SAVE)
@@ -290,12 +292,16 @@ def plot_gallery_size(size: pd.DataFrame, attribute: str, path: Path, *, title: 
         y = pd.to_numeric(r["fpir_measured"], errors="coerce").to_numpy(float)
         if not np.isfinite(y).any():
             continue
+        if not (y > 0).any():
+            ax.plot([], [], "o", color=f"C{i}", mfc="white", label=f"{g}: 0 at every size (n={int(r['nonmated_searches'].iloc[0])})")
+            continue
         lo = pd.to_numeric(r["fpir_min"], errors="coerce").to_numpy(float)
         hi = pd.to_numeric(r["fpir_max"], errors="coerce").to_numpy(float)
         color = f"C{i}"
         n = int(r["nonmated_searches"].iloc[0])
         ax.plot(r["gallery_size"], np.where(y > 0, y, np.nan), "o-", color=color, label=f"{g} measured (n={n})")
-        ax.fill_between(r["gallery_size"], np.where(lo > 0, lo, np.nan), np.where(hi > 0, hi, np.nan), color=color, alpha=0.15)
+        ax.fill_between(r["gallery_size"], np.where(lo > 0, lo, y.min() / 2 if (y > 0).any() else np.nan), np.where(hi > 0, hi, np.nan),
+                        color=color, alpha=0.15)
         ax.plot(r["gallery_size"], pd.to_numeric(r["fpir_predicted"], errors="coerce"), "--", color=color, label=f"{g} predicted from 1:1 FMR")
     ax.set_xscale("log")
     ax.set_yscale("log")
