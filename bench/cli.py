@@ -87,7 +87,7 @@ def run_from_config(cfg: DictConfig) -> Path:
     model = instantiate_bench(cfg.model.embedder)
     pcfg = OmegaConf.to_container(cfg.protocol, resolve=True)
     if pcfg.get("type") == "identification":  # 1:N protocol (issue 13)
-        from bench.report.identification_cli import run_identification
+        from bench.identification_cli import run_identification
 
         return run_identification(cfg, dataset, model, pcfg, paths, t0)
     if isinstance(pcfg.get("target_fmrs"), (int, float)):  # protocol.target_fmrs=1e-3 means [1e-3]
