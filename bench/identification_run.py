@@ -23,7 +23,6 @@ from bench.errors import ConfigError, DataError
 from bench.metrics.identification import (
     INVESTIGATION,
     false_candidates,
-    fpir_threshold_name,
     identification_rates,
     mate_ranks,
     predicted_fpir,
@@ -106,6 +105,10 @@ class IdentificationProtocol:
     gallery_size_threshold : str or None
         Name of the threshold the gallery-size sweep holds fixed (e.g. ``nominal``);
         None: the primary one (first target FPIR that could be set).
+    gallery_shares : list of float
+        Composition sweep: for each group h of each base attribute, galleries of
+        ``min(n_h, N - n_h)`` templates in which h has each of these shares (in [0, 1]);
+        empty skips it.
     device : str or None
         Torch device of the search (None: CUDA when present).
     search_dtype : {"float32", "float64"}
@@ -128,6 +131,7 @@ class IdentificationProtocol:
     gallery_sizes: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
     gallery_size_draws: int = 20
     gallery_size_threshold: str | None = None
+    gallery_shares: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
     device: str | None = None
     search_dtype: str = "float64"
 
@@ -159,6 +163,9 @@ class IdentificationProtocol:
         for s in self.gallery_sizes:
             if not 0 < float(s) <= 1:
                 raise ConfigError(f"protocol.gallery_sizes: {s!r} is not a fraction in (0, 1]")
+        for s in self.gallery_shares:
+            if not 0 <= float(s) <= 1:
+                raise ConfigError(f"protocol.gallery_shares: {s!r} is not a share in [0, 1]")
         if int(self.gallery_size_draws) < 1:
             raise ConfigError(f"protocol.gallery_size_draws must be >= 1, got {self.gallery_size_draws}")
         if self.search_dtype not in ("float32", "float64"):
@@ -182,6 +189,8 @@ class IdentificationResult:
         False candidates per gallery group and per probe-group x gallery-group cell.
     gallery_size : pandas.DataFrame
         Per attribute, size, probe group: measured FPIR (mean and range over draws) and predicted.
+    gallery_composition : pandas.DataFrame
+        Per attribute, varied gallery group, share, probe group: measured FPIR and predicted.
     search_table : pandas.DataFrame
         Per search: probe subject, groups, kind, acquired, mate rank/score and the candidate list (git-ignored file).
     """
@@ -201,6 +210,7 @@ class IdentificationResult:
     protocol: IdentificationProtocol
     timings: dict = field(default_factory=dict)
     gallery_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    gallery_composition: pd.DataFrame = field(default_factory=pd.DataFrame)
     cross_fmr: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
@@ -218,7 +228,7 @@ def _search_split(emb: np.ndarray, split: GallerySplit, metric: str, protocol: I
                   gallery_groups=gallery_codes, metric=metric, device=protocol.device, dtype=protocol.search_dtype)
 
 
-def _outcomes(emb: np.ndarray, split: GallerySplit, metric: str, protocol: IdentificationProtocol, thresholds: dict[str, float]):
+def _outcomes(emb: np.ndarray, split: GallerySplit, metric: str, protocol: IdentificationProtocol):
     """Search every completed probe; return (per-search statistics, full-length candidate arrays)."""
     p = split.probe_rows.size
     res = _search_split(emb, split, metric, protocol)
@@ -312,6 +322,57 @@ def _gallery_size_sweep(split: GallerySplit, labels: pd.DataFrame, attributes: l
     return pd.DataFrame(rows)
 
 
+def _composition_sweep(split: GallerySplit, labels: pd.DataFrame, attributes: list[str], cand: np.ndarray, sc: np.ndarray,
+                       kind: np.ndarray, threshold: dict, fmr_cells: dict[str, pd.DataFrame], protocol: IdentificationProtocol) -> pd.DataFrame:
+    """Per-group FPIR at a fixed threshold as one gallery group's share changes (fixed gallery size), measured and predicted.
+
+    For gallery group h with ``n_h`` of ``N`` templates the gallery size is
+    ``N0 = min(n_h, N - n_h)``, so every share in ``protocol.gallery_shares`` can be drawn;
+    ``gallery_size_draws`` seeded galleries per share. Alarms are read from the full
+    search's candidate lists, as in the gallery-size sweep.
+    """
+    t = float(threshold["threshold"])
+    nm = (kind == -1) & split.probe_acquired
+    hit = (sc >= t) & nm[:, None] & (cand >= 0)
+    h_rows, h_cols = np.nonzero(hit)
+    h_tmpl = cand[h_rows, h_cols]
+    rows = []
+    for attr in attributes:
+        pl = labels[attr].astype(str).to_numpy()[split.probe_rows]
+        gl = labels[attr].astype(str).to_numpy()[split.template_rows]
+        gnames = sorted(set(gl.tolist()))
+        fmr = fmr_cells[attr].pivot(index="probe_group", columns="gallery_group", values="fmr").reindex(columns=gnames).fillna(0.0)
+        probe_groups = sorted(set(pl[nm].tolist()))
+        for hi, h in enumerate(gnames):
+            own, rest = np.flatnonzero(gl == h), np.flatnonzero(gl != h)
+            n0 = min(own.size, rest.size)
+            if n0 == 0:
+                continue
+            for share in sorted(set(float(x) for x in protocol.gallery_shares)):
+                k = int(round(share * n0))
+                meas = {g: [] for g in probe_groups}
+                pred = {g: [] for g in probe_groups}
+                for d in range(int(protocol.gallery_size_draws)):
+                    rng = np.random.default_rng(np.random.SeedSequence(entropy=int(protocol.seed), spawn_key=(13, 3, hi, int(round(share * 1e6)), d)))
+                    member = np.zeros(split.template_rows.size, dtype=bool)
+                    member[rng.choice(own, size=k, replace=False)] = True
+                    member[rng.choice(rest, size=n0 - k, replace=False)] = True
+                    alarmed = np.zeros(kind.size, dtype=bool)
+                    alarmed[np.unique(h_rows[member[h_tmpl]])] = True
+                    n_h = np.array([(member & (gl == x)).sum() for x in gnames], dtype=float)
+                    for g in probe_groups:
+                        sel = nm & (pl == g)
+                        meas[g].append(alarmed[sel].mean())
+                        pred[g].append(float(predicted_fpir(fmr.loc[[g]].to_numpy(), n_h)[0]) if g in fmr.index else math.nan)
+                for g in probe_groups:
+                    m = np.asarray(meas[g])
+                    rows.append({"attribute": attr, "varied_group": h, "share": share, "gallery_size": n0, "probe_group": g,
+                                 "threshold_name": threshold["name"], "threshold": t, "nonmated_searches": int((nm & (pl == g)).sum()),
+                                 "draws": int(protocol.gallery_size_draws), "fpir_measured": float(m.mean()), "fpir_min": float(m.min()),
+                                 "fpir_max": float(m.max()), "fpir_predicted": float(np.nanmean(pred[g]))})
+    return pd.DataFrame(rows)
+
+
 def _cross_fmr(emb: np.ndarray, split: GallerySplit, labels: pd.DataFrame, attributes: list[str], metric: str,
                protocol: IdentificationProtocol, threshold: float) -> dict[str, pd.DataFrame]:
     """1:1 cross-group FMR at ``threshold`` over the non-mated probe x gallery comparisons (exact, streamed)."""
@@ -342,7 +403,7 @@ def _redraw_intervals(emb, acquired, subject_ids, labels, attributes, metric, pr
     for r in range(int(protocol.gallery_redraws)):
         sp = split_gallery(subject_ids, acquired, labels[attributes], fraction=protocol.enrolled_fraction,
                            seed=protocol.seed + 1 + r, gallery_image=protocol.gallery_image)
-        cand, sc, kind, rank, ms = _outcomes(emb, sp, metric, protocol, thresholds)
+        cand, sc, kind, rank, ms = _outcomes(emb, sp, metric, protocol)
         out = probe_statistics(sc[:, 0], rank, ms, kind, sp.probe_acquired, thresholds, ranks=protocol.ranks, list_scores=sc)
         for attr in attributes:
             pl = labels[attr].astype(str).to_numpy()[sp.probe_rows]
@@ -443,7 +504,7 @@ def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationPr
     metric = model_info["metric"]
 
     t1 = time.perf_counter()
-    cand, sc, kind, rank, ms = _outcomes(emb, split, metric, protocol, {})
+    cand, sc, kind, rank, ms = _outcomes(emb, split, metric, protocol)
     timings["search_s"] = time.perf_counter() - t1
     nm = (kind == -1) & split.probe_acquired
     if not nm.any():
@@ -477,6 +538,9 @@ def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationPr
         fmr_cells = _cross_fmr(emb, split, labels, attributes, metric, protocol, float(primary["threshold"]))
         result.gallery_size = _gallery_size_sweep(split, labels, attributes, cand, sc, kind, primary, fmr_cells, protocol)
         result.cross_fmr = pd.concat(fmr_cells.values(), ignore_index=True)
+        if protocol.gallery_shares:
+            result.gallery_composition = _composition_sweep(split, labels, [a for a in attributes if "&" not in a], cand, sc, kind,
+                                                            primary, fmr_cells, protocol)
         timings["gallery_size_s"] = time.perf_counter() - t3
     result.search_table, result.gallery_table = _search_table(manifest, split, labels, attributes, kind, rank, ms, cand, sc)
     result.dataset_info = {

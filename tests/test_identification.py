@@ -8,7 +8,6 @@ definitions; ISO/IEC 19795-1 FNIR(N, R, T)), restated in docs/identification.md,
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pandas as pd

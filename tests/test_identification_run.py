@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -67,6 +66,14 @@ def test_result_folder(run):
     assert "who is harmed" in (out / "report.md").read_text()
     size = pd.read_csv(out / "identification_gallery_size.csv")
     assert set(size["gallery_fraction"]) == {0.5, 1.0}
+    mix = pd.read_csv(out / "identification_gallery_composition.csv")
+    assert set(mix["share"]) == {0.0, 0.25, 0.5, 0.75, 1.0}
+    # share 1 of group A: every gallery is all A, so the prediction is 1 - (1 - FMR_BA)^N0 exactly
+    a1 = mix[(mix["varied_group"] == "A") & (mix["share"] == 1.0) & (mix["probe_group"] == "B")].iloc[0]
+    cross = pd.read_csv(out / "identification_cross_fmr.csv")
+    fmr_ba = cross[(cross["attribute"] == "group") & (cross["probe_group"] == "B") & (cross["gallery_group"] == "A")]["fmr"].iloc[0]
+    assert a1["fpir_predicted"] == pytest.approx(1 - (1 - fmr_ba) ** a1["gallery_size"], rel=1e-9)
+    assert (out / "ident_gallery_mix_group.png").is_file()
 
 
 def test_every_failure_counted(run):

@@ -154,6 +154,10 @@ def write_identification(result: IdentificationResult, out_dir: Path, *, run_nam
         _csv(size, out_dir / "identification_gallery_size.csv")
     if len(cross):
         _csv(cross, out_dir / "identification_cross_fmr.csv")
+    comp = result.gallery_composition
+    if len(comp):
+        comp = _blank(comp, small, ["probe_group", "varied_group"], ["fpir_measured", "fpir_min", "fpir_max", "fpir_predicted"])
+        _csv(comp, out_dir / "identification_gallery_composition.csv")
     if save_search:
         result.search_table.to_parquet(out_dir / SEARCH_FILE, index=False)
         result.gallery_table.to_parquet(out_dir / GALLERY_FILE, index=False)
@@ -168,6 +172,7 @@ def write_identification(result: IdentificationResult, out_dir: Path, *, run_nam
         "false_candidates_by_gallery_group": by_g.to_dict(orient="records"),
         "false_candidate_cells": cells.to_dict(orient="records"),
         "gallery_size": size.to_dict(orient="records") if len(size) else [],
+        "gallery_composition": comp.to_dict(orient="records") if len(comp) else [],
         "cross_group_fmr": cross.to_dict(orient="records") if len(cross) else [],
         "suppression": {"min_group_subjects": min_group_subjects, "groups_shown_as_counts_only": small},
     }
@@ -196,6 +201,9 @@ def write_identification(result: IdentificationResult, out_dir: Path, *, run_nam
             if len(size):
                 f["gallery_size"] = f"ident_gallery_size_{n}.png"
                 plot_gallery_size(size, attr, out_dir / f["gallery_size"], title=f"FPIR vs gallery size by probe {attr}: {title}")
+            if len(comp) and (comp["attribute"] == attr).any():
+                f["composition"] = f"ident_gallery_mix_{n}.png"
+                plot_gallery_mix(comp, attr, out_dir / f["composition"], title=f"FPIR vs gallery mix by {attr}: {title}")
             figs[attr] = f
     write_identification_report(out_dir / "report.md", result, per_group=per_group, by_g=by_g, size=size, figures=figs,
                                 run_name=run_name, small=small)
@@ -315,6 +323,30 @@ def plot_gallery_size(size: pd.DataFrame, attribute: str, path: Path, *, title: 
     plt.close(fig)
 
 
+def plot_gallery_mix(comp: pd.DataFrame, attribute: str, path: Path, *, title: str) -> None:
+    """One panel per varied gallery group: per probe group FPIR vs that group's share of the gallery (fixed size)."""
+    d = comp[comp["attribute"] == attribute]
+    varied = sorted(d["varied_group"].unique())
+    fig, axes = plt.subplots(1, len(varied), figsize=(3.4 * len(varied) + 0.6, 3.9), sharey=True, squeeze=False)
+    for ax, h in zip(axes[0], varied):
+        dd = d[d["varied_group"] == h]
+        for i, (g, r) in enumerate(dd.groupby("probe_group", sort=True)):
+            y = pd.to_numeric(r["fpir_measured"], errors="coerce")
+            ax.plot(r["share"], y.where(y > 0), "o-", ms=3, color=f"C{i}", label=f"{g} measured")
+            p = pd.to_numeric(r["fpir_predicted"], errors="coerce")
+            ax.plot(r["share"], p.where(p > 0), "--", color=f"C{i}", label=f"{g} predicted")
+        ax.set_yscale("log")
+        ax.set_xlim(-0.05, 1.05)
+        ax.set_xlabel(f"share of {h} (N = {int(dd['gallery_size'].iloc[0])})")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0][0].set_ylabel("FPIR of the probe group")
+    axes[0][-1].legend(fontsize=6)
+    thr = d["threshold_name"].iloc[0] if len(d) else ""
+    fig.suptitle(f"{title}\nat fixed threshold {thr}; mean over seeded galleries; zero FPIR not drawn (log axis)", fontsize=9)
+    fig.savefig(path, **_SAVE)
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------- report
 def _cell(r: pd.Series) -> str:
     if r.get("flag") == "suppressed_small_group":
@@ -390,7 +422,8 @@ def write_identification_report(path: Path, result: IdentificationResult, *, per
                     + "; ".join(f"{r['gallery_group']}: {r['false_candidates'] if r['false_candidates'] is not None else 'suppressed'} "
                                 f"over {r['enrolled']} enrolled" for _, r in b.iterrows()), ""]
         for key, cap in (("rates", "FPIR and FNIR per probe group"), ("false_candidates", "false-candidate heat map"),
-                         ("gallery_size", "FPIR vs gallery size, measured and predicted")):
+                         ("gallery_size", "FPIR vs gallery size, measured and predicted"),
+                         ("composition", "FPIR vs the share of each group in the gallery")):
             if key in figures.get(attr, {}):
                 out += [f"![{cap}]({figures[attr][key]})", ""]
     if small:
