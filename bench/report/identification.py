@@ -13,9 +13,10 @@ Files (``results/<run_name>/``):
 - ``identification_false_candidates.csv`` (per gallery group) and
   ``identification_false_candidate_cells.csv`` (probe group x gallery group).
 - ``identification_gallery_size.csv``: measured and predicted per-group FPIR vs gallery size.
+- ``identification_gallery_composition.csv``: the same vs one group's share of a fixed-size gallery.
 - ``identification_cross_fmr.csv``: the 1:1 cross-group FMR the prediction uses.
 - figures ``ident_rates_<attr>.png``, ``ident_false_candidates_<attr>.png``,
-  ``ident_gallery_size_<attr>.png``; ``report.md``.
+  ``ident_gallery_size_<attr>.png``, ``ident_gallery_mix_<attr>.png``; ``report.md``.
 - ``identification_search.parquet`` (git-ignored, like ``scores.parquet``): every
   search's candidate list, from which ``fvbench-verify`` recomputes the numbers.
 
