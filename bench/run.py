@@ -42,7 +42,7 @@ from bench.protocol.scoring import pair_scores, similarity_matrix
 
 __all__ = [
     "ENGINES", "Protocol", "RunResult", "evaluate", "fmr_threshold_name", "per_group_threshold_analysis",
-    "primary_threshold", "threshold_entries",
+    "primary_threshold", "threshold_entries", "acquire_embeddings", "reported_attributes",
 ]
 
 #: Values of ``protocol.engine``.
@@ -778,3 +778,9 @@ def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.nda
         engine_info=engine_info,
         mitigation=per_group_threshold_analysis(comp, attributes, protocol.target_fmrs) if protocol.per_group_thresholds else None,
     )
+
+
+#: Shared by the protocols (verification here, identification in :mod:`bench.identification_run`):
+#: manifest -> acquisition -> embeddings, and the reported attributes.
+acquire_embeddings = _acquire
+reported_attributes = _reported_attributes
