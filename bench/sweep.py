@@ -660,7 +660,7 @@ def _small_groups(result: SweepResult, min_subjects: int) -> dict[str, list[str]
 
 def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: dict, min_group_subjects: int = 5,
                 figures: bool = True) -> Path:
-    """Write ``sweep.csv``, ``sweep.json``, ``sweep_<transform>_<attribute>.png`` and ``report.md``.
+    """Write ``sweep.csv``, ``sweep.json``, ``sweep_<transform>_<attribute>.png``, ``report.md`` and ``report.html``.
 
     Groups with fewer than ``min_group_subjects`` subjects are published as counts only
     (comparison and subject counts kept; rates, intervals, error counts and FTA reasons
@@ -752,6 +752,9 @@ def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: di
         doc["files"]["figures"] = sorted(figs.values())
     (out_dir / "sweep.json").write_text(json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n")
     _write_report(out_dir / "report.md", result, rows, figs, run_name, small, min_group_subjects)
+    from bench.report.html import write_html_report
+
+    write_html_report(out_dir)  # report.html from sweep.json, sweep.csv and the figures
     return out_dir
 
 

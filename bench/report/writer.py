@@ -12,6 +12,7 @@ Layout of ``results/<run_name>/`` (every file documented in README "Result files
 - ``det_<attribute>.png``, ``error_rates_<attribute>.png``, ``fmr_matrix_<attribute>.png``,
   ``scores_<attribute>.png`` (score distributions per group).
 - ``report.md``: the human summary with a reading guide.
+- ``report.html``: the same as a self-contained web page (:mod:`bench.report.html`).
 - ``scores.parquet``: the comparison-score table (not published: git-ignored; it lets
   anyone recompute every metric without the model).
 - ``histograms.npz`` instead of ``scores.parquet`` for a run of the streaming engine
@@ -36,6 +37,7 @@ import pandas as pd
 
 from bench.report.export import EXPORT_FILE, EXPORT_WARNING
 from bench.report.folder import write_file_manifest
+from bench.report.html import write_html_report
 from bench.report.markdown import write_report
 from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, plot_score_histograms, safe_name
 from bench.report.provenance import code_version, package_versions
@@ -259,5 +261,6 @@ def write_results(
             plot_fmr_matrix(cross_pub[attr], attr, primary, out_dir / f["fmr_matrix"], title=f"Cross-group FMR by {attr}: {title}")
             figs[attr] = f
     write_report(out_dir / "report.md", result, per_group=per_group, eer=eer, differentials=differentials, mitigation=mitigation, figures=figs, run_name=run_name, small=small, min_group_subjects=min_group_subjects)
+    write_html_report(out_dir)  # report.html from the files just written (metrics.json, figures)
     write_file_manifest(out_dir)  # last: lists and hashes every published file
     return out_dir
