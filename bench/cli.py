@@ -131,20 +131,55 @@ def _interrupted(prog: str) -> None:
     sys.exit(130)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="fvbench")
-def _hydra_main(cfg: DictConfig) -> None:
+def _multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
     try:
-        out = run_from_config(cfg)
+        return str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+    except ValueError:
+        return False
+
+
+def _job(prog: str, cfg: DictConfig, run: Any) -> dict | None:
+    """Run one job; in a multirun a refusal is recorded (bench.multirun) and the other jobs go on."""
+    if not _multirun():
+        try:
+            out = run(cfg)
+        except BenchError as err:
+            _fail(prog, err)
+        except KeyboardInterrupt:
+            _interrupted(prog)
+        print(f"{prog}: results written to {out}")
+        return None
+    from bench.multirun import job_guard
+
+    try:
+        job_guard(cfg)
+        out = run(cfg)
     except BenchError as err:
-        _fail("fvbench", err)
-    except KeyboardInterrupt:
-        _interrupted("fvbench")
-    print(f"fvbench: results written to {out}")
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return {"status": "failed", "error": str(err)}
+    print(f"{prog}: results written to {out}")
+    return {"status": "ok", "out": str(out)}
+
+
+def _exit_if_jobs_failed(prog: str) -> None:
+    from bench.multirun import FAILED_JOBS
+
+    if FAILED_JOBS:
+        print(f"{prog}: {len(FAILED_JOBS)} job(s) failed: {', '.join(FAILED_JOBS)} (see the lines above)", file=sys.stderr)
+        sys.exit(1)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="fvbench")
+def _hydra_main(cfg: DictConfig) -> dict | None:
+    return _job("fvbench", cfg, run_from_config)
 
 
 def main() -> None:
     """Console-script entry point (``fvbench``)."""
     _hydra_main()
+    _exit_if_jobs_failed("fvbench")
 
 
 def sweep_from_config(cfg: DictConfig) -> Path:
@@ -168,16 +203,11 @@ def sweep_from_config(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sweep")
-def _hydra_sweep_main(cfg: DictConfig) -> None:
-    try:
-        out = sweep_from_config(cfg)
-    except BenchError as err:
-        _fail("fvbench-sweep", err)
-    except KeyboardInterrupt:
-        _interrupted("fvbench-sweep")
-    print(f"fvbench-sweep: results written to {out}")
+def _hydra_sweep_main(cfg: DictConfig) -> dict | None:
+    return _job("fvbench-sweep", cfg, sweep_from_config)
 
 
 def sweep_main() -> None:
     """Console-script entry point (``fvbench-sweep``): acquisition-condition sweeps."""
     _hydra_sweep_main()
+    _exit_if_jobs_failed("fvbench-sweep")
