@@ -79,10 +79,22 @@ def instantiate_bench(node: DictConfig | None) -> Any:
         raise
 
 
-def run_from_config(cfg: DictConfig) -> Path:
-    """Run the benchmark described by a composed config; return the result folder."""
+def run_from_config(cfg: DictConfig) -> Path | str:
+    """Run the benchmark described by a composed config; return the result folder.
+
+    With ``shard=i/n`` only slice ``i`` of the manifest is embedded into the cache
+    (:mod:`bench.shard`); nothing is written to ``results/`` and the shard's progress
+    line is returned instead.
+    """
     t0 = time.perf_counter()
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
+    if cfg.get("shard") is not None:
+        from bench.shard import extract_shard, parse_shard
+
+        parse_shard(cfg.shard)  # a typo fails before the model loads
+        rep = extract_shard(instantiate_bench(cfg.dataset.loader), instantiate_bench(cfg.model.embedder), paths["cache_dir"],
+                            cfg.shard, progress=bool(cfg.progress))
+        return rep.line()
     dataset = instantiate_bench(cfg.dataset.loader)
     model = instantiate_bench(cfg.model.embedder)
     pcfg = OmegaConf.to_container(cfg.protocol, resolve=True)
@@ -149,7 +161,7 @@ def _job(prog: str, cfg: DictConfig, run: Any) -> dict | None:
             _fail(prog, err)
         except KeyboardInterrupt:
             _interrupted(prog)
-        print(f"{prog}: results written to {out}")
+        print(f"{prog}: {out}" if isinstance(out, str) else f"{prog}: results written to {out}")
         return None
     from bench.multirun import job_guard
 
@@ -159,6 +171,9 @@ def _job(prog: str, cfg: DictConfig, run: Any) -> dict | None:
     except BenchError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return {"status": "failed", "error": str(err)}
+    if isinstance(out, str):  # a shard: its progress line, no result folder
+        print(f"{prog}: {out}")
+        return {"status": "ok", "headline": out}
     print(f"{prog}: results written to {out}")
     return {"status": "ok", "out": str(out)}
 

@@ -120,7 +120,7 @@ def job_record(num: Any, overrides: list[str], result: Any, wall_s: float) -> di
         rec.update(status="failed", error=f"{type(result).__name__}: {result}")
     else:
         rec.update(status="ok" if result is None else str(result))
-    if rec.get("status") == "ok" and rec.get("out"):
+    if rec.get("status") == "ok" and rec.get("out") and not rec.get("headline"):
         rec["headline"] = _headline(Path(rec["out"]))
     return rec
 

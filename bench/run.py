@@ -280,6 +280,8 @@ def _acquire(dataset: Any, model: Any, cache_dir: Path, progress: bool) -> tuple
     key = model_cache_key(model.settings(), model.weights_sha256)
     cache = EmbeddingCache(cache_dir, key)
     ext = extract_embeddings(dataset, model, cache, progress=progress)
+    log.info("embeddings: %d of %d images from the cache, %d computed", ext.cache_hits, len(dataset.table),
+             len(dataset.table) - ext.cache_hits)
     info = {
         "name": model.name,
         "metric": model.metric,

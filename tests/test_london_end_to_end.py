@@ -81,13 +81,9 @@ def test_thresholds_and_provenance(london_runs):
 
 def test_rerun_uses_cache_and_is_byte_identical(london_runs):
     _, first, second, text1, text2 = london_runs
-    assert second["model"]["cache_hits"] == 204
-    assert first["model"]["cache_hits"] == 0
-    # cache_hits is the only field allowed to differ between the two runs
-    a = json.loads(text1)
-    b = json.loads(text2)
-    a["model"].pop("cache_hits"), b["model"].pop("cache_hits")
-    assert a == b
+    # how a run went (cache hits) is logged, not published: a rerun from the cache is byte-identical
+    assert "cache_hits" not in first["model"] and "cache_hits" not in second["model"]
+    assert text1 == text2
 
 
 def test_figures_and_report_written(london_runs):

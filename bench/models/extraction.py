@@ -71,12 +71,14 @@ def _valid(vec: np.ndarray) -> bool:
 
 
 def extract_embeddings(
-    manifest: Manifest, model: ImageEmbedder, cache: EmbeddingCache, *, batch_size: int = 32, progress: bool = True
+    manifest: Manifest, model: ImageEmbedder, cache: EmbeddingCache, *, batch_size: int = 32, progress: bool = True,
+    desc: str | None = None,
 ) -> Extraction:
     """Acquire and embed all images of ``manifest`` with ``model``, using ``cache``.
 
     Images are processed in batches; each finished batch is written to the cache
     before the next starts, so an interrupted run loses at most one batch.
+    ``desc`` labels the progress bar (default ``"<model> acquire+embed"``).
 
     Returns
     -------
@@ -110,7 +112,7 @@ def extract_embeddings(
                 log.info("FTA %s: %s %s", manifest.table["image_id"].iloc[i], a.fta_reason, a.detail)
         todo.clear()
 
-    bar = tqdm(range(n), desc=f"{model.name} acquire+embed", disable=not progress, unit="img")
+    bar = tqdm(range(n), desc=desc or f"{model.name} acquire+embed", disable=not progress, unit="img")
     for i in bar:
         path = manifest.image_path(i)
         try:

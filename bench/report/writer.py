@@ -225,7 +225,9 @@ def write_results(
         "config": config,
         "provenance": {"code": code_version(), "packages": package_versions()},
         "dataset": result.dataset_info,
-        "model": result.model_info,
+        # cache_hits says how the run went, not what it computed: kept out so that a rerun, a resumed run
+        # and a sharded run give a byte-identical metrics.json (it is logged instead)
+        "model": {k: v for k, v in result.model_info.items() if k != "cache_hits"},
         "protocol": protocol,
         "thresholds": result.thresholds,
         "per_group": per_group.to_dict(orient="records"),
