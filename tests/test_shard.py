@@ -70,6 +70,7 @@ def _write(dataset, model, cache: Path, out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.iterdir())}, res
 
 
+@pytest.mark.slow
 def test_sharded_equals_unsharded_and_a_failed_shard_reruns_alone(small_london, tmp_path, caplog):
     from bench.models.dlib_resnet import DlibResNet
 
@@ -97,6 +98,7 @@ def test_sharded_equals_unsharded_and_a_failed_shard_reruns_alone(small_london, 
     assert [k for k in merged if merged[k] != cold[k]] == []
 
 
+@pytest.mark.slow
 def test_shard_grid_is_a_multirun(london, tmp_path):
     """Two shards of the neutral view (102 images) as a joblib multirun, then the scoring run."""
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")

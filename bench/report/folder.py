@@ -11,9 +11,11 @@ mismatch).
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import shutil
+import socket
 import time
 import uuid
 from contextlib import contextmanager
@@ -50,15 +52,53 @@ def check_writable(results_dir: Path) -> None:
         ) from err
 
 
+#: Short hash of this machine's name: stages of runs on other machines (shared results folder) are never touched.
+_HOST = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_dead_stages(out_dir: Path) -> None:
+    """Remove staging / old folders of ``out_dir`` left by a run of this machine that was killed (SIGKILL, power loss).
+
+    A run killed between moving the published folder aside and moving the new one in
+    leaves only ``.<name>.old-...``: it is moved back, so no published folder is lost.
+
+    Only ``.<name>.partial-<host>-<pid>-<tag>`` and ``.<name>.old-...`` folders whose host is this
+    machine and whose process no longer exists; never the published folder itself.
+    """
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return
+    for kind in ("partial", "old"):
+        for p in parent.glob(f".{glob.escape(out_dir.name)}.{kind}-{_HOST}-*-*"):
+            pid = p.name[len(f".{out_dir.name}.{kind}-{_HOST}-"):].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)) and p.is_dir() and not p.is_symlink():
+                if kind == "old" and not out_dir.exists():  # killed between the two renames: put the old folder back
+                    os.replace(p, out_dir)
+                else:
+                    shutil.rmtree(p, ignore_errors=True)
+
+
 @contextmanager
 def staged_folder(out_dir: Path) -> Iterator[Path]:
     """Yield an empty staging folder; on success it replaces ``out_dir`` in one rename.
 
     On an exception (including KeyboardInterrupt) the staging folder is removed and
-    ``out_dir`` is left as it was.
+    ``out_dir`` is left as it was. A process killed outright (SIGKILL) cannot clean up:
+    its staging folder is removed by the next run of the same name on this machine.
     """
     out_dir = Path(out_dir)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    _remove_dead_stages(out_dir)
+    tag = f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     stage = out_dir.with_name(f".{out_dir.name}.partial-{tag}")
     stage.mkdir(parents=True)
     try:
