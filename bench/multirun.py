@@ -34,17 +34,20 @@ import logging
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 
-__all__ = ["JobSummary", "job_guard", "job_record", "summary_lines", "CODE_ENV", "LAUNCHER_ENV", "JOB_FILE", "SUMMARY_FILE"]
+__all__ = ["JobSummary", "job_guard", "job_record", "summary_lines", "CODE_ENV", "LAUNCHER_ENV", "MULTIRUN_ENV", "JOB_FILE",
+           "SUMMARY_FILE"]
 
 log = logging.getLogger(__name__)
 
 CODE_ENV = "FVBENCH_SUBMITTED_CODE"
 LAUNCHER_ENV = "FVBENCH_LAUNCHER"
+MULTIRUN_ENV = "FVBENCH_MULTIRUN_ID"
 JOB_FILE = "fvbench_job.json"
 SUMMARY_FILE = "multirun_summary.json"
 
@@ -113,7 +116,8 @@ def job_record(num: Any, overrides: list[str], result: Any, wall_s: float) -> di
     ``result``: what the task function returned (a dict with ``status`` ``ok``/``failed``,
     ``out`` and ``error``) or the exception Hydra caught.
     """
-    rec: dict[str, Any] = {"job": num, "overrides": list(overrides), "wall_s": round(float(wall_s), 2), "code": _code_tag()}
+    rec: dict[str, Any] = {"job": num, "overrides": list(overrides), "wall_s": round(float(wall_s), 2), "code": _code_tag(),
+                           "multirun": os.environ.get(MULTIRUN_ENV, "")}
     if isinstance(result, dict):
         rec.update(result)
     elif isinstance(result, BaseException):
@@ -166,6 +170,7 @@ class JobSummary(Callback):
             sys.exit(2)
         os.environ[CODE_ENV] = code  # inherited by joblib workers and submitit jobs
         os.environ[LAUNCHER_ENV] = target
+        os.environ[MULTIRUN_ENV] = uuid.uuid4().hex  # records of earlier multiruns in the same folder are not this one's
         FAILED_JOBS.clear()
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
@@ -188,12 +193,14 @@ class JobSummary(Callback):
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        records = []
+        records, mine = [], os.environ.get(MULTIRUN_ENV, "")
         for p in sorted(sweep_dir.rglob(JOB_FILE)):
             try:
-                records.append(json.loads(p.read_text()))
+                rec = json.loads(p.read_text())
             except (OSError, ValueError):
                 continue
+            if isinstance(rec, dict) and rec.get("multirun", "") == mine:
+                records.append(rec)
         lines = summary_lines(records, time.perf_counter() - self._t0)
         for line in lines:
             print(line)

@@ -169,12 +169,34 @@ def _screenshot(drv, width: int, height: int, mobile: bool, out: Path) -> tuple[
     return w, h, state
 
 
-@pytest.mark.parametrize("kind", ["run"])
-def test_report_in_headless_chromium(run_dir, tmp_path, kind):
-    pg = html.run_page(run_dir)
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory) -> Path:
+    """The published London acquisition sweep (in the repository), its page rendered afresh."""
+    src = REPO / "results" / "frl_london_dlib_sweep"
+    if not (src / "sweep.json").is_file():
+        pytest.skip(f"{src} not present")
+    out = tmp_path_factory.mktemp("sweep") / "sweep"
+    shutil.copytree(src, out)
+    html.write_html_report(out)
+    return out
+
+
+def test_sweep_page(sweep_dir):
+    text = (sweep_dir / "report.html").read_text(encoding="utf-8")
+    doc = json.loads((sweep_dir / "sweep.json").read_text())
+    assert text.count('src="data:image/png;base64,') == len(doc["files"]["figures"]) == len(list(sweep_dir.glob("sweep_*.png")))
+    # 3 tables (FTA, FNMR, FMR at the primary threshold) per transform and attribute, plus thresholds and packages
+    assert _tables_in(html.sweep_page(sweep_dir)) == 3 * len(doc["transforms"]) * len(doc["protocol"]["attributes"]) + 2
+    assert html.check_html_report(sweep_dir) == []
+
+
+@pytest.mark.parametrize("kind", ["run", "sweep"])
+def test_report_in_headless_chromium(request, tmp_path, kind):
+    folder = request.getfixturevalue(f"{kind}_dir")
+    pg = html.run_page(folder) if kind == "run" else html.sweep_page(folder)
     drv, profile = _browser()
     try:
-        drv.get((run_dir / "report.html").resolve().as_uri())
+        drv.get((folder / "report.html").resolve().as_uri())
         drv.execute_script("return document.readyState")
         dom = drv.execute_script("""
             const imgs = Array.from(document.images);

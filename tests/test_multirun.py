@@ -43,6 +43,7 @@ def test_submitit_local_grid(tmp_path):
     assert lines[2].startswith("multirun: 2 job(s), 2 ok, 0 failed")
     summary = json.loads((tmp_path / "multirun" / multirun.SUMMARY_FILE).read_text())
     assert [r["status"] for r in summary["jobs"]] == ["ok", "ok"]
+    assert {r["code"] for r in summary["jobs"]} == {multirun._code_tag()}  # the commit each job ran (+dirty if so)
     for k in (1, 2):
         out = tmp_path / "results" / f"grid_{k}"
         assert (out / "metrics.json").is_file() and (out / "report.html").is_file()
@@ -51,6 +52,9 @@ def test_submitit_local_grid(tmp_path):
 
 def test_joblib_grid_with_a_refused_job(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    stale = tmp_path / "multirun" / "7_old" / multirun.JOB_FILE  # a record of an earlier multirun in the same folder
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"job": 7, "status": "failed", "overrides": [], "multirun": "0123"}')
     done = _multirun(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "protocol.confidence=0.95,2",
                      "run_name=conf_${protocol.confidence}")
     assert done.returncode == 1, done.stderr[-3000:]

@@ -556,7 +556,7 @@ def sweep_page(folder: Path) -> dict:
     proto = doc.get("protocol") or {}
     sections = [
         section("Summary", [paragraph(
-            f"Model {m.get('name')} on {d.get('name')}. {proto.get('references', '')}; probes: {proto.get('probes', '')}. Unperturbed run: "
+            f"Model {m.get('name')} on {d.get('name')}. References: {proto.get('references', '')}; probes: {proto.get('probes', '')}. Unperturbed run: "
             f"{_int(c.get('mated_comparisons_unperturbed')):,} mated and {_int(c.get('nonmated_comparisons_unperturbed')):,} non-mated "
             "comparisons. Thresholds are set once on the unperturbed run and held fixed for every transform and strength.")], id="summary"),
         section("Thresholds", [table("Thresholds", ["name", "kind", "threshold", "target FMR", "achieved FMR (k / N)", "note"],
