@@ -285,10 +285,11 @@ def limitations(metrics: dict) -> list[str]:
                "categories are the dataset's and do not generalise to other populations or category systems.")
     rows = [r for r in metrics.get("per_group") or [] if r.get("threshold_name") == primary and r.get("metric") in ("FMR", "FNMR")
             and r.get("group") != "(all)" and r.get("flag") != "suppressed_small_group"]
-    few = [r for r in rows if _int(r.get("errors")) < 30]
+    few = [r for r in rows if 0 < _int(r.get("errors")) < 30]
+    zero = [r for r in rows if _int(r.get("comparisons")) > 0 and _int(r.get("errors")) == 0]
     if rows:
-        out.append(f"{len(few)} of {len(rows)} per-group FMR/FNMR cells at {primary} rest on fewer than 30 errors (rule of 30): "
-                   "their rates are imprecise, and zero-error cells only give an upper bound.")
+        out.append(f"Of {len(rows)} per-group FMR/FNMR cells at {primary}, {len(few)} rest on 1-29 errors (imprecise: rule of 30, "
+                   f"ISO/IEC 19795-1) and {len(zero)} have no error at all (only an upper bound is known).")
     sizes = [(a, g, k) for a, gs in (d.get("subjects_per_group") or {}).items() if isinstance(gs, dict) for g, k in gs.items()]
     if sizes:
         a, g, k = min(sizes, key=lambda t: _num(t[2]))
