@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SMOKE = ["debug=smoke", "dataset.loader.subjects_scale=3", "report.figures=true", "++protocol.bootstrap_replicates=100", "seed=5"]
+SMOKE = ["debug=smoke", "dataset.loader.subjects_scale=3", "report.figures=true", "++protocol.bootstrap_replicates=100", "seed=5",
+         "overwrite=true"]  # the computing test replaces a folder of another seed on purpose
 
 
 def _cmd(tmp: Path, results: Path, cache: Path, extra: list[str]) -> list[str]:
