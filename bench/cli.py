@@ -8,6 +8,7 @@ plain function :func:`bench.run.evaluate` and writes ``results/<run_name>/``.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -167,7 +168,9 @@ def _multirun_names(cfg: DictConfig) -> list[str] | None:
     if cache_key in _MULTIRUN_NAMES:  # jobs of one sweep in one process: list them once
         return _MULTIRUN_NAMES[cache_key]
     master = OmegaConf.load(master_path)
-    args = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()] + list(master.hydra.overrides.task)
+    # unresolved: an override such as run_name=grid_${seed} must reach each job as written, not resolved in the master config
+    params = OmegaConf.to_container(master.hydra.sweeper, resolve=False).get("params") or {}
+    args = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.to_container(master.hydra.overrides.task, resolve=False))
     loader = GlobalHydra.instance().config_loader()
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(args)
     names = []
@@ -339,8 +342,15 @@ def _job(prog: str, cfg: DictConfig, run: Any) -> dict | None:
             _interrupted(prog)
         print(f"{prog}: {out}" if isinstance(out, str) else f"{prog}: results written to {out}")
         return None
-    from bench.multirun import job_guard
+    from bench.multirun import LAUNCHER_ENV, job_guard
 
+    try:
+        check_multirun_names(cfg)
+    except ConfigError as err:  # the whole multirun is wrong: in-process (basic launcher) stop it before any job runs
+        if "BasicLauncher" in os.environ.get(LAUNCHER_ENV, "BasicLauncher"):
+            _fail(prog, err)
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return {"status": "failed", "error": str(err)}
     try:
         job_guard(cfg)
         out = run(cfg)

@@ -95,11 +95,11 @@ def test_untrusted_labels_are_escaped(run_dir, tmp_path):
         if r["group"] != "(all)":
             r["group"] = evil
     metrics["run_name"] = evil
-    metrics["config"]["run_name"] = "</pre><script>alert(3)</script>"
+    metrics["config"]["seed"] = "</pre><script>alert(3)</script>"  # shown in the configuration block
     mpath.write_text(json.dumps(metrics))
     text = html.render_folder(copy)
     assert "<script" not in text and "onerror=alert" not in text.replace("onerror=alert(2)&gt;", "")
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;/pre&gt;&lt;script&gt;alert(3)" in text
 
 
 def test_figures_must_be_plain_png_files_inside_the_folder(run_dir, tmp_path):

@@ -434,7 +434,13 @@ def _provenance_blocks(doc: dict, data_file: str) -> list[dict]:
     blocks = [key_values(items)]
     if pk:
         blocks.append(table("Package versions", ["package", "version"], [[k, str(v)] for k, v in pk]))
-    blocks.append(preformatted("Resolved configuration (as recorded)", json.dumps(doc.get("config"), indent=2, sort_keys=True)))
+    from bench.report.folder import RUNTIME_KEYS
+
+    cfg = doc.get("config")
+    if isinstance(cfg, dict):  # what was measured; how it was run (paths, progress, overwrite, ...) is in the data file
+        cfg = {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS}
+    blocks.append(preformatted("Configuration of the experiment (run-time settings such as paths: in the data file)",
+                               json.dumps(cfg, indent=2, sort_keys=True)))
     blocks.append(paragraph(f"Everything above comes from {data_file} in this folder; files.sha256 lists the SHA-256 of every "
                             "published file and fvbench-verify recomputes the numbers."))
     return blocks
