@@ -18,8 +18,9 @@ Pitfalls handled here (README "Grids and launchers"):
 - A job refused with a :class:`~bench.errors.BenchError` (bad config, missing data) is
   recorded as failed and the other jobs still run; the command then exits 1.
 - Queued jobs must not run code edited after submission: the submitting process records
-  the commit (and whether the tree was dirty) in the environment the launchers pass on
-  (``FVBENCH_SUBMITTED_CODE``); a job whose checkout differs refuses to run. On SLURM a
+  the git trees of ``bench/`` and ``configs/`` (and whether they had uncommitted changes)
+  in the environment the launchers pass on (``FVBENCH_SUBMITTED_CODE``); a job whose
+  checkout differs refuses to run. Each job's record names the commit it ran. On SLURM a
   dirty tree is refused at submission unless ``allow_dirty_tree=true``.
 - ``hydra/launcher`` set inside a swept config group (``-m experiment=a,b`` where ``a``
   sets the launcher) is ignored by Hydra, which picks the launcher before the sweep; a
@@ -64,6 +65,28 @@ def _code_tag() -> str:
     return f"{v['git_commit']}{'+dirty' if v.get('git_dirty') else ''}"
 
 
+def _code_state() -> str:
+    """What a job's results depend on: the git trees of ``bench/`` and ``configs/`` (+dirty), or "unknown".
+
+    Unlike the commit, this does not change when only documentation or tests are committed.
+    """
+    import subprocess
+
+    import bench
+    from bench.report.provenance import code_version
+
+    root = Path(bench.__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD:bench", "HEAD:configs"], capture_output=True, text=True,
+                             timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    trees = ":".join(out.stdout.split())
+    return f"{trees}{'+dirty' if code_version().get('git_dirty') else ''}"
+
+
 def _launcher_target(cfg: Any) -> str:
     try:
         return str(cfg.hydra.launcher._target_)
@@ -83,10 +106,10 @@ def job_guard(cfg: Any) -> None:
 
     submitted = os.environ.get(CODE_ENV)
     if submitted and submitted != "unknown":
-        now = _code_tag()
+        now = _code_state()
         if now != submitted:
             raise ConfigError(
-                f"code changed since this multirun was submitted (submitted {submitted}, now {now}); "
+                f"code changed since this multirun was submitted (bench/ and configs/ trees: submitted {submitted}, now {now}); "
                 "resubmit, or check out the submitted commit"
             )
     running = os.environ.get(LAUNCHER_ENV)
@@ -162,7 +185,7 @@ class JobSummary(Callback):
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         self._t0 = time.perf_counter()
-        code = _code_tag()
+        code = _code_state()
         target = _launcher_target(config)
         if "slurm" in target.lower() and code.endswith("+dirty") and not bool(config.get("allow_dirty_tree", False)):
             print("fvbench: error: uncommitted changes in bench/ or configs/: queued SLURM jobs would run whatever the checkout "

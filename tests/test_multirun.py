@@ -68,28 +68,38 @@ def test_joblib_grid_with_a_refused_job(tmp_path):
 def test_slurm_refuses_a_dirty_tree(monkeypatch, capsys):
     cfg = OmegaConf.create({"allow_dirty_tree": False, "hydra": {"launcher": {
         "_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}}})
-    monkeypatch.setattr(multirun, "_code_tag", lambda: "0123abcd+dirty")
+    monkeypatch.setattr(multirun, "_code_state", lambda: "0123abcd:4567+dirty")
     monkeypatch.delenv(multirun.CODE_ENV, raising=False)
     with pytest.raises(SystemExit) as err:
         multirun.JobSummary().on_multirun_start(cfg)
     assert err.value.code == 2 and "allow_dirty_tree=true" in capsys.readouterr().err
     cfg.allow_dirty_tree = True  # told otherwise: submitted, and the dirty tag is what jobs must match
     multirun.JobSummary().on_multirun_start(cfg)
-    assert os.environ[multirun.CODE_ENV] == "0123abcd+dirty"
+    assert os.environ[multirun.CODE_ENV] == "0123abcd:4567+dirty"
     monkeypatch.delenv(multirun.CODE_ENV)
     monkeypatch.delenv(multirun.LAUNCHER_ENV)
 
 
 def test_job_refuses_code_changed_since_submission(monkeypatch, caplog):
     monkeypatch.setenv(multirun.CODE_ENV, "1111111111")
-    monkeypatch.setattr(multirun, "_code_tag", lambda: "2222222222")
+    monkeypatch.setattr(multirun, "_code_state", lambda: "2222222222")
     with pytest.raises(ConfigError, match="code changed since this multirun was submitted"):
         multirun.job_guard(OmegaConf.create({}))
-    monkeypatch.setattr(multirun, "_code_tag", lambda: "1111111111")
+    monkeypatch.setattr(multirun, "_code_state", lambda: "1111111111")
     monkeypatch.setenv(multirun.LAUNCHER_ENV, "hydra._internal.core_plugins.basic_launcher.BasicLauncher")
     cfg = OmegaConf.create({"hydra": {"launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}}})
     multirun.job_guard(cfg)  # same code: runs, but says the launcher in its (swept) config was ignored
     assert "set inside a swept config is ignored" in caplog.text
+
+
+def test_code_state_ignores_commits_outside_bench_and_configs():
+    state = multirun._code_state()
+    import subprocess
+
+    trees = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD:bench", "HEAD:configs"], capture_output=True, text=True)
+    if trees.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert state.split("+")[0] == ":".join(trees.stdout.split())  # trees, not the commit: a docs commit changes nothing
 
 
 def test_what_travels_to_jobs_pickles():
