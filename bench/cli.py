@@ -345,7 +345,8 @@ def _job(prog: str, cfg: DictConfig, run: Any) -> dict | None:
     from bench.multirun import LAUNCHER_ENV, job_guard
 
     try:
-        check_multirun_names(cfg)
+        if cfg.get("shard") is None:  # shard jobs share the run_name and publish nothing
+            check_multirun_names(cfg)
     except ConfigError as err:  # the whole multirun is wrong: in-process (basic launcher) stop it before any job runs
         if "BasicLauncher" in os.environ.get(LAUNCHER_ENV, "BasicLauncher"):
             _fail(prog, err)
