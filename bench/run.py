@@ -21,7 +21,13 @@ import pandas as pd
 from bench.data.manifest import INTERSECTION_SEPARATOR, Manifest
 from bench.data.synthetic import SyntheticPopulation
 from bench.errors import ConfigError, DataError, InsufficientDataError
-from bench.metrics.bootstrap import bootstrap_differentials, bootstrap_group_rates, bootstrap_replicates
+from bench.metrics.bootstrap import (
+    bootstrap_differentials,
+    bootstrap_group_rates,
+    bootstrap_overall_rates,
+    bootstrap_replicates,
+    with_overall_rows,
+)
 from bench.metrics.differentials import differential_summary
 from bench.metrics.fta import fta_by_group, generalized_rates
 from bench.metrics.groups import cross_group_fmr, per_group_rates
@@ -133,6 +139,13 @@ class Protocol:
         for f in self.target_fmrs:
             if not 0 < float(f) < 1:
                 raise ConfigError(f"protocol.target_fmrs: {f!r} is outside (0, 1)")
+        seen = [fmr_threshold_name(float(f)) for f in self.target_fmrs]
+        dup = sorted({n for n in seen if seen.count(n) > 1})
+        if dup:
+            raise ConfigError(
+                f"protocol.target_fmrs {list(self.target_fmrs)} lists {dup[0][4:]} more than once "
+                "(targets are named by 1 significant digit, e.g. FMR=1e-03); give each target once"
+            )
         if self.nonmated_policy != "same_group":
             raise ConfigError(f"protocol.nonmated_policy {self.nonmated_policy!r} is not supported; valid: ['same_group']")
         if not 0 < self.confidence < 1:
@@ -242,17 +255,27 @@ def primary_threshold(thresholds: list[dict]) -> dict:
 
 
 def _reported_attributes(manifest: Manifest, protocol: Protocol) -> list[str]:
+    from bench.suggest import did_you_mean
+
     base = list(protocol.attributes or manifest.attributes)
     unknown = [a for a in base if a not in manifest.attributes]
     if unknown:
-        raise ConfigError(f"protocol.attributes {unknown} not in dataset {manifest.name!r}; available: {list(manifest.attributes)}")
+        raise ConfigError(
+            f"protocol.attributes: {unknown[0]!r} is not an attribute of dataset {manifest.name!r}"
+            f"{did_you_mean(unknown[0], manifest.attributes) or ';'} available: {list(manifest.attributes)}"
+        )
     out = list(base)
     for combo in protocol.intersections:
-        combo = list(combo)
+        combo = [combo] if isinstance(combo, str) else list(combo)
         bad = [a for a in combo if a not in manifest.attributes]
-        if len(combo) < 2 or bad:
+        if bad:
             raise ConfigError(
-                f"protocol.intersections entry {combo} must name >= 2 attributes of the dataset; available: {list(manifest.attributes)}"
+                f"protocol.intersections entry {combo}: {bad[0]!r} is not an attribute of dataset {manifest.name!r}"
+                f"{did_you_mean(bad[0], manifest.attributes) or ';'} available: {list(manifest.attributes)}"
+            )
+        if len(combo) < 2 or len(set(combo)) != len(combo):
+            raise ConfigError(
+                f"protocol.intersections entry {combo} must name >= 2 different attributes, e.g. [[face_eth, face_gender]]"
             )
         out.append(INTERSECTION_SEPARATOR.join(combo))
     return out
@@ -282,13 +305,13 @@ def _acquire(dataset: Any, model: Any, cache_dir: Path, progress: bool) -> tuple
     key = model_cache_key(model.settings(), model.weights_sha256)
     cache = EmbeddingCache(cache_dir, key)
     ext = extract_embeddings(dataset, model, cache, progress=progress)
-    log.info("embeddings: %d of %d images from the cache, %d computed", ext.cache_hits, len(dataset.table),
-             len(dataset.table) - ext.cache_hits)
+    log.info("%d of %d embeddings from the cache", ext.cache_hits, len(dataset.table))
     info = {
         "name": model.name,
         "metric": model.metric,
         "nominal_threshold": model.nominal_threshold,
         "nominal_threshold_source": getattr(model, "nominal_threshold_source", None),
+        **({"nominal_threshold_overridden": True} if getattr(model, "nominal_threshold_overridden", False) else {}),
         "weights_sha256": model.weights_sha256,
         **weights_verification(model.weights_sha256),  # weights_verified, unverified_weights
         "settings": model.settings(),
@@ -357,6 +380,7 @@ def threshold_entries(
                 "kind": "nominal",
                 "threshold": float(model_info["nominal_threshold"]),
                 "source": model_info.get("nominal_threshold_source"),
+                **({"overridden": True} if model_info.get("nominal_threshold_overridden") else {}),
                 "status": "ok",
                 "bootstrap": "fixed",
             }
@@ -411,10 +435,10 @@ def _eer_table(comp: pd.DataFrame, attributes: list[str]) -> tuple[pd.DataFrame,
             row = {"attribute": attr, "group": g, "n_mated": int(m.size), "n_nonmated": int(nm.size)}
             if m.size and nm.size:
                 e = equal_error_rate(m, nm)
-                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high)
+                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high, eer_crossing=e.crossing)
                 dets[(attr, g)] = det_curve(m, nm)
             else:
-                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan)
+                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan, eer_crossing=np.nan)
             rows.append(row)
     return pd.DataFrame(rows), dets
 
@@ -437,10 +461,12 @@ def _differentials(rates: pd.DataFrame, attr: str, thresholds: dict[str, float],
             for measure in ("max_min_difference", "max_min_ratio", "max_geomean_ratio", "gini", "max_ratio_to_reference"):
                 if measure in part:
                     rows.append({"attribute": attr, "threshold_name": name, "measure": f"{metric}_{measure}", "value": part[measure],
-                                 "groups": ";".join(part["groups"]), "max_group": part.get("max_group"), "min_group": part.get("min_group")})
+                                 "groups": ";".join(part["groups"]), "max_group": part.get("max_group"), "min_group": part.get("min_group"),
+                                 "reason": part.get("reasons", {}).get(measure, "")})
         for measure in ("fdr", "inequity_rate", "inequity_rate_geomean", "garbe"):
             rows.append({"attribute": attr, "threshold_name": name, "measure": measure, "value": summ[measure],
-                         "groups": ";".join(summ["FMR"]["groups"]), "max_group": None, "min_group": None})
+                         "groups": ";".join(summ["FMR"]["groups"]), "max_group": None, "min_group": None,
+                         "reason": summ.get("reasons", {}).get(measure, "")})
         for r in rows:
             if r["threshold_name"] == name:
                 r["alpha"] = summ["alpha"]
@@ -647,7 +673,14 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     usable = {t["name"]: t["threshold"] for t in thresholds if t["status"] == "ok"}
     recalibrate = {t["name"]: t["target_fmr"] for t in thresholds if t["status"] == "ok" and t.get("bootstrap") == "recalibrated"}
     parts, gen_parts, diff_parts, boot_notes = [], [], [], []
-    for attr in attributes:
+    overall = None  # the (all) interval: one bootstrap per run, not one per attribute
+    if protocol.bootstrap_replicates:
+        overall = bootstrap_overall_rates(comp, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates),
+                                          seed=protocol.seed, confidence=protocol.confidence, recalibrate=recalibrate or None)
+    from tqdm.auto import tqdm
+
+    what = f"rates + bootstrap ({int(protocol.bootstrap_replicates)} replicates) per attribute" if protocol.bootstrap_replicates else "rates per attribute"
+    for attr in tqdm(attributes, desc=what, unit="attr", disable=not progress):
         fta = fta_by_group(labels[attr], manifest.table["subject_id"], fta_reason, attribute=attr, confidence=protocol.confidence)
         rates = per_group_rates(comp, attribute=attr, thresholds=usable, confidence=protocol.confidence)
         reps = None
@@ -657,6 +690,7 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
                 seed=protocol.seed, recalibrate=recalibrate or None,
             )
             boot = bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=protocol.confidence, replicates=reps)
+            boot = with_overall_rows(boot, overall)
             rates = rates.merge(boot, on=["attribute", "group", "threshold_name", "metric"], how="left")
         pg_attr = pd.concat([fta, rates], ignore_index=True)
         parts.append(pg_attr)
