@@ -111,10 +111,16 @@ def test_killed_while_computing_keeps_the_previous_folder(baseline, work):
     _run(_cmd(work, results, cache, [*SMOKE, "seed=6"]), _env(work))
     before = _files(results / "resume")
     assert before != baseline
-    started = time.monotonic()
+    marker = work / "outputs" / ".hydra" / "config.yaml"  # Hydra writes it just before the run starts
+    marker.unlink(missing_ok=True)
+    seen: list[float] = []
 
-    def computing() -> bool:  # well into the run (imports done), nothing staged yet
-        return time.monotonic() - started > 4.0 and not _stages(results)
+    def computing() -> bool:  # the run has started (config written), nothing staged, the old folder untouched
+        if not marker.is_file():
+            return False
+        seen.append(seen[0] if seen else time.monotonic())
+        return (time.monotonic() - seen[0] > 0.5 and not _stages(results)
+                and (results / "resume" / "files.sha256").read_bytes() == before["files.sha256"])
 
     killed = _kill_when(_cmd(work, results, cache, SMOKE), _env(work), computing)
     if not killed:
