@@ -11,7 +11,7 @@ import pandas as pd
 if TYPE_CHECKING:  # pragma: no cover
     from bench.run import RunResult
 
-__all__ = ["write_report", "rate_cell", "group_table"]
+__all__ = ["write_report", "render_report", "rate_cell", "group_table"]
 
 
 def rate_cell(row: pd.Series) -> str:
@@ -67,9 +67,20 @@ def differential_table(diff: pd.DataFrame, attribute: str, threshold_name: str) 
     return "\n".join(lines)
 
 
-def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, eer: pd.DataFrame, differentials: pd.DataFrame, figures: dict,
-                 mitigation: pd.DataFrame | None = None, run_name: str, small: dict, min_group_subjects: int) -> None:
-    """Write ``report.md`` for a run (see :func:`bench.report.writer.write_results`)."""
+def write_report(path: Path, result: "RunResult", **tables) -> None:
+    """Write ``report.md`` for a run (see :func:`bench.report.writer.write_results`): :func:`render_report`'s text."""
+    Path(path).write_text(render_report(result, **tables))
+
+
+def render_report(result: "RunResult", *, per_group: pd.DataFrame, eer: pd.DataFrame, differentials: pd.DataFrame, figures: dict,
+                  mitigation: pd.DataFrame | None = None, run_name: str, small: dict, min_group_subjects: int) -> str:
+    """The text of ``report.md``: a pure function of what the result folder publishes.
+
+    ``result`` is read only for fields that ``metrics.json`` also records (``dataset_info``,
+    ``model_info``, ``thresholds``, ``attributes``, ``primary_threshold``,
+    ``protocol.bootstrap_replicates``, ``engine_info``), so ``fvbench-verify`` re-renders
+    the report from a folder alone and compares it byte for byte; keep it that way.
+    """
     d, m = result.dataset_info, result.model_info
     names = [t["name"] for t in result.thresholds if t.get("status") == "ok"]
     out = [f"# fvbench result: {run_name}", ""]
@@ -196,4 +207,4 @@ def write_report(path: Path, result: "RunResult", *, per_group: pd.DataFrame, ee
         f"- model weights SHA-256: `{m.get('weights_sha256')}`",
         "- resolved config, package versions and git commit: `metrics.json`",
     ]
-    Path(path).write_text("\n".join(out) + "\n")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,427 @@
+"""Shared base of :mod:`bench.verify`: checks and reports, and reading an untrusted folder as plain data.
+
+Everything ``fvbench-verify`` reads from a folder goes through this module:
+
+- a file is read only if it is a regular file inside the folder (a symbolic link that
+  resolves outside the folder is refused), at most :data:`MAX_FILE_BYTES` bytes;
+- text must be UTF-8; JSON is parsed with :func:`json.loads` and nothing else (no YAML,
+  no OmegaConf: ``${...}`` stays a plain string and is never resolved), refusing
+  ``NaN``/``Infinity`` constants, numbers that overflow to infinity and integers beyond
+  :data:`MAX_INT` (the writer never produces any of them);
+- CSV files are parsed by pandas from the decoded text, their columns checked;
+- JSON documents are checked against a small schema (:func:`require`) before any value
+  is used, so a wrong type is named with its key path instead of failing later.
+
+Every problem raises :class:`~bench.errors.DataError` with one line that names the file
+(and key or column) and what was expected; :func:`bench.verify.verify_main` prints it
+and exits 2. Nothing here imports, instantiates or resolves anything a folder names.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.errors import DataError
+
+#: ``ok``: recomputed and equal; ``mismatch``: recomputed and different (exit 1);
+#: ``skipped``: could not be recomputed here (data, dataset or model absent);
+#: ``info``: reported, never a failure (e.g. package versions changed).
+CHECK_STATUSES = ("ok", "mismatch", "skipped", "info")
+_MAX_LISTED = 8
+
+
+@dataclass(frozen=True)
+class Check:
+    """Outcome of one verification.
+
+    Attributes
+    ----------
+    name : str
+        What was checked, e.g. ``"per_group.csv"`` or ``"dataset"``.
+    status : str
+        One of :data:`CHECK_STATUSES`.
+    detail : str
+        What was compared, or the first differences (cell, stored, recomputed).
+    """
+
+    name: str
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class VerifyReport:
+    """All checks of one folder.
+
+    Attributes
+    ----------
+    run_dir : pathlib.Path
+    checks : list of Check
+    kind : str
+        ``run``, ``sweep``, ``calibration`` or ``power``.
+    """
+
+    run_dir: Path
+    checks: list[Check] = field(default_factory=list)
+    kind: str = "run"
+
+    @property
+    def mismatches(self) -> list[Check]:
+        """Checks whose recomputation differs from what the folder holds."""
+        return [c for c in self.checks if c.status == "mismatch"]
+
+    @property
+    def skipped(self) -> list[Check]:
+        """Checks that could not be run here."""
+        return [c for c in self.checks if c.status == "skipped"]
+
+    @property
+    def ok(self) -> bool:
+        """True when no check found a mismatch."""
+        return not self.mismatches
+
+    def status(self, name: str) -> str:
+        """Status of the check called ``name`` (KeyError if there is none)."""
+        for c in self.checks:
+            if c.name == name:
+                return c.status
+        raise KeyError(f"no check named {name!r}; checks: {[c.name for c in self.checks]}")
+
+    def detail(self, name: str) -> str:
+        """Detail of the check called ``name`` (KeyError if there is none)."""
+        for c in self.checks:
+            if c.name == name:
+                return c.detail
+        raise KeyError(f"no check named {name!r}; checks: {[c.name for c in self.checks]}")
+
+    def to_text(self) -> str:
+        """Human-readable summary, one line per check (details indented)."""
+        lines = [f"fvbench-verify {self.run_dir} ({self.kind} folder)"]
+        for c in self.checks:
+            lines.append(f"  [{c.status:8}] {c.name}")
+            for d in c.detail.splitlines():
+                lines.append(f"             {d}")
+        verdict = "OK" if self.ok else f"MISMATCH in {len(self.mismatches)} check(s)"
+        if self.skipped:
+            verdict += f" ({len(self.skipped)} skipped)"
+        lines.append(verdict)
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- comparison helpers
+def _as_float(x: Any) -> float | None:
+    """Float value of a cell (None / '' / NA -> NaN); None if the cell is not numeric."""
+    if x is None or x is pd.NA or (isinstance(x, str) and x.strip() == ""):
+        return math.nan
+    if isinstance(x, (bool, np.bool_)):
+        return float(x)
+    try:
+        return float(x)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _same_cell(a: Any, b: Any, rtol: float) -> bool:
+    """Equal as numbers (integers exactly, NaN == NaN, floats within ``rtol``) or as strings."""
+    x, y = _as_float(a), _as_float(b)
+    if x is None or y is None:
+        return _str(a) == _str(b)
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    if math.isinf(x) or math.isinf(y):
+        return x == y
+    if x.is_integer() and y.is_integer():
+        return x == y
+    return math.isclose(x, y, rel_tol=rtol, abs_tol=rtol * 1e-3)
+
+
+def _str(x: Any) -> str:
+    if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return str(x)
+
+
+def _key(row: pd.Series | dict, cols: Sequence[str]) -> tuple[str, ...]:
+    return tuple(_str(row[c]) for c in cols)
+
+
+def _compare_tables(expected: pd.DataFrame, stored: pd.DataFrame, *, key: Sequence[str], rtol: float, json_side: bool = False) -> tuple[list[str], list[str]]:
+    """Cell-by-cell differences between a recomputed and a stored table.
+
+    Rows are matched on ``key``; every column of ``expected`` must be in ``stored``
+    and equal (:func:`_same_cell`). With ``json_side`` the stored table comes from
+    ``metrics.json``, which writes every non-finite number (NaN, +/-inf) as null.
+
+    Returns
+    -------
+    diffs : list of str
+        ``"<key> <column>: stored X, recomputed Y"`` lines, plus missing/extra rows.
+    unverified : list of str
+        Stored columns that were not recomputed (reported, not compared).
+    """
+    missing_cols = [c for c in expected.columns if c not in stored.columns]
+    if missing_cols:
+        return [f"stored table lacks column(s) {missing_cols}"], []
+    unverified = [c for c in stored.columns if c not in expected.columns]
+    values = [c for c in expected.columns if c not in key]
+    exp = {_key(r, key): r for _, r in expected.iterrows()}
+    sto: dict[tuple[str, ...], pd.Series] = {}
+    diffs: list[str] = []
+    for _, r in stored.iterrows():
+        k = _key(r, key)
+        if k in sto:
+            diffs.append(f"{'/'.join(k)}: duplicate row")
+        sto[k] = r
+    diffs += [f"{'/'.join(k)}: row missing from the stored table" for k in exp if k not in sto]
+    diffs += [f"{'/'.join(k)}: stored row that the data do not produce" for k in sto if k not in exp]
+    for k, e in exp.items():
+        if k not in sto:
+            continue
+        s = sto[k]
+        name = "/".join(x for x in k if x)
+        for c in values:
+            ev = e[c]
+            if json_side and isinstance(ev, (float, np.floating)) and not math.isfinite(float(ev)):
+                ev = math.nan
+            if not _same_cell(s[c], ev, rtol):
+                diffs.append(f"{name} {c}: stored {_str(s[c])!r}, recomputed {_str(e[c])!r}")
+    return diffs, unverified
+
+
+def _listing(diffs: list[str]) -> str:
+    shown = diffs[:_MAX_LISTED]
+    more = f"\n... and {len(diffs) - len(shown)} more" if len(diffs) > len(shown) else ""
+    return "\n".join(shown) + more
+
+
+def _result(name: str, diffs: list[str], ok_detail: str) -> Check:
+    return Check(name, "mismatch", _listing(diffs)) if diffs else Check(name, "ok", ok_detail)
+
+
+def _table_check(name: str, diffs: list[str], unverified: list[str], n_rows: int, note: str = "") -> Check:
+    if diffs:
+        return Check(name, "mismatch", _listing(diffs))
+    detail = f"{n_rows} rows equal"
+    if unverified:
+        detail += f"; column(s) not recomputed: {unverified}" + (f" ({note})" if note else "")
+    return Check(name, "ok", detail)
+
+
+def _json_table(rows: list[dict]) -> pd.DataFrame:
+    """A metrics.json table as a DataFrame (text keys as strings, null as NaN)."""
+    df = pd.DataFrame(rows)
+    for c in ("attribute", "group", "group_a", "group_b", "threshold_name", "metric", "measure"):
+        if c in df:
+            df[c] = df[c].map(_str)
+    return df
+
+
+
+
+__all__ = ["Check", "VerifyReport", "CHECK_STATUSES", "MAX_FILE_BYTES", "MAX_INT", "folder_file", "read_text", "read_json", "read_csv", "require", "Number", "Int", "Str", "OptStr", "OptNumber"]
+
+#: Largest file fvbench-verify reads (a metrics.json of 10^5 per-group rows is ~60 MB).
+MAX_FILE_BYTES = 512 * 2**20
+#: Largest integer accepted anywhere (2^53: counts beyond it are not exact in a float).
+MAX_INT = 2**53
+
+
+def folder_file(folder: Path, name: str) -> Path:
+    """``folder/name`` if it is a regular file inside ``folder``; else raise DataError.
+
+    Raises
+    ------
+    DataError
+        The file is missing, is not a regular file, or is a symbolic link (or lies under
+        one) that resolves outside ``folder``.
+    """
+    path = folder / name
+    if not path.exists() and not path.is_symlink():
+        raise DataError(f"{str(path)!r} not found")
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as err:
+        raise DataError(f"{str(path)!r} cannot be resolved ({err}); expected a regular file inside the result folder") from err
+    base = folder.resolve()
+    if not real.is_relative_to(base):
+        raise DataError(f"{str(path)!r} is a symbolic link to {str(real)!r}, outside the result folder; expected a regular file inside it")
+    if not real.is_file():
+        raise DataError(f"{str(path)!r} is not a regular file")
+    return path
+
+
+def read_text(path: Path, *, what: str) -> str:
+    """The UTF-8 text of ``path`` (already checked by :func:`folder_file`).
+
+    Raises
+    ------
+    DataError
+        Larger than :data:`MAX_FILE_BYTES`, unreadable, or not UTF-8.
+    """
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DataError(f"{str(path)!r} is {size:,} bytes; expected {what} of at most {MAX_FILE_BYTES:,} bytes")
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{str(path)!r} cannot be read ({err.strerror or err})") from err
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{str(path)!r} is not UTF-8 text (invalid byte at offset {err.start}); expected {what}") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"the constant {name} (fvbench writes non-finite numbers as null)")
+
+
+def _finite_float(text: str) -> float:
+    x = float(text)
+    if not math.isfinite(x):
+        raise ValueError(f"the number {text[:40]} overflows to infinity")
+    return x
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 16:
+        raise ValueError(f"the integer {text[:40]}... has more than 16 digits")
+    return int(text)
+
+
+def read_json(path: Path, *, what: str) -> Any:
+    """Parse ``path`` as strict JSON: plain dicts, lists, strings, finite numbers, bools, null.
+
+    Strings are never interpreted (``"${oc.env:HOME}"`` stays those 16 characters).
+
+    Raises
+    ------
+    DataError
+        One line: the file, where parsing stopped and why, and ``what`` was expected.
+    """
+    text = read_text(path, what=what)
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{str(path)!r} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); expected {what}") from None
+    except (ValueError, RecursionError) as err:
+        raise DataError(f"{str(path)!r}: {err}; expected {what}") from None
+
+
+def read_csv(path: Path, *, columns: Iterable[str], text_columns: Iterable[str] = ()) -> pd.DataFrame:
+    """Parse a published CSV table (blank cells are missing values; text columns kept as text).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+    columns : iterable of str
+        Columns the table must have.
+    text_columns : iterable of str
+        Columns read as strings ("" where blank).
+
+    Raises
+    ------
+    DataError
+        Not UTF-8, not parseable, or lacking a required column (named).
+    """
+    text = read_text(path, what="a CSV table written by fvbench")
+    text_columns = list(text_columns)
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype={c: str for c in text_columns}, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+        raise DataError(f"{str(path)!r} cannot be parsed as CSV ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{str(path)!r} lacks column(s) {missing}; expected the columns fvbench writes ({list(columns)})")
+    for c in text_columns:
+        if c in df.columns:
+            df[c] = df[c].fillna("").astype(str)
+    return df
+
+
+# ----------------------------------------------------------------------------- schema
+class _Type:
+    """A JSON value type for :func:`require` (name shown in errors)."""
+
+    def __init__(self, name: str, test):
+        self.name, self.test = name, test
+
+    def __call__(self, v: Any) -> bool:
+        return bool(self.test(v))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and abs(v) <= MAX_INT
+
+
+def _is_num(v: Any) -> bool:
+    return (isinstance(v, float) and math.isfinite(v)) or _is_int(v)
+
+
+Int = _Type("an integer", _is_int)
+Number = _Type("a finite number", _is_num)
+Str = _Type("a string", lambda v: isinstance(v, str))
+OptStr = _Type("a string or null", lambda v: v is None or isinstance(v, str))
+OptNumber = _Type("a finite number or null", lambda v: v is None or _is_num(v))
+OptInt = _Type("an integer or null", lambda v: v is None or _is_int(v))
+Dict = _Type("an object", lambda v: isinstance(v, dict))
+List = _Type("a list", lambda v: isinstance(v, list))
+Bool = _Type("true or false", lambda v: isinstance(v, bool))
+
+
+def require(doc: Any, path: Path, key_path: str, kind: _Type, *, optional: bool = False) -> Any:
+    """The value at ``key_path`` (``"a.b.0.c"``) of ``doc``, checked to be of ``kind``.
+
+    Raises
+    ------
+    DataError
+        ``"<file>: <key_path> is <what it is>; expected <kind>"``.
+    """
+    node = doc
+    for part in key_path.split(".") if key_path else []:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            if optional:
+                return None
+            raise DataError(f"{str(path)!r} lacks {key_path!r}; expected {kind.name} there")
+    if not kind(node):
+        shown = repr(node)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise DataError(f"{str(path)!r}: {key_path} is {shown} ({type(node).__name__}); expected {kind.name}")
+    return node
+
+
+def require_rows(doc: Any, path: Path, key_path: str, fields: dict[str, _Type]) -> list[dict]:
+    """A list of objects at ``key_path`` whose ``fields`` have the given types."""
+    rows = require(doc, path, key_path, List)
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"{str(path)!r}: {key_path}.{i} is {type(row).__name__}; expected an object")
+    require_row_fields(rows, path, key_path, fields)
+    return rows
+
+
+def require_row_fields(rows: list[dict], path: Path, key_path: str, fields: dict[str, _Type]) -> None:
+    """Check ``fields`` of every row (error names ``key_path.<i>.<field>``)."""
+    for i, row in enumerate(rows):
+        for name, kind in fields.items():
+            if name not in row:
+                raise DataError(f"{str(path)!r} lacks {key_path}.{i}.{name}; expected {kind.name} there")
+            if not kind(row[name]):
+                shown = repr(row[name])
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                raise DataError(f"{str(path)!r}: {key_path}.{i}.{name} is {shown}; expected {kind.name}")
+
+
+__all__ += ["OptInt", "Dict", "List", "Bool", "require_rows", "require_row_fields"]
