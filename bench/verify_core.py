@@ -117,6 +117,91 @@ class VerifyReport:
         return "\n".join(lines)
 
 
+def shipped_model_config(name: str) -> dict | None:
+    """``configs/model/<name>.yaml`` of this installation, parsed as plain YAML (None if absent)."""
+    import yaml
+
+    if not name.replace("_", "").replace("-", "").isalnum():
+        return None
+    path = Path(__file__).resolve().parents[1] / "configs" / "model" / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def check_model(model: dict, cfg_model: dict, thresholds: list[dict]) -> Check:
+    """Model name, metric, licence, nominal threshold and its source vs the weights registry and the shipped
+    ``configs/model/<name>.yaml`` (looked up by the recorded name; read as plain YAML)."""
+    from bench.models.weights import WEIGHTS_REGISTRY
+
+    name = model["name"]
+    diffs = []
+    if cfg_model and cfg_model.get("name") != name:
+        diffs.append(f"model.name is {name!r}, but the recorded config model.name is {cfg_model.get('name')!r}")
+    if name == "generator":
+        if model.get("weights_sha256") is not None or model.get("nominal_threshold") is not None:
+            diffs.append("model 'generator' (synthetic embeddings) records weights or a nominal threshold")
+        return _result("model", diffs, "synthetic generator: no weights, no nominal threshold")
+    shipped = shipped_model_config(name)
+    if shipped is None:
+        return Check("model", "skipped" if not diffs else "mismatch",
+                     _listing(diffs) if diffs else f"model {name!r} has no shipped config here (configs/model/{name}.yaml); its facts cannot be checked")
+    for key in ("metric", "nominal_threshold", "nominal_threshold_source"):
+        if not _same_cell(model.get(key), shipped.get(key), 0.0):
+            diffs.append(f"model.{key} is {model.get(key)!r}, but the shipped configs/model/{name}.yaml says {shipped.get(key)!r}")
+        if cfg_model and key in cfg_model and not _same_cell(cfg_model.get(key), shipped.get(key), 0.0):
+            diffs.append(f"config model.{key} is {cfg_model.get(key)!r}, but the shipped configs/model/{name}.yaml says {shipped.get(key)!r}")
+    if cfg_model and "licence" in cfg_model and cfg_model.get("licence") != shipped.get("licence"):
+        diffs.append(f"config model.licence is {cfg_model.get('licence')!r}, but the shipped configs/model/{name}.yaml says {shipped.get('licence')!r}")
+    entry = WEIGHTS_REGISTRY.get(name)
+    if entry is not None and model.get("licence") != entry.licence:
+        diffs.append(f"model.licence is {model.get('licence')!r}, but the weights registry says {entry.licence!r}")
+    for t in thresholds:
+        if t["kind"] == "nominal":
+            if not _same_cell(t.get("threshold"), shipped.get("nominal_threshold"), 0.0):
+                diffs.append(f"threshold 'nominal' is {t.get('threshold')!r}, but the shipped config says {shipped.get('nominal_threshold')!r}")
+            if t.get("source") != shipped.get("nominal_threshold_source"):
+                diffs.append(f"threshold 'nominal' source is {t.get('source')!r}, but the shipped config says {shipped.get('nominal_threshold_source')!r}")
+    return _result("model", diffs, f"{name}: metric, licence, nominal threshold and its source equal configs/model/{name}.yaml"
+                   + (" and the weights registry" if entry else ""))
+
+
+def check_weights(model: dict) -> Check:
+    """Recorded weights SHA-256 vs :data:`bench.models.weights.WEIGHTS_REGISTRY` (looked up by model name)."""
+    from bench.models.weights import WEIGHTS_REGISTRY
+
+    name, stored = model["name"], model.get("weights_sha256")
+    if name == "generator":
+        return _result("weights", [] if stored is None else ["model 'generator' records weights"], "no model weights (embeddings generated, not learned)")
+    entry = WEIGHTS_REGISTRY.get(name)
+    if entry is None:
+        return Check("weights", "skipped", f"model {name!r} is not in the shipped weights registry ({sorted(WEIGHTS_REGISTRY)}): custom weights cannot be checked")
+    if not isinstance(stored, dict):
+        return Check("weights", "mismatch", f"model.weights_sha256 is {stored!r}; expected the SHA-256 of each of {[f.filename for f in entry.files]}")
+    expected = {f.filename: f.sha256 for f in entry.files}
+    diffs, unknown = [], []
+    for fname, sha in expected.items():
+        if fname not in stored:
+            diffs.append(f"{fname}: not recorded")
+        elif sha is None:
+            unknown.append(fname)
+        elif stored[fname] != sha:
+            diffs.append(f"{fname}: recorded {stored[fname]!r}, registry {sha}")
+    extra = sorted(set(stored) - set(expected))
+    if extra:
+        diffs.append(f"recorded file(s) {extra} are not weights of {name!r}")
+    if diffs:
+        return Check("weights", "mismatch", "\n".join(diffs))
+    if unknown:
+        return Check("weights", "skipped", f"the registry publishes no SHA-256 for {unknown} (pinned on first download): not checkable")
+    return Check("weights", "ok", f"{len(expected)} weight file SHA-256 equal the registry's ({name})")
+
+
+
 # ----------------------------------------------------------------------------- comparison helpers
 def _as_float(x: Any) -> float | None:
     """Float value of a cell (None / '' / NA -> NaN); None if the cell is not numeric."""
