@@ -1020,6 +1020,7 @@ def verify_run(
     check_dataset: bool = True,
     check_weights: bool = True,
     check_bootstrap: bool = True,
+    check_figures: bool = True,
     rtol: float = 1e-9,
 ) -> VerifyReport:
     """Verify a result folder: every published number recomputed or cross-checked.
@@ -1038,6 +1039,8 @@ def verify_run(
     check_bootstrap : bool
         Re-draw the subject bootstrap (needs ``scores.parquet``; costs about as much as
         the run's own bootstrap).
+    check_figures : bool
+        Re-render the figures and compare them (a few seconds per figure).
     rtol : float
         Relative tolerance of float comparisons (CSV cells carry 10 significant digits).
 
@@ -1206,7 +1209,7 @@ def verify_run(
 
     figs = _figure_names(run)
     checks.append(_check_report(run, small, figs))
-    checks += _check_figures(run, figs, small, det_source, score_plot)
+    checks += _check_figures(run, figs, small, det_source, score_plot) if check_figures else [Check("figures", "skipped", "not requested")]
     checks.append(_check_dataset(run, None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
     checks.append(_check_weights(run) if check_weights else Check("weights", "skipped", "not requested"))
     checks.append(_check_provenance(m))
@@ -1428,12 +1431,13 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-dataset", action="store_true", help="do not rebuild the manifest")
     parser.add_argument("--skip-weights", action="store_true", help="do not compare the weights hashes with the registry")
     parser.add_argument("--skip-bootstrap", action="store_true", help="do not re-draw the subject bootstrap")
+    parser.add_argument("--skip-figures", action="store_true", help="do not re-render the figures to compare them")
     parser.add_argument("--require-all", action="store_true", help="exit 3 if any check had to be skipped")
     parser.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance of float comparisons (default 1e-9)")
     args = parser.parse_args(argv)
     try:
         report = verify_run(args.run_dir, dataset_root=args.dataset_root, check_dataset=not args.skip_dataset,
-                            check_weights=not args.skip_weights, check_bootstrap=not args.skip_bootstrap, rtol=args.rtol)
+                            check_weights=not args.skip_weights, check_bootstrap=not args.skip_bootstrap, check_figures=not args.skip_figures, rtol=args.rtol)
     except DataError as err:
         print(f"fvbench-verify: cannot verify {args.run_dir}: {err}", file=sys.stderr)
         return 2
