@@ -2,7 +2,7 @@
 
 The folder is **untrusted data**. The verifier never imports, instantiates or resolves
 anything the folder names: ``metrics.json`` is read with :func:`json.loads` only
-(:mod:`bench.verify_input`; ``${...}`` is plain text), a recorded ``_target_`` is at
+(:mod:`bench.verify_core`; ``${...}`` is plain text), a recorded ``_target_`` is at
 most a key looked up in a fixed table of this package's dataset loaders, model weights
 are compared with the registry this package ships (:data:`bench.models.weights.WEIGHTS_REGISTRY`,
 looked up by model name), and model facts with the model configs it ships
@@ -934,7 +934,7 @@ def _check_report(run: RunFolder, small: dict[str, list[str]], figs: dict) -> Ch
 
 
 def read_text_checked(folder: Path, name: str, *, what: str) -> str:
-    """Text of ``folder/name`` through :mod:`bench.verify_input` (symlinks outside refused, UTF-8)."""
+    """Text of ``folder/name`` through :mod:`bench.verify_core` (symlinks outside refused, UTF-8)."""
     from bench.verify_core import read_text
 
     return read_text(folder_file(folder, name), what=what)
@@ -1151,6 +1151,9 @@ def verify_run(
                 det_source = (dets, _typed(_json_table(m["eer"]), ["n_mated", "n_nonmated"]))
                 score_plot = lambda a, title: _render_png(plot_score_histograms, scores_obj.score_counts(a), m["thresholds"], title=title, suppressed=small.get(a, []))  # noqa: E731
         else:
+            if isinstance(m.get("engine"), dict) and m["engine"].get("engine") == "stream":
+                checks.append(Check("histograms", "skipped", "histograms.npz of this streamed run is not here (git-ignored in published folders): "
+                                    "verified from the published counts"))
             checks.append(Check("eer", "skipped", f"EER values: {NEEDS_SCORES} (their comparison counts are checked under 'dataset counts')"))
         checks.append(Check("bootstrap", "skipped", f"bootstrap intervals not re-drawn: {NEEDS_SCORES}"))
 
@@ -1442,7 +1445,7 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
         print(f"fvbench-verify: cannot verify {args.run_dir}: {err}", file=sys.stderr)
         return 2
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, ZeroDivisionError, RecursionError, MemoryError) as err:
-        # the type checks of bench.verify_input should catch malformed content first; this keeps the promise of one line
+        # the type checks of bench.verify_core should catch malformed content first; this keeps the promise of one line
         print(f"fvbench-verify: cannot verify {args.run_dir}: unexpected content ({type(err).__name__}: {str(err)[:200]}); "
               "expected a folder as fvbench writes it", file=sys.stderr)
         return 2

@@ -281,3 +281,94 @@ def test_published_folders_verify(name, capsys):
     assert verify_main([str(path)]) == 0, capsys.readouterr().out
     out = capsys.readouterr().out
     assert "needs scores.parquet" in out  # it says which checks the score table would add
+
+
+# ----------------------------------------------------------------------------- the design: nothing that can run a name is used
+def test_verify_loads_no_hydra_or_omegaconf_and_names_no_importer():
+    """Verify never needs Hydra/OmegaConf (instantiate, get_object, interpolation), nor any importer."""
+    code = ("import sys; from bench.verify import verify_run; "
+            f"verify_run({str(PUBLISHED)!r}, check_figures=False, check_dataset=False); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'hydra', 'omegaconf'}))")
+    if not (PUBLISHED / "metrics.json").is_file():
+        pytest.skip("results/frl_london_dlib is not in this checkout")
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr[-2000:]
+    for name in ("verify.py", "verify_core.py", "verify_other.py"):
+        src = (REPO / "bench" / name).read_text()
+        for word in ("instantiate(", "get_object(", "OmegaConf.", "import importlib", "__import__(", "eval(", "exec(", "import pickle", "import hydra"):
+            assert word not in src, f"bench/{name} uses {word}"
+
+
+# ----------------------------------------------------------------------------- sweep, calibration and power folders
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    src = REPO / "results" / "frl_london_dlib_sweep"
+    if not (src / "sweep.json").is_file():
+        pytest.skip("results/frl_london_dlib_sweep is not in this checkout")
+    dst = tmp_path / "sweep"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_sweep_forged_rate_threshold_and_report(sweep):
+    assert verify_run(sweep).ok
+    csv = sweep / "sweep.csv"
+    text = csv.read_text()
+    row = "exposure,3,face_eth,white,FMR=1e-03"
+    line = next(ln for ln in text.splitlines() if ln.startswith(row) and ",FNMR," in ln)
+    assert ",33,67,67,0.4925373134," in line
+    csv.write_text(text.replace(line, line.replace(",33,67,67,0.4925373134,", ",3,67,67,0.4925373134,")))
+    report = verify_run(sweep)
+    assert report.status("sweep.csv") == "mismatch" and "white/FMR=1e-03/FNMR rate: stored '0.4925373134'" in report.detail("sweep.csv")
+    assert report.status("report.md") == "mismatch"  # the report shows 3/67 in the re-rendering, 33/67 as published
+    doc = json.loads((sweep / "sweep.json").read_text())
+    doc["model"]["licence"] = "public domain"
+    doc["thresholds"][1]["k"] = 100
+    (sweep / "sweep.json").write_text(json.dumps(doc))
+    report = verify_run(sweep)
+    assert report.status("model") == "mismatch" and report.status("thresholds") == "mismatch"
+    assert "stored N=10302, k=100; the counts give N=10302, k=10" in report.detail("thresholds")
+
+
+def test_calibration_forged_counts_and_map(tmp_path):
+    src = REPO / "results" / "calibration_frl_london_dlib"
+    run = REPO / "results" / "frl_london_dlib"
+    if not (src / "calibration.json").is_file() or not (run / "metrics.json").is_file():
+        pytest.skip("published calibration / run folders are not in this checkout")
+    shutil.copytree(src, tmp_path / "calibration")
+    shutil.copytree(run, tmp_path / "frl_london_dlib")
+    folder = tmp_path / "calibration"
+    assert verify_run(folder).status("source run") == "ok"
+    doc = json.loads((folder / "calibration.json").read_text())
+    doc["groups"]["black"]["n_nonmated"] = 3120
+    doc["thresholds"][0]["generator_threshold"] = 0.9
+    doc["source"]["run_name"] = "../../etc"
+    (folder / "calibration.json").write_text(json.dumps(doc))
+    report = verify_run(folder)
+    assert report.status("calibration") == "mismatch" and "the score map gives 0.5346" in report.detail("calibration")
+    assert report.status("source run") == "mismatch" and "not a plain folder name" in report.detail("source run")
+    doc["source"]["run_name"] = "frl_london_dlib"
+    (folder / "calibration.json").write_text(json.dumps(doc))
+    assert "group black n_nonmated is 3120, the source run's FMR rows give [312]" in verify_run(folder).detail("source run")
+
+
+def test_power_folder_required_subjects_recomputed(tmp_path):
+    """A power folder: the required-subjects table must follow from power.csv (bench.power.required_subjects)."""
+    import pandas as pd
+
+    from bench.power import required_subjects
+
+    folder = tmp_path / "power"
+    folder.mkdir()
+    curve = pd.DataFrame({"subjects": [10, 20, 40, 10, 20, 40], "images_per_subject": [2, 2, 2, 4, 4, 4],
+                          "power_FMR": [0.2, 0.5, 0.9, 0.3, 0.85, 0.99], "power_FNMR": [0.1, 0.2, 0.4, 0.1, 0.3, 0.6]})
+    curve.to_csv(folder / "power.csv", index=False)
+    need = required_subjects(curve, 0.8)
+    doc = {"target_power": 0.8, "required": json.loads(need.to_json(orient="records"))}
+    (folder / "power.json").write_text(json.dumps(doc))
+    report = verify_run(folder)
+    assert report.kind == "power" and report.status("power") == "ok", report.to_text()
+    doc["required"][0]["subjects_needed"] = 10  # FMR at 2 images/subject: first power >= 0.8 is at 40
+    (folder / "power.json").write_text(json.dumps(doc))
+    report = verify_run(folder)
+    assert report.status("power") == "mismatch" and "subjects_needed: stored '10.0', recomputed '40.0'" in report.detail("power")
