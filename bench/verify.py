@@ -74,10 +74,9 @@ from bench.errors import BenchError, DataError, InsufficientDataError  # noqa: E
 from bench.metrics.groups import ALL_GROUP, cross_group_fmr, per_group_rates, validate_comparisons  # noqa: E402
 from bench.metrics.intervals import clopper_pearson_interval, wilson_interval, zero_error_upper_bound  # noqa: E402
 from bench.metrics.rates import _allowed_false_matches, _supports, equal_error_rate, threshold_at_fmr  # noqa: E402
-from bench.report.folder import MANIFEST_FILE, read_file_manifest  # noqa: E402
 from bench.verify_core import (  # noqa: E402
-    _MAX_LISTED, CHECK_STATUSES, Bool, Check, Dict, Int, List, Number, OptNumber, OptStr, Str, VerifyReport, _as_float, _compare_tables, _json_table, _listing,
-    _result, _same_cell, _str, _table_check, check_model, check_weights, folder_file, read_csv, read_json, require, require_row_fields,
+    _MAX_LISTED, CHECK_STATUSES, Bool, Check, Dict, Int, List, Number, OptInt, OptNumber, OptStr, Str, VerifyReport, _as_float, _compare_tables, _json_table, _listing,
+    _result, _same_cell, _str, _table_check, check_file_manifest, check_model, check_weights, folder_file, read_csv, read_json, require, require_row_fields,
 )
 
 __all__ = ["Check", "VerifyReport", "verify_run", "verify_main", "CHECK_STATUSES", "NEEDS_SCORES"]
@@ -199,7 +198,7 @@ def load_run_folder(folder: Path) -> RunFolder:
         if t["kind"] not in ("nominal", "target_fmr", "external"):
             raise DataError(f"{str(mpath)!r}: thresholds.{i}.kind is {t['kind']!r}; expected nominal, target_fmr or external")
         if t["status"] == "ok":
-            require(t, mpath, "threshold", Number) if "threshold" in t else require(m, mpath, f"thresholds.{i}.threshold", Number)
+            require(m, mpath, f"thresholds.{i}.threshold", Number)
         if t["kind"] == "target_fmr":
             f = require(m, mpath, f"thresholds.{i}.target_fmr", Number)
             if not 0 < f < 1:
@@ -211,7 +210,7 @@ def load_run_folder(folder: Path) -> RunFolder:
     for i, r in enumerate(m["per_group"]):
         if r["metric"] not in ("FTA", "FMR", "FNMR"):
             raise DataError(f"{str(mpath)!r}: per_group.{i}.metric is {r['metric']!r}; expected FTA, FMR or FNMR")
-        require(m, mpath, f"per_group.{i}.errors", _OPT_INT)
+        require(m, mpath, f"per_group.{i}.errors", OptInt)
         if r["comparisons"] < 0 or (r.get("errors") or 0) < 0 or (r.get("errors") or 0) > r["comparisons"]:
             raise DataError(f"{str(mpath)!r}: per_group.{i} has errors={r.get('errors')!r} of comparisons={r['comparisons']!r}; "
                             "expected 0 <= errors <= comparisons")
@@ -219,9 +218,10 @@ def load_run_folder(folder: Path) -> RunFolder:
     for a in attrs:
         rows = require(m, mpath, f"cross_group_fmr.{a}", List)
         require_row_fields(rows, mpath, f"cross_group_fmr.{a}", {"group_a": Str, "group_b": Str, "comparisons": Int})
-    for key in ("generalized_rates", "differentials"):
+    for key, fields in (("generalized_rates", {"attribute": Str, "group": Str, "threshold_name": Str}),
+                        ("differentials", {"attribute": Str, "threshold_name": Str, "measure": Str})):
         if key in m:
-            require(m, mpath, key, List)
+            require_row_fields(require(m, mpath, key, List), mpath, key, fields)
     if isinstance(m.get("privacy"), dict):
         require(m, mpath, "privacy.embeddings_exported", Bool)
 
@@ -249,8 +249,6 @@ def load_run_folder(folder: Path) -> RunFolder:
         hist_path = folder_file(folder, "histograms.npz")
     return RunFolder(folder, m, csv, scores, hist_path)
 
-
-_OPT_INT = type(Int)("an integer or null", lambda v: v is None or Int(v))
 
 
 # ----------------------------------------------------------------------------- recomputation helpers
@@ -413,13 +411,6 @@ def _expected_threshold_names(model: dict, protocol: dict) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- checks of every run folder
-def _check_files(folder: Path) -> Check:
-    problems, listed = read_file_manifest(folder)
-    if problems:
-        return Check("files", "mismatch", "\n".join(problems))
-    return Check("files", "ok", f"{len(listed)} published files match {MANIFEST_FILE}")
-
-
 def _csv_equals_json(run: RunFolder, rtol: float) -> list[Check]:
     """Each CSV table equals its copy in metrics.json, cell by cell (all columns)."""
     m = run.metrics
@@ -480,6 +471,36 @@ def _check_dataset_counts(run: RunFolder) -> Check:
                 if ns and ns != {int(r[col])}:
                     diffs.append(f"eer {attr}/{r['group']} {col} is {int(r[col])}, but per_group {metric} rows count {sorted(ns)}")
     return _result("dataset counts", diffs, "images, subjects, acquired images, mated / non-mated comparisons and eer counts agree with the per-group counts")
+
+
+def _check_protocol(run: RunFolder) -> Check:
+    """The published protocol values follow from the recorded config: attributes (the
+    config's, or the dataset's, then the intersections), target FMRs, confidence, seed, and
+    each threshold's bootstrap rule (fixed, or re-calibrated when calibrated on all data)."""
+    m = run.metrics
+    cfg = run.protocol_config
+    diffs = []
+    if cfg:
+        base = cfg.get("attributes") or list((m["dataset"].get("subjects_per_group") or {}).keys())
+        inter = cfg.get("intersections") or []
+        if isinstance(base, list) and isinstance(inter, list) and all(isinstance(c, list) for c in inter):
+            expected = [str(a) for a in base] + ["&".join(str(a) for a in c) for c in inter]
+            if sorted(expected) != sorted(run.attributes):
+                diffs.append(f"protocol.attributes {run.attributes} do not follow from the config (expected {expected})")
+        else:
+            diffs.append(f"config protocol.attributes / intersections are not lists: {str(base)[:60]} / {str(inter)[:60]}")
+        for key in ("target_fmrs", "confidence", "seed"):
+            if key in cfg and key in m["protocol"] and m["protocol"][key] != cfg[key]:
+                diffs.append(f"protocol.{key} is {str(m['protocol'][key])[:60]}, but the recorded config says {str(cfg[key])[:60]}")
+    boot_recal = not isinstance(cfg.get("calibration_group"), dict)
+    for t in m["thresholds"]:
+        if t["status"] != "ok" or "bootstrap" not in t:
+            continue
+        want = "recalibrated" if t["kind"] == "target_fmr" and boot_recal else "fixed"
+        if t["bootstrap"] != want:
+            diffs.append(f"threshold {t['name']}: bootstrap {str(t['bootstrap'])[:40]!r}, but a {t['kind']} threshold"
+                         f"{' calibrated on all data' if t['kind'] == 'target_fmr' and boot_recal else ''} is {want!r} (metrics-reference §5.4)")
+    return _result("protocol", diffs, "attributes, target FMRs, confidence, seed and bootstrap rules follow from the recorded config")
 
 
 def _check_suppression(run: RunFolder) -> tuple[Check, dict[str, list[str]]]:
@@ -743,12 +764,13 @@ def _cross_from_counts(run: RunFolder, attr: str, primary: str | None, usable: d
     out = c[["group_a", "group_b", "comparisons"]].copy()
     out.insert(0, "threshold", usable.get(primary, np.nan) if primary else np.nan)
     out.insert(0, "threshold_name", primary or "")
-    fm = pd.to_numeric(c.get("false_matches"), errors="coerce")
+    fm = pd.to_numeric(c.get("false_matches"), errors="coerce") if "false_matches" in c else pd.Series(np.nan, index=c.index)
     n = out["comparisons"].to_numpy(dtype=np.int64)
-    out["false_matches"] = fm.astype("float64")
+    out["false_matches"] = fm.astype(object)
     out["fmr"] = np.where(n > 0, fm.fillna(0).to_numpy() / np.maximum(n, 1), np.nan)
     hide = out["group_a"].isin(small.get(attr, [])) | out["group_b"].isin(small.get(attr, []))
     out.loc[hide, ["fmr", "false_matches"]] = np.nan
+    out.loc[~hide & fm.isna(), "false_matches"] = "a count (the cell is not of a counts-only group)"
     return out
 
 
@@ -1069,7 +1091,7 @@ def verify_run(
     report = VerifyReport(run_dir=run_dir)
     checks = report.checks
     m = run.metrics
-    checks.append(_check_files(run_dir))
+    checks.append(check_file_manifest(run_dir))
     checks.append(Check("source", "info", {
         "scores": "recomputed from the comparison-score table scores.parquet",
         "histograms": "streamed run: recomputed from its score histograms (histograms.npz); counts exact, error counts exact at bin edges and bracketed between them",
@@ -1080,6 +1102,7 @@ def verify_run(
     supp_check, small = _check_suppression(run)
     checks.append(supp_check)
     checks.append(_check_dataset_counts(run))
+    checks.append(_check_protocol(run))
     checks.append(_check_model(run))
     checks.append(_check_privacy(run))
     confidence = float(m["protocol"]["confidence"])
@@ -1177,16 +1200,20 @@ def verify_run(
             checks.append(Check("differentials", "skipped", "no usable threshold"))
         else:
             stored_diff = _json_table(m["differentials"])
-            diff = _differential_rows(rates_by_attr, attributes, usable, protocol, reps_by_attr, small, redraw)
             note = "" if redraw else f"bootstrap columns: {NEEDS_SCORES}" if run.scores is None else "bootstrap not re-drawn"
-            if run.scores is None and small:
-                diff, stored_diff, n_open = _differentials_from_counts(diff, stored_diff, rates_by_attr, attributes, usable, protocol, small)
-                if n_open:
-                    note += f"; {n_open} row(s) depend on the unpublished errors of a counts-only group: {NEEDS_SCORES}"
-            kept = {tuple(k) for k in stored_diff[_DIFF_KEY].itertuples(index=False)}
-            csv = run.csv["differentials.csv"]
-            csv = csv[[tuple(k) in kept for k in csv[_DIFF_KEY].itertuples(index=False)]]
-            checks += _table_checks("differentials", diff, stored_diff, run, key=_DIFF_KEY, rtol=rtol, note=note, stored_csv=csv)
+            try:
+                diff = _differential_rows(rates_by_attr, attributes, usable, protocol, reps_by_attr, small, redraw)
+                if run.scores is None and small:
+                    diff, stored_diff, n_open = _differentials_from_counts(diff, stored_diff, rates_by_attr, attributes, usable, protocol, small)
+                    if n_open:
+                        note += f"; {n_open} row(s) depend on the unpublished errors of a counts-only group: {NEEDS_SCORES}"
+            except (BenchError, TypeError, ValueError, AttributeError, KeyError) as err:
+                checks.append(Check("differentials", "mismatch", f"cannot be recomputed with the recorded protocol values ({type(err).__name__}: {str(err)[:120]})"))
+            else:
+                kept = {tuple(k) for k in stored_diff[_DIFF_KEY].itertuples(index=False)}
+                csv = run.csv["differentials.csv"]
+                csv = csv[[tuple(k) in kept for k in csv[_DIFF_KEY].itertuples(index=False)]]
+                checks += _table_checks("differentials", diff, stored_diff, run, key=_DIFF_KEY, rtol=rtol, note=note, stored_csv=csv)
 
     if eer is not None:
         checks += _table_checks("eer", eer, _json_table(m["eer"]), run, key=_EER_KEY, rtol=rtol)

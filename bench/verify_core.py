@@ -22,6 +22,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,8 +152,8 @@ def check_model(model: dict, cfg_model: dict, thresholds: list[dict]) -> Check:
     if shipped is None:
         return Check("model", "skipped" if not diffs else "mismatch",
                      _listing(diffs) if diffs else f"model {name!r} has no shipped config here (configs/model/{name}.yaml); its facts cannot be checked")
-    for key in ("metric", "nominal_threshold", "nominal_threshold_source"):
-        if not _same_cell(model.get(key), shipped.get(key), 0.0):
+    for key in ("metric", "nominal_threshold", "nominal_threshold_source", "family", "embedding_dim"):
+        if key in model and not _same_cell(model.get(key), shipped.get(key), 0.0):
             diffs.append(f"model.{key} is {model.get(key)!r}, but the shipped configs/model/{name}.yaml says {shipped.get(key)!r}")
         if cfg_model and key in cfg_model and not _same_cell(cfg_model.get(key), shipped.get(key), 0.0):
             diffs.append(f"config model.{key} is {cfg_model.get(key)!r}, but the shipped configs/model/{name}.yaml says {shipped.get(key)!r}")
@@ -432,6 +434,53 @@ def read_csv(path: Path, *, columns: Iterable[str], text_columns: Iterable[str] 
     return df
 
 
+_MANIFEST_LINE = re.compile(r"^[0-9a-f]{64}  (?P<name>[^\x00-\x1f\\]+)$")
+
+
+def check_file_manifest(folder: Path) -> Check:
+    """``files.sha256`` against the folder: every listed file unchanged, none missing, none added.
+
+    Before anything is hashed: the manifest must be UTF-8 lines ``<64 hex>  <relative path>``
+    with no ``..``, and no file in the folder (listed or not) may be a symbolic link that
+    leaves it, so nothing outside the folder is ever read.
+
+    Raises
+    ------
+    DataError
+        A malformed manifest line or a symbolic link out of the folder (named).
+    """
+    from bench.report.folder import MANIFEST_FILE, read_file_manifest
+
+    if not (folder / MANIFEST_FILE).exists() and not (folder / MANIFEST_FILE).is_symlink():
+        return Check("files", "mismatch", f"{MANIFEST_FILE} is missing (folder not written by this fvbench version, or edited)")
+    path = folder_file(folder, MANIFEST_FILE)
+    for i, line in enumerate(read_text(path, what="sha256 / file name lines").splitlines(), 1):
+        if not line.strip():
+            continue
+        hit = _MANIFEST_LINE.match(line)
+        name = hit.group("name") if hit else ""
+        parts = Path(name).parts
+        if not hit or Path(name).is_absolute() or ".." in parts or not parts:
+            raise DataError(f"{str(path)!r} line {i} is {line[:80]!r}; expected '<64 hex digits>  <path inside the folder>'")
+        if (folder / name).exists() or (folder / name).is_symlink():
+            folder_file(folder, name)
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for entry in [*files, *dirs]:
+            p = Path(root) / entry
+            if p.is_symlink():
+                folder_file(folder, str(p.relative_to(folder))) if p.is_file() or not p.exists() else _inside_dir(folder, p)
+    problems, listed = read_file_manifest(folder)
+    if problems:
+        return Check("files", "mismatch", "\n".join(problems))
+    return Check("files", "ok", f"{len(listed)} published files match {MANIFEST_FILE}")
+
+
+def _inside_dir(folder: Path, p: Path) -> None:
+    real = p.resolve()
+    if not real.is_relative_to(folder.resolve()):
+        raise DataError(f"{str(p)!r} is a symbolic link to {str(real)!r}, outside the result folder; expected a folder inside it")
+
+
 # ----------------------------------------------------------------------------- schema
 class _Type:
     """A JSON value type for :func:`require` (name shown in errors)."""
@@ -487,19 +536,11 @@ def require(doc: Any, path: Path, key_path: str, kind: _Type, *, optional: bool 
     return node
 
 
-def require_rows(doc: Any, path: Path, key_path: str, fields: dict[str, _Type]) -> list[dict]:
-    """A list of objects at ``key_path`` whose ``fields`` have the given types."""
-    rows = require(doc, path, key_path, List)
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise DataError(f"{str(path)!r}: {key_path}.{i} is {type(row).__name__}; expected an object")
-    require_row_fields(rows, path, key_path, fields)
-    return rows
-
-
 def require_row_fields(rows: list[dict], path: Path, key_path: str, fields: dict[str, _Type]) -> None:
     """Check ``fields`` of every row (error names ``key_path.<i>.<field>``)."""
     for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"{str(path)!r}: {key_path}.{i} is {type(row).__name__}; expected an object")
         for name, kind in fields.items():
             if name not in row:
                 raise DataError(f"{str(path)!r} lacks {key_path}.{i}.{name}; expected {kind.name} there")
@@ -509,4 +550,4 @@ def require_row_fields(rows: list[dict], path: Path, key_path: str, fields: dict
                 raise DataError(f"{str(path)!r}: {key_path}.{i}.{name} is {shown}; expected {kind.name}")
 
 
-__all__ += ["OptInt", "Dict", "List", "Bool", "require_rows", "require_row_fields"]
+__all__ += ["check_file_manifest", "OptInt", "Dict", "List", "Bool", "require_row_fields"]

@@ -36,7 +36,7 @@ import pandas as pd
 from bench.errors import DataError
 from bench.metrics.rates import _allowed_false_matches, _supports
 from bench.verify_core import (
-    Check, Dict, Int, List, Number, Str, VerifyReport, _compare_tables, _json_table, _result, _same_cell, _str, check_model, check_weights,
+    Check, Dict, Int, List, Number, Str, VerifyReport, _compare_tables, _json_table, _result, _same_cell, _str, check_file_manifest, check_model, check_weights,
     folder_file, read_csv, read_json, read_text, require, require_row_fields,
 )
 
@@ -65,12 +65,11 @@ def verify_other(folder: Path, kind: str, *, rtol: float = 1e-9, check_weights: 
 
 
 def _files_check(folder: Path) -> Check:
-    from bench.report.folder import MANIFEST_FILE, read_file_manifest
+    from bench.report.folder import MANIFEST_FILE
 
     if not (folder / MANIFEST_FILE).exists():
         return Check("files", "skipped", f"no {MANIFEST_FILE} (this kind of folder is written without one); every file's content is checked below")
-    problems, listed = read_file_manifest(folder)
-    return Check("files", "mismatch", "\n".join(problems)) if problems else Check("files", "ok", f"{len(listed)} published files match {MANIFEST_FILE}")
+    return check_file_manifest(folder)
 
 
 # ----------------------------------------------------------------------------- sweep

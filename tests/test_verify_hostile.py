@@ -249,6 +249,16 @@ def _damage(folder: Path, how: str, tmp_path: Path) -> str:
     if how == "missing_csv":
         (folder / "differentials.csv").unlink()
         return "differentials.csv' not found"
+    if how == "manifest_escape":
+        with open(folder / "files.sha256", "a") as f:
+            f.write("0" * 64 + "  ../../../etc/passwd\n")
+        return "files.sha256' line 22 is"
+    if how == "figure_symlink_outside":
+        outside = tmp_path / "outside.png"
+        shutil.copy(folder / "det_face_eth.png", outside)
+        (folder / "det_face_eth.png").unlink()
+        (folder / "det_face_eth.png").symlink_to(outside)
+        return "det_face_eth.png' is a symbolic link to"
     if how == "empty_attributes":
         _edit(folder, lambda m: m["protocol"].update(attributes=[]))
         return "protocol.attributes is []; expected a non-empty list"
@@ -256,7 +266,8 @@ def _damage(folder: Path, how: str, tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("how", ["missing", "garbled", "not_utf8", "wrong_type", "wrong_row_type", "nan", "huge_float", "huge_int",
-                                 "missing_column", "csv_not_utf8", "symlink_outside", "missing_csv", "empty_attributes"])
+                                 "missing_column", "csv_not_utf8", "symlink_outside", "missing_csv", "empty_attributes",
+                                 "manifest_escape", "figure_symlink_outside"])
 def test_malformed_folder_is_one_line_and_exit_2(folder, tmp_path, capsys, how):
     expected = _damage(folder, how, tmp_path)
     assert verify_main([str(folder)]) == 2
