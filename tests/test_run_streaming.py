@@ -217,7 +217,8 @@ def test_image_level_labels_pool_image_cells_and_refuse_the_bootstrap(monkeypatc
 def test_cli_stream_smoke_writes_histograms(tmp_path):
     env = {**os.environ, "FVBENCH_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "bench", "debug=smoke", "protocol.engine=stream", "report.figures=true",
-           "++protocol.bootstrap_replicates=50", f"paths.results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'h'}"]
+           "++protocol.bootstrap_replicates=50", f"paths.results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'h'}",
+           "overwrite=true"]  # the stale folder below records no experiment: replaced only on purpose
     out = tmp_path / "synthetic__generator"
     out.mkdir()
     (out / "scores.parquet").write_bytes(b"stale table of an earlier run")

@@ -91,6 +91,13 @@ def render_report(result: "RunResult", *, per_group: pd.DataFrame, eer: pd.DataF
         f"{d['mated_comparisons']:,} mated and {d['nonmated_comparisons']:,} non-mated comparisons.",
         "",
     ]
+    if m.get("weights_verified") is False:  # bench.models.weights.weights_verification
+        out += [
+            f"**Unverified weights:** {', '.join(f'`{n}`' for n in m.get('unverified_weights', []))} "
+            "did not match a SHA-256 published in fvbench's weights registry (custom file, first-download pin, "
+            "or `verify_weights=false`); these numbers describe the files whose hashes are listed under Provenance.",
+            "",
+        ]
     eng = getattr(result, "engine_info", None) or {}
     if eng.get("engine") == "stream":
         h = eng["histogram"]
@@ -204,7 +211,8 @@ def render_report(result: "RunResult", *, per_group: pd.DataFrame, eer: pd.DataF
         "## Provenance",
         "",
         f"- dataset manifest SHA-256: `{d['manifest_sha256']}`",
-        f"- model weights SHA-256: `{m.get('weights_sha256')}`",
+        f"- model weights SHA-256: `{m.get('weights_sha256')}`"
+        + ("" if m.get("weights_verified") is None else f" (verified against the registry: {'yes' if m['weights_verified'] else 'no'})"),
         "- resolved config, package versions and git commit: `metrics.json`",
     ]
     return "\n".join(out) + "\n"
