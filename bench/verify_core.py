@@ -177,6 +177,14 @@ def check_weights(model: dict) -> Check:
     from bench.models.weights import WEIGHTS_REGISTRY
 
     name, stored = model["name"], model.get("weights_sha256")
+    if "weights_verified" in model:  # the run's own statement, recomputed from the recorded hashes
+        from bench.models.weights import weights_verification
+
+        want = weights_verification(stored if isinstance(stored, dict) else None)
+        got = {k: model.get(k) for k in want}
+        if got != want:
+            return Check("weights", "mismatch", f"model.weights_verified / unverified_weights are {got}, but the recorded hashes "
+                         f"against the shipped registry give {want}")
     if name == "generator":
         return _result("weights", [] if stored is None else ["model 'generator' records weights"], "no model weights (embeddings generated, not learned)")
     entry = WEIGHTS_REGISTRY.get(name)

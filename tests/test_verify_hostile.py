@@ -177,6 +177,18 @@ def test_forged_model_facts(folder, field, value, expected):
     assert report.status("model") == "mismatch" and expected in report.detail("model")
 
 
+def test_forged_weights_verified_flag(folder):
+    """A run with unregistered weights that claims they were verified against the registry."""
+    def edit(m):
+        m["model"]["weights_sha256"]["dlib_face_recognition_resnet_model_v1.dat"] = "a" * 64
+        m["model"].update(weights_verified=True, unverified_weights=[])
+
+    _edit(folder, edit)
+    report = _verify(folder)
+    assert report.status("weights") == "mismatch"
+    assert "'weights_verified': False, 'unverified_weights': ['dlib_face_recognition_resnet_model_v1.dat']" in report.detail("weights")
+
+
 def test_forged_privacy_flag(folder):
     """A folder that exported embeddings but claims it did not (or the reverse) is caught."""
     _edit(folder, lambda m: m["config"]["report"].update(export_embeddings=True))
