@@ -552,6 +552,10 @@ def _check_weights(run: RunFolder) -> Check:
     return check_weights(run.metrics["model"])
 
 
+#: Largest synthetic population (images x dimension) verify regenerates to check its manifest hash.
+_MAX_SYNTHETIC_VALUES = 5e7
+
+
 def _dataset_loaders() -> dict[str, Any]:
     """The dataset loaders verify may call, keyed by their recorded ``_target_`` string (plain lookup, no import by name)."""
     from bench.data.frl_london import load_frl_london
@@ -584,6 +588,17 @@ def _check_dataset(run: RunFolder, dataset_root: Path | None) -> Check:
     kwargs = {k: v for k, v in loader.items() if k != "_target_"}
     if not _plain(kwargs) or any("${" in str(v) for v in kwargs.values() if isinstance(v, str)):
         return Check("dataset", "mismatch", f"dataset.loader arguments are not plain values (nested _target_ or an unresolved ${{...}}): {str(kwargs)[:120]}")
+    if target.endswith("SyntheticPopulation"):  # bounded before generating: a folder must not make verify allocate without limit
+        groups = kwargs.get("groups") if isinstance(kwargs.get("groups"), dict) else {}
+        try:
+            scale = float(kwargs.get("subjects_scale", 1.0))
+            size = sum(float(g.get("subjects", 0)) * float(g.get("images_per_subject", 1)) for g in groups.values() if isinstance(g, dict)) * scale
+            size *= float(kwargs.get("dim", 1))
+        except (TypeError, ValueError):
+            return Check("dataset", "mismatch", "dataset.loader of the synthetic population has non-numeric sizes")
+        if not math.isfinite(size) or size > _MAX_SYNTHETIC_VALUES:
+            return Check("dataset", "skipped", f"the recorded synthetic population has {size:.3g} embedding values, more than verify "
+                         f"rebuilds ({_MAX_SYNTHETIC_VALUES:.0e})")
     if target.endswith("load_frl_london"):
         if set(kwargs) - {"root", "views"}:
             return Check("dataset", "mismatch", f"dataset.loader has argument(s) {sorted(set(kwargs) - {'root', 'views'})} that load_frl_london does not take")

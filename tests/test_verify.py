@@ -204,13 +204,16 @@ def test_weights_hash_is_compared_with_the_shipped_registry(copy):
     registry = {f.filename: f.sha256 for f in WEIGHTS_REGISTRY["dlib_resnet"].files}
 
     def edit(m):
-        m["model"].update(name="dlib_resnet", weights_sha256=dict(registry))
+        m["model"].update(name="dlib_resnet", weights_sha256=dict(registry), weights_verified=True, unverified_weights=[])
         m["config"]["model"]["name"] = "dlib_resnet"
 
     _edit_metrics(copy, edit)
     assert _fast(copy, check_weights=True, check_dataset=False).status("weights") == "ok"
     tampered = dict(registry, **{"shape_predictor_5_face_landmarks.dat": "f" * 64})
-    _edit_metrics(copy, lambda m: m["model"].update(weights_sha256=tampered))
+    _edit_metrics(copy, lambda m: m["model"].update(weights_sha256=tampered))  # still claims weights_verified=True
+    report = _fast(copy, check_weights=True, check_dataset=False)
+    assert report.status("weights") == "mismatch" and "the recorded hashes against the shipped registry give" in report.detail("weights")
+    _edit_metrics(copy, lambda m: m["model"].update(weights_verified=False, unverified_weights=["shape_predictor_5_face_landmarks.dat"]))
     report = _fast(copy, check_weights=True, check_dataset=False)
     assert report.status("weights") == "mismatch" and "registry c4b1e980" in report.detail("weights")
     _edit_metrics(copy, lambda m: m["model"].update(name="my_own_model"))
@@ -278,3 +281,14 @@ def test_swapped_det_figure_is_caught_when_the_scores_are_present(copy):
     report = _fast(copy, check_dataset=False, check_figures=True)
     assert [c.name for c in report.mismatches] == ["figures"]
     assert f"det_{attr}.png: differs" in report.detail("figures") and f"scores_{attr}.png: differs" in report.detail("figures")
+
+
+def test_recorded_synthetic_population_is_not_regenerated_without_bound(copy):
+    """A folder cannot make verify allocate without limit: a huge recorded population is not rebuilt."""
+    def edit(m):
+        for g in m["config"]["dataset"]["loader"]["groups"].values():
+            g["subjects"] = 10**9
+
+    _edit_metrics(copy, edit)
+    report = _fast(copy)
+    assert report.status("dataset") == "skipped" and "more than verify rebuilds" in report.detail("dataset")
