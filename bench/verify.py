@@ -76,7 +76,7 @@ from bench.metrics.intervals import clopper_pearson_interval, wilson_interval, z
 from bench.metrics.rates import _allowed_false_matches, _supports, equal_error_rate, threshold_at_fmr  # noqa: E402
 from bench.verify_core import (  # noqa: E402
     _MAX_LISTED, CHECK_STATUSES, Bool, Check, Dict, Int, List, Number, OptInt, OptNumber, OptStr, Str, VerifyReport, _as_float, _compare_tables, _json_table, _listing,
-    _result, _same_cell, _str, _table_check, check_file_manifest, check_model, check_weights, folder_file, read_csv, read_json, require, require_row_fields,
+    _result, _same_cell, _str, _table_check, check_file_manifest, check_model, compare_png, check_weights, folder_file, read_csv, read_json, require, require_row_fields,
 )
 
 __all__ = ["Check", "VerifyReport", "verify_run", "verify_main", "CHECK_STATUSES", "NEEDS_SCORES"]
@@ -983,26 +983,6 @@ def _render_png(plot, *args, **kwargs) -> bytes:
     return buf.getvalue()
 
 
-def _compare_png(run: RunFolder, name: str, rendered: bytes) -> str | None:
-    """None if the stored figure equals ``rendered`` (bytes; else decoded pixels), else why not."""
-    try:
-        stored = folder_file(run.path, name).read_bytes()
-    except (DataError, OSError) as err:
-        return str(err)
-    if stored == rendered:
-        return None
-    from PIL import Image
-
-    try:
-        a = np.asarray(Image.open(io.BytesIO(stored)).convert("RGBA"))
-        b = np.asarray(Image.open(io.BytesIO(rendered)).convert("RGBA"))
-    except Exception as err:  # a damaged or non-PNG file  # noqa: BLE001
-        return f"{name}: not a readable image ({type(err).__name__})"
-    if a.shape == b.shape and np.array_equal(a, b):
-        return None
-    return f"{name}: differs from the figure re-rendered from the verified tables" + (f" (size {a.shape[1]}x{a.shape[0]} vs {b.shape[1]}x{b.shape[0]})" if a.shape != b.shape else "")
-
-
 def _check_figures(run: RunFolder, figs: dict, small: dict[str, list[str]], det_source: tuple[dict, pd.DataFrame] | None, score_plot) -> list[Check]:
     """Re-render every figure from the data it was drawn from and compare (module docstring)."""
     from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix
@@ -1036,7 +1016,7 @@ def _check_figures(run: RunFolder, figs: dict, small: dict[str, list[str]], det_
         else:
             skipped.append(f["scores"])
         for name, render in jobs:
-            why = _compare_png(run, name, render())
+            why = compare_png(run.path, name, render())
             checked.append(name)
             if why:
                 diffs.append(why)

@@ -489,6 +489,27 @@ def _inside_dir(folder: Path, p: Path) -> None:
         raise DataError(f"{str(p)!r} is a symbolic link to {str(real)!r}, outside the result folder; expected a folder inside it")
 
 
+def compare_png(folder: Path, name: str, rendered: bytes) -> str | None:
+    """None if the stored figure equals ``rendered`` (bytes; else decoded pixels), else why not."""
+    try:
+        stored = folder_file(folder, name).read_bytes()
+    except (DataError, OSError) as err:
+        return str(err)
+    if stored == rendered:
+        return None
+    from PIL import Image
+
+    try:
+        a = np.asarray(Image.open(io.BytesIO(stored)).convert("RGBA"))
+        b = np.asarray(Image.open(io.BytesIO(rendered)).convert("RGBA"))
+    except Exception as err:  # a damaged or non-PNG file  # noqa: BLE001
+        return f"{name}: not a readable image ({type(err).__name__})"
+    if a.shape == b.shape and np.array_equal(a, b):
+        return None
+    return f"{name}: differs from its re-rendering from the verified tables" + (f" (size {a.shape[1]}x{a.shape[0]} vs {b.shape[1]}x{b.shape[0]})" if a.shape != b.shape else "")
+
+
+
 # ----------------------------------------------------------------------------- schema
 class _Type:
     """A JSON value type for :func:`require` (name shown in errors)."""

@@ -10,8 +10,10 @@ sweep (``sweep.json`` + ``sweep.csv``)
     count; the unperturbed run's counts equal ``counts`` and the calibrated thresholds'
     ``N``, ``k`` and achieved FMR (metrics-reference §0); model facts and weights against
     the shipped config and registry; ``report.md`` re-rendered by
-    :func:`bench.sweep.render_sweep_report` from ``sweep.json`` / ``sweep.csv``. The
-    figures are not re-rendered (they need the transform objects): reported as skipped.
+    :func:`bench.sweep.render_sweep_report` from ``sweep.json`` / ``sweep.csv``; every
+    figure re-rendered by :func:`bench.report.sweep_plots.plot_sweep` from ``sweep.csv``
+    and the transform's published name (looked up among this package's transform
+    classes for its axis conventions) and compared.
 calibration (``calibration.json``)
     The score map turns every source threshold into its generator threshold; when the
     source run folder (``source.run_name``, looked up beside this folder) is present, the
@@ -36,7 +38,7 @@ import pandas as pd
 from bench.errors import DataError
 from bench.metrics.rates import _allowed_false_matches, _supports
 from bench.verify_core import (
-    Check, Dict, Int, List, Number, Str, VerifyReport, _compare_tables, _json_table, _result, _same_cell, _str, check_file_manifest, check_model, check_weights,
+    Check, Dict, Int, List, Number, Str, VerifyReport, _compare_tables, _json_table, _result, _same_cell, _str, check_file_manifest, check_model, check_weights, compare_png,
     folder_file, read_csv, read_json, read_text, require, require_row_fields,
 )
 
@@ -178,8 +180,60 @@ def _verify_sweep(folder: Path, report: VerifyReport, rtol: float, weights: bool
 
     # report.md
     checks.append(_sweep_report(folder, doc, rows, small, min_subjects))
-    figs = (doc.get("files") or {}).get("figures") if isinstance(doc.get("files"), dict) else None
-    checks.append(Check("figures", "skipped", f"sweep figures are not re-rendered (they need the transform objects): {figs or 'none'}"))
+    checks.append(_sweep_figures(folder, doc, rows, small))
+
+
+def _transform_classes() -> dict[str, type]:
+    """This package's transform classes by their ``name`` (a fixed table; nothing is imported by name)."""
+    from bench.acquisition import transforms as tr
+
+    out, todo = {}, [tr.Transform]
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__ == tr.__name__ and cls is not tr.Transform:
+            out[cls.name] = cls
+    return out
+
+
+def _sweep_figures(folder: Path, doc: dict, rows: pd.DataFrame, small: dict) -> Check:
+    """Re-render every sweep figure from sweep.csv and the transforms' published settings, and compare."""
+    import io
+
+    from bench.report.plots import safe_name
+    from bench.report.sweep_plots import plot_sweep
+
+    listed = (doc.get("files") or {}).get("figures") if isinstance(doc.get("files"), dict) else None
+    if not listed:
+        return Check("figures", "ok", "the sweep wrote no figures")
+    classes = _transform_classes()
+    attrs = [str(a) for a in doc["protocol"].get("attributes") or []]
+    geo = doc.get("geometry") if isinstance(doc.get("geometry"), dict) else {}
+    ied = (geo.get("ied_px") or {}).get("median") if isinstance(geo.get("ied_px"), dict) else None
+    ieds = np.array([float(ied)]) if isinstance(ied, (int, float)) else None
+    diffs, done = [], 0
+    for t in doc["transforms"]:
+        kind = (t.get("settings") or {}).get("transform") if isinstance(t.get("settings"), dict) else None
+        cls = classes.get(kind) if isinstance(kind, str) else None
+        if cls is None:
+            diffs.append(f"transform {t['name']!r}: settings name {str(kind)[:40]!r} is none of this package's transforms {sorted(classes)}")
+            continue
+        if t["unit"] != cls.unit:
+            diffs.append(f"transform {t['name']!r}: unit {t['unit'][:60]!r}, but {cls.__name__} measures {cls.unit[:60]!r}")
+        view = SimpleNamespace(identity=cls.identity, log_x=cls.log_x, degrades_upward=cls.degrades_upward, unit=cls.unit)
+        sw = SimpleNamespace(name=t["name"], strengths=[float(x) for x in t["strengths"]], transform=view)
+        for attr in attrs:
+            name = f"sweep_{safe_name(t['name'])}_{safe_name(attr)}.png"
+            if name not in listed:
+                continue
+            buf = io.BytesIO()
+            plot_sweep(rows, sw, attr, doc["thresholds"], buf, title=f"{doc['model']['name']} on {doc['dataset']['name']}: {t['name']} sweep by {attr}",
+                       original_x=cls.original_x(view, ieds), suppressed=small.get(attr, []), subjects=doc["subjects_per_group"].get(attr, {}))
+            why = compare_png(folder, name, buf.getvalue())
+            done += 1
+            if why:
+                diffs.append(why)
+    return _result("figures", diffs, f"{done} figure(s) equal their re-rendering from sweep.csv")
 
 
 def _sweep_report(folder: Path, doc: dict, rows: pd.DataFrame, small: dict, min_subjects: int) -> Check:

@@ -353,6 +353,16 @@ def test_sweep_forged_rate_threshold_and_report(sweep):
     assert "stored N=10302, k=100; the counts give N=10302, k=10" in report.detail("thresholds")
 
 
+def test_sweep_swapped_figure(sweep):
+    a, b = sweep / "sweep_exposure_face_eth.png", sweep / "sweep_resolution_face_eth.png"
+    da, db = a.read_bytes(), b.read_bytes()
+    a.write_bytes(db)
+    b.write_bytes(da)
+    report = verify_run(sweep)
+    assert [c.name for c in report.mismatches] == ["figures"]
+    assert "sweep_exposure_face_eth.png: differs" in report.detail("figures")
+
+
 def test_calibration_forged_counts_and_map(tmp_path):
     src = REPO / "results" / "calibration_frl_london_dlib"
     run = REPO / "results" / "frl_london_dlib"
