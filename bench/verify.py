@@ -73,7 +73,7 @@ import pandas as pd  # noqa: E402
 from bench.errors import BenchError, DataError, InsufficientDataError  # noqa: E402
 from bench.metrics.groups import ALL_GROUP, cross_group_fmr, per_group_rates, validate_comparisons  # noqa: E402
 from bench.metrics.intervals import clopper_pearson_interval, wilson_interval, zero_error_upper_bound  # noqa: E402
-from bench.metrics.rates import _allowed_false_matches, _supports, equal_error_rate, threshold_at_fmr  # noqa: E402
+from bench.metrics.rates import _allowed_false_matches, _supports, _threshold_support, equal_error_rate, threshold_at_fmr  # noqa: E402
 from bench.verify_core import (  # noqa: E402
     _MAX_LISTED, CHECK_STATUSES, Bool, Check, Dict, Int, List, Number, OptInt, OptNumber, OptStr, Str, VerifyReport, _as_float, _compare_tables, _json_table, _listing,
     _result, _same_cell, _str, _table_check, check_file_manifest, check_model, compare_png, check_weights, folder_file, read_csv, read_json, require, require_row_fields,
@@ -743,6 +743,9 @@ def _threshold_statements(run: RunFolder) -> tuple[Check, dict[str, float]]:
             if _supports(n, target, 1.0):
                 diffs.append(f"{name}: stored as {t['status']!r}, but N={n} non-mated comparisons resolve target {target:g} (>= 1/target)")
             continue
+        if not _supports(n, target, 1.0):
+            diffs.append(f"{name}: stored as set, but N={n} non-mated comparisons cannot resolve target {target:g} (fewer than 1/target)")
+            continue
         k = _allowed_false_matches(target, n)
         if t["n_nonmated"] != n or t["k"] != k:
             diffs.append(f"{name}: stored N={t['n_nonmated']}, k={t['k']}; the counts give N={n}, k={k} (largest k with k/N <= {target:g})")
@@ -752,9 +755,15 @@ def _threshold_statements(run: RunFolder) -> tuple[Check, dict[str, float]]:
         for _, r in sel[sel["threshold_name"] == name].iterrows():
             if not pd.isna(r["errors"]) and int(r["errors"]) != round(fm):
                 diffs.append(f"{name}: achieved FMR gives {round(fm)} false matches, but per_group {r['attribute']}/{r['group']} FMR at {name} has {int(r['errors'])}")
-        support = "ok" if _supports(n, target, 30) else "low"
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            support = _threshold_support(n, target)
         if t.get("support") != support:
             diffs.append(f"{name}: support {t.get('support')!r}, but N={n} against 30/target = {30 / target:g} gives {support!r} (rule of 30)")
+        stored_warnings = [str(w) for w in (t.get("warnings") or [])] if isinstance(t.get("warnings"), list) else []
+        missing = [str(w.message) for w in caught if str(w.message) not in stored_warnings]
+        if missing:
+            diffs.append(f"{name}: the rule-of-30 warning is not recorded: {missing[0][:120]!r}")
     for _, r in pg[pg["metric"] != "FTA"].iterrows():
         if r["threshold_name"] not in usable:
             diffs.append(f"per_group {r['attribute']}/{r['group']}/{r['metric']}: threshold {r['threshold_name']!r} is not a usable threshold")
