@@ -265,9 +265,11 @@ def run_from_config(cfg: DictConfig) -> Path:
     except ValueError as err:  # e.g. target_fmrs=[abc]
         raise ConfigError(f"protocol config: {err}") from err
     out_dir = prepare_output(cfg, paths, config=config, record="metrics.json")  # fail before the compute, not after
+    t_eval = time.perf_counter()
     result = evaluate(dataset, model, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress))
+    result.timings["setup_s"] = t_eval - t0
     from bench.report.export import export_embeddings
-    from bench.report.writer import write_results  # matplotlib only when writing
+    from bench.report.writer import stage_timings, write_results  # matplotlib only when writing
 
     with staged_folder(out_dir) as stage:  # the folder appears whole, or not at all
         write_results(
@@ -284,7 +286,7 @@ def run_from_config(cfg: DictConfig) -> Path:
         if cfg.report.get("export_embeddings", False):  # opt-in: biometric data into results/ (PRIVACY.md)
             export_embeddings(dataset, result, stage, cache_dir=paths["cache_dir"], published_dir=out_dir)
     total = time.perf_counter() - t0
-    log.info("wrote %s in %.1f s (stages: %s)", out_dir, total, {k: round(v, 2) for k, v in result.timings.items()})
+    log.info("wrote %s in %s", out_dir, stage_timings(result.timings, total))
     return out_dir
 
 

@@ -531,9 +531,11 @@ def plot_power(curve: pd.DataFrame, scenario: PowerScenario, path: str | Path, *
             continue
         for j, (k, part) in enumerate(curve.groupby("images_per_subject")):
             part = part.sort_values("subjects")
-            colour, marker = styles[m]
+            colour, _ = styles[m]
+            # designs (images per subject) differ by marker shape and fill as well as line style
+            marker = ["o", "^", "s", "D"][j % 4]
             ax.errorbar(part["subjects"], part[f"power_{m}"], yerr=part[f"power_{m}_se"], color=colour, marker=marker,
-                        ls=["-", "--", ":", "-."][j % 4], capsize=2, ms=4,
+                        mfc=colour if j % 2 == 0 else "white", ls=["-", "--", ":", "-."][j % 4], capsize=2, ms=5,
                         label=f"{m}: {r:.2g} vs {c:.2g}, {int(k)} images/subject")
     ax.axhline(target_power, color="0.4", lw=0.8, ls=":", label=f"target power {target_power:g}")
     ax.axhline(alpha, color="0.7", lw=0.8, ls="--", label=f"alpha = {alpha:g} (power under no difference)")

@@ -21,7 +21,13 @@ import pandas as pd
 from bench.data.manifest import INTERSECTION_SEPARATOR, Manifest
 from bench.data.synthetic import SyntheticPopulation
 from bench.errors import ConfigError, DataError, InsufficientDataError
-from bench.metrics.bootstrap import bootstrap_differentials, bootstrap_group_rates, bootstrap_replicates
+from bench.metrics.bootstrap import (
+    bootstrap_differentials,
+    bootstrap_group_rates,
+    bootstrap_overall_rates,
+    bootstrap_replicates,
+    with_overall_rows,
+)
 from bench.metrics.differentials import differential_summary
 from bench.metrics.fta import fta_by_group, generalized_rates
 from bench.metrics.groups import cross_group_fmr, per_group_rates
@@ -409,10 +415,10 @@ def _eer_table(comp: pd.DataFrame, attributes: list[str]) -> tuple[pd.DataFrame,
             row = {"attribute": attr, "group": g, "n_mated": int(m.size), "n_nonmated": int(nm.size)}
             if m.size and nm.size:
                 e = equal_error_rate(m, nm)
-                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high)
+                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high, eer_crossing=e.crossing)
                 dets[(attr, g)] = det_curve(m, nm)
             else:
-                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan)
+                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan, eer_crossing=np.nan)
             rows.append(row)
     return pd.DataFrame(rows), dets
 
@@ -435,10 +441,12 @@ def _differentials(rates: pd.DataFrame, attr: str, thresholds: dict[str, float],
             for measure in ("max_min_difference", "max_min_ratio", "max_geomean_ratio", "gini", "max_ratio_to_reference"):
                 if measure in part:
                     rows.append({"attribute": attr, "threshold_name": name, "measure": f"{metric}_{measure}", "value": part[measure],
-                                 "groups": ";".join(part["groups"]), "max_group": part.get("max_group"), "min_group": part.get("min_group")})
+                                 "groups": ";".join(part["groups"]), "max_group": part.get("max_group"), "min_group": part.get("min_group"),
+                                 "reason": part.get("reasons", {}).get(measure, "")})
         for measure in ("fdr", "inequity_rate", "inequity_rate_geomean", "garbe"):
             rows.append({"attribute": attr, "threshold_name": name, "measure": measure, "value": summ[measure],
-                         "groups": ";".join(summ["FMR"]["groups"]), "max_group": None, "min_group": None})
+                         "groups": ";".join(summ["FMR"]["groups"]), "max_group": None, "min_group": None,
+                         "reason": summ.get("reasons", {}).get(measure, "")})
         for r in rows:
             if r["threshold_name"] == name:
                 r["alpha"] = summ["alpha"]
@@ -645,6 +653,10 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     usable = {t["name"]: t["threshold"] for t in thresholds if t["status"] == "ok"}
     recalibrate = {t["name"]: t["target_fmr"] for t in thresholds if t["status"] == "ok" and t.get("bootstrap") == "recalibrated"}
     parts, gen_parts, diff_parts, boot_notes = [], [], [], []
+    overall = None  # the (all) interval: one bootstrap per run, not one per attribute
+    if protocol.bootstrap_replicates:
+        overall = bootstrap_overall_rates(comp, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates),
+                                          seed=protocol.seed, confidence=protocol.confidence, recalibrate=recalibrate or None)
     for attr in attributes:
         fta = fta_by_group(labels[attr], manifest.table["subject_id"], fta_reason, attribute=attr, confidence=protocol.confidence)
         rates = per_group_rates(comp, attribute=attr, thresholds=usable, confidence=protocol.confidence)
@@ -655,6 +667,7 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
                 seed=protocol.seed, recalibrate=recalibrate or None,
             )
             boot = bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=protocol.confidence, replicates=reps)
+            boot = with_overall_rows(boot, overall)
             rates = rates.merge(boot, on=["attribute", "group", "threshold_name", "metric"], how="left")
         pg_attr = pd.concat([fta, rates], ignore_index=True)
         parts.append(pg_attr)

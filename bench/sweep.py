@@ -11,7 +11,7 @@ only**; references never change.
 
 The **unperturbed run** (every probe as it is) fixes the thresholds: the model's
 nominal threshold and, per target FMR, the global threshold calibrated on all of its
-non-mated comparisons (order-statistic rule of metrics-reference §0). Every transform
+non-mated comparisons (order-statistic rule of docs/protocol.md §0.3). Every transform
 and strength is then measured at those same thresholds, so a change in FNMR or FMR is
 the effect of the degradation at a fixed operating point. Per strength and group:
 
@@ -19,7 +19,7 @@ the effect of the degradation at a fixed operating point. Per strength and group
 - ``FNMR`` and ``FMR`` over the comparisons of acquired probes (per-group FMR: probe
   and reference subjects both in the group, NISTIR 8280 "demographically matched");
 - ``FNMR_incl_FTA``: FNMR with failed probes counted as false non-matches (the NIST
-  FRVT convention that a failed template gets the lowest score; metrics-reference §1.2);
+  FRVT convention that a failed template gets the lowest score; docs/protocol.md §1.2);
 
 each with counts, 95% Wilson intervals (comparison-level: a floor on the uncertainty,
 §5.1) and the one-sided 95% upper bound for zero-error cells (§5.5).
@@ -756,7 +756,7 @@ def _write_sweep_files(result: SweepResult, out_dir: Path, *, run_name: str, con
         "nonmated": "probe of one subject vs reference of another (ordered: probe side perturbed)",
         "per_group_fmr": "non-mated comparisons with probe and reference subjects both in the group (NIST FRVT)",
         "thresholds": "set once on the unperturbed run and held fixed for every transform and strength",
-        "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (metrics-reference §0)",
+        "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (docs/protocol.md §0.3)",
         "decision_rule": "match iff score >= threshold; scores are similarities (distances negated)",
         "fta": "probes without a usable template are excluded from FNMR/FMR and counted as FTA per group; FNMR_incl_FTA counts them as false non-matches",
         "intervals": f"{p.confidence:.0%} Wilson (comparison-level: a floor on the uncertainty); zero-error cells: one-sided 95% upper bound 1 - 0.05^(1/n)",

@@ -64,7 +64,6 @@ import warnings  # noqa: E402
 from collections.abc import Iterable, Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -92,7 +91,7 @@ _RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "uppe
 _BOOT_COLUMNS = ["boot_low", "boot_high", "n_replicates"]
 _PER_GROUP_KEY = ["attribute", "group", "threshold_name", "metric"]
 _EER_KEY = ["attribute", "group"]
-_EER_VALUES = ["eer", "threshold", "eer_low", "eer_high"]
+_EER_VALUES = ["eer", "threshold", "eer_low", "eer_high", "eer_crossing"]
 _GEN_KEY = ["attribute", "group", "threshold_name"]
 _GEN_RATES = ["fta", "fmr", "fnmr", "far_iso", "frr_iso", "fnmr_nist", "fmr_nist"]
 _DIFF_KEY = ["attribute", "threshold_name", "measure"]
@@ -307,9 +306,9 @@ def _eer_rows(comp: pd.DataFrame, attributes: Iterable[str]) -> pd.DataFrame:
             row: dict[str, Any] = {"attribute": attr, "group": g, "n_mated": int(m.size), "n_nonmated": int(nm.size)}
             if m.size and nm.size:
                 e = equal_error_rate(m, nm)
-                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high)
+                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high, eer_crossing=e.crossing)
             else:
-                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan)
+                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan, eer_crossing=np.nan)
             rows.append(row)
     return pd.DataFrame(rows, columns=[*_EER_KEY, "n_mated", "n_nonmated", *_EER_VALUES])
 
@@ -903,24 +902,13 @@ def _differentials_from_counts(diff: pd.DataFrame, stored: pd.DataFrame, rates_b
             row = st.loc[tuple(e[c] for c in _DIFF_KEY)].to_dict()
             row.update({c: e[c] for c in ext_cols})
             filled.append(row)
-        expected = pd.concat([expected, pd.DataFrame(filled)[[c for c in expected.columns]]], ignore_index=True)
+        expected = pd.concat([expected, pd.DataFrame(filled).reindex(columns=expected.columns)], ignore_index=True)
         keep |= stored_keys
     stored_kept = stored[[tuple(k) in keep for k in stored[_DIFF_KEY].itertuples(index=False)]]
     return expected, stored_kept, len(stored) - len(stored_kept)
 
 
 # ----------------------------------------------------------------------------- report and figures
-def _published_run_view(m: dict) -> SimpleNamespace:
-    """The fields of a run the report renderer reads, from metrics.json (plain data)."""
-    names = {t["name"]: t for t in m["thresholds"]}
-    primary = names.get(m["protocol"].get("primary_threshold") or "", {"name": m["protocol"].get("primary_threshold"), "threshold": np.nan})
-    protocol_cfg = (m.get("config") or {}).get("protocol") if isinstance((m.get("config") or {}).get("protocol"), dict) else {}
-    protocol = SimpleNamespace(**{**protocol_cfg, "bootstrap_replicates": protocol_cfg.get("bootstrap_replicates", 0),
-                                  "confidence": m["protocol"].get("confidence"), "seed": m["protocol"].get("seed")})
-    return SimpleNamespace(dataset_info=m["dataset"], model_info=m["model"], thresholds=m["thresholds"], attributes=[str(a) for a in m["protocol"]["attributes"]],
-                           primary_threshold=primary, protocol=protocol, engine_info=m.get("engine"))
-
-
 def _typed(df: pd.DataFrame, counts: Sequence[str]) -> pd.DataFrame:
     """Count columns as nullable integers (as the writer holds them), text columns as text."""
     df = df.copy()
@@ -932,47 +920,49 @@ def _typed(df: pd.DataFrame, counts: Sequence[str]) -> pd.DataFrame:
     return df
 
 
-def _figure_names(run: RunFolder) -> dict[str, dict[str, str]]:
-    from bench.report.plots import safe_name
+def _report_tables(run: RunFolder) -> dict[str, pd.DataFrame]:
+    """The tables the report renderer reads (:data:`bench.report.markdown.TABLE_FILES`), parsed as
+    :func:`bench.report.markdown.load_published_tables` parses them, but read through this module
+    (regular files inside the folder, UTF-8)."""
+    from bench.report.markdown import TABLE_FILES
 
-    figs = {}
-    for attr in run.attributes:
-        n = safe_name(attr)
-        f = {"det": f"det_{n}.png", "error_rates": f"error_rates_{n}.png", "fmr_matrix": f"fmr_matrix_{n}.png", "scores": f"scores_{n}.png"}
-        if any((run.path / v).exists() for v in f.values()):
-            figs[attr] = f
-    return figs
+    out = {}
+    for key, name in TABLE_FILES.items():
+        if (run.path / name).exists() or (run.path / name).is_symlink():
+            text = read_text_checked(run.path, name, what="a CSV table written by fvbench")
+            try:
+                out[key] = pd.read_csv(io.StringIO(text), keep_default_na=True)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as err:
+                raise DataError(f"{str(run.path / name)!r} cannot be parsed as CSV ({str(err)[:100]})") from None
+    return out
 
 
-def _check_report(run: RunFolder, small: dict[str, list[str]], figs: dict) -> Check:
-    """report.md equals the package's renderer applied to the published (verified) tables."""
+def _figure_names(run: RunFolder, tables: dict[str, pd.DataFrame]) -> dict[str, dict[str, str | None]]:
+    """Figure files per attribute, as the writer plans them (:func:`bench.report.markdown.figure_plan`)."""
+    from bench.report.markdown import figure_plan
+
+    return {a: f for a, f in figure_plan(run.metrics, tables).items() if f}
+
+
+def _check_report(run: RunFolder, tables: dict[str, pd.DataFrame]) -> Check:
+    """report.md equals the package's renderer applied to the published (verified) data."""
     from bench.report.markdown import render_report
 
-    m = run.metrics
-    path = run.path / "report.md"
-    if not path.exists():
+    if not (run.path / "report.md").exists():
         return Check("report.md", "mismatch", "report.md is missing")
     try:
         stored = read_text_checked(run.path, "report.md", what="the report.md fvbench writes")
     except DataError as err:
         return Check("report.md", "mismatch", str(err))
-    per_group = _typed(_json_table(m["per_group"]), ["errors", "comparisons", "subjects"])
-    eer = _typed(_json_table(m["eer"]), ["n_mated", "n_nonmated"])
-    # differentials from the CSV: metrics.json writes an infinite ratio or bound as null, the CSV keeps it (checked equal above)
-    diff = run.csv["differentials.csv"].copy() if "differentials.csv" in run.csv else _json_table(m.get("differentials") or [])
-    for c in ("max_group", "min_group"):
-        if c in diff:
-            diff[c] = diff[c].map(lambda v: v if isinstance(v, str) and v else None)
-    mitigation = None if not m.get("mitigation") else _typed(_json_table(m["mitigation"]), ["k", "false_non_matches", "n_mated"])
     try:
-        text = render_report(_published_run_view(m), per_group=per_group, eer=eer, differentials=diff, mitigation=mitigation, figures=figs,
-                             run_name=str(m.get("run_name", "")), small=small, min_group_subjects=int(m["suppression"]["min_group_subjects"]))
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        return Check("report.md", "mismatch", f"the report cannot be rendered from metrics.json ({type(err).__name__}: {str(err)[:120]})")
+        text = render_report(run.metrics, tables)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        return Check("report.md", "mismatch", f"the report cannot be rendered from the published data ({type(err).__name__}: {str(err)[:120]})")
     if text == stored:
         return Check("report.md", "ok", f"equal to the report rendered from the verified tables ({len(text.splitlines())} lines)")
     a, b = stored.splitlines(), text.splitlines()
-    for i, (x, y) in enumerate(zip(a + [""] * len(b), b + [""] * len(a))):
+    for i in range(max(len(a), len(b))):
+        x, y = (a[i] if i < len(a) else ""), (b[i] if i < len(b) else "")
         if x != y:
             return Check("report.md", "mismatch", f"line {i + 1} differs from the report rendered from the verified tables:\n"
                          f"stored:   {x[:160]}\nrendered: {y[:160]}")
@@ -1009,12 +999,14 @@ def _check_figures(run: RunFolder, figs: dict, small: dict[str, list[str]], det_
     primary = next((t for t in m["thresholds"] if t["name"] == m["protocol"].get("primary_threshold")), None)
     checked, skipped, diffs = [], [], []
     for attr, f in figs.items():
-        jobs = [(f["error_rates"], lambda a=attr: _render_png(plot_error_rates, per_group, a, title=f"Error rates by {a}: {title}",
-                                                             interval="boot" if "boot_low" in per_group.columns else "wilson"))]
+        interval = "boot" if "boot_low" in per_group.columns and per_group["boot_low"].notna().any() else "wilson"
+        jobs = [(f["error_rates"], lambda a=attr: _render_png(plot_error_rates, per_group, a, title=f"Error rates by {a}: {title}", interval=interval))]
         if primary is not None:
             cross = _typed(_json_table(m["cross_group_fmr"][attr]), ["false_matches", "comparisons"])
             jobs.append((f["fmr_matrix"], lambda a=attr, c=cross: _render_png(plot_fmr_matrix, c, a, primary, title=f"Cross-group FMR by {a}: {title}")))
-        if det_source is not None:
+        if not f.get("det"):
+            pass  # not drawn: every EER is 0 (the report shows the operating points instead)
+        elif det_source is not None:
             dets, eer_tab = det_source
             jobs.append((f["det"], lambda a=attr: _render_png(plot_det, {k: v for k, v in dets.items() if k[1] not in small.get(k[0], [])}, eer,
                                                               per_group, a, m["thresholds"], title=f"DET by {a}: {title}")))
@@ -1129,7 +1121,7 @@ def verify_run(
         checks.append(th_check)
         checks.append(_scores_vs_counts(run, comp, small))
         # per group (+ bootstrap)
-        from bench.metrics.bootstrap import bootstrap_group_rates, bootstrap_replicates
+        from bench.metrics.bootstrap import bootstrap_group_rates, bootstrap_overall_rates, bootstrap_replicates, with_overall_rows
 
         stored_has_boot = "boot_low" in stored_pg.columns
         redraw = stored_has_boot and check_bootstrap and protocol is not None and bool(protocol.bootstrap_replicates) and bool(usable)
@@ -1140,6 +1132,10 @@ def verify_run(
         reps_by_attr: dict[str, Any] = {}
         parts = []
         fta_stored = stored_pg[stored_pg["metric"] == "FTA"]
+        overall = None  # the (all) interval, drawn once per run as the pipeline does
+        if redraw:
+            overall = bootstrap_overall_rates(comp, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates), seed=int(protocol.seed),
+                                              confidence=confidence, recalibrate=recalibrate or None)
         for attr in attributes:
             parts.append(_rows_from_counts(fta_stored[fta_stored["attribute"] == attr], confidence, {}))
             if not usable:
@@ -1148,7 +1144,7 @@ def verify_run(
             if redraw:
                 reps = bootstrap_replicates(comp, attribute=attr, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates), seed=int(protocol.seed),
                                             recalibrate=recalibrate or None)
-                boot = bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=confidence, replicates=reps)
+                boot = with_overall_rows(bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=confidence, replicates=reps), overall)
                 rates = rates.merge(boot, on=_PER_GROUP_KEY, how="left")
                 reps_by_attr[attr] = reps
             rates_by_attr[attr] = rates
@@ -1241,8 +1237,9 @@ def verify_run(
             got[0] = Check(name, "mismatch", _listing(([got[0].detail] if got[0].status == "mismatch" else []) + extra))
         checks += got
 
-    figs = _figure_names(run)
-    checks.append(_check_report(run, small, figs))
+    tables = _report_tables(run)
+    figs = _figure_names(run, tables)
+    checks.append(_check_report(run, tables))
     checks += _check_figures(run, figs, small, det_source, score_plot) if check_figures else [Check("figures", "skipped", "not requested")]
     checks.append(_check_dataset(run, None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
     checks.append(_check_weights(run) if check_weights else Check("weights", "skipped", "not requested"))
@@ -1420,7 +1417,7 @@ def _histogram_checks(run: RunFolder, usable: dict[str, float], rtol: float) -> 
         if exact_mode or not (n_m and n_nm) or r.get("eer") is None:
             continue
         e = hist.equal_error_rate(cells=cells)
-        for col, v in (("eer", e.eer), ("threshold", e.threshold), ("eer_low", e.low), ("eer_high", e.high)):
+        for col, v in (("eer", e.eer), ("threshold", e.threshold), ("eer_low", e.low), ("eer_high", e.high), ("eer_crossing", e.crossing)):
             if not _same_cell(r.get(col), v, rtol):
                 diffs.append(f"{attr}/{group} {col}: stored {r.get(col)!r}, histograms {v!r}")
     checks.append(_result("eer", diffs, f"{len(m['eer'])} rows" + (" (counts only: exact-mode run)" if exact_mode else " recomputed from the bins")))
