@@ -271,15 +271,16 @@ def _damage(folder: Path, how: str, tmp_path: Path) -> str:
         (folder / "differentials.csv").unlink()
         return "differentials.csv' not found"
     if how == "manifest_escape":
+        n = len((folder / "files.sha256").read_text().splitlines())
         with open(folder / "files.sha256", "a") as f:
             f.write("0" * 64 + "  ../../../etc/passwd\n")
-        return "files.sha256' line 22 is"
+        return f"files.sha256' line {n + 1} is"
     if how == "figure_symlink_outside":
         outside = tmp_path / "outside.png"
-        shutil.copy(folder / "det_face_eth.png", outside)
-        (folder / "det_face_eth.png").unlink()
-        (folder / "det_face_eth.png").symlink_to(outside)
-        return "det_face_eth.png' is a symbolic link to"
+        shutil.copy(folder / "error_rates_face_eth.png", outside)
+        (folder / "error_rates_face_eth.png").unlink()
+        (folder / "error_rates_face_eth.png").symlink_to(outside)
+        return "error_rates_face_eth.png' is a symbolic link to"
     if how == "empty_attributes":
         _edit(folder, lambda m: m["protocol"].update(attributes=[]))
         return "protocol.attributes is []; expected a non-empty list"
