@@ -99,7 +99,8 @@ def test_untouched_run_verifies_with_exit_0(run_dir, capsys):
     statuses = {c.name: c.status for c in report.checks}
     assert statuses.pop("provenance") == "info" and statuses.pop("source") == "info"
     assert set(statuses.values()) == {"ok"}, report.to_text()
-    assert "re-rendering" in report.detail("figures") and "4 figure(s)" in report.detail("figures")  # DET and scores too: from scores.parquet
+    assert "figure(s) equal their re-rendering" in report.detail("figures")  # score distributions too: from scores.parquet
+    assert "figures (DET, score distributions)" not in statuses  # nothing skipped with the score table
     # everything published was recomputed: thresholds, tables, their CSVs, the inputs' hashes
     attr, _ = _attr_groups(run_dir)
     assert {"thresholds", "per_group", "per_group.csv", "eer", "eer.csv", f"cross_group_fmr[{attr}]", "dataset", "weights", "suppression", "scores", "report.md", "model", "privacy"} <= set(statuses)
@@ -131,7 +132,8 @@ def test_tampered_csv_cell_is_caught(copy):
     pg.to_csv(copy / "per_group.csv", index=False)
     _reseal(copy)
     report = _fast(copy, check_dataset=False)
-    assert {c.name for c in report.mismatches} == {"per_group.csv", "per_group.csv = metrics.json"}
+    # report.md is rendered from the CSV tables, so it no longer matches the edited one either
+    assert {c.name for c in report.mismatches} == {"per_group.csv", "per_group.csv = metrics.json", "report.md"}
     assert f"{groups[1]}/FMR=1e-02/FMR errors" in report.detail("per_group.csv")
 
 
@@ -270,17 +272,17 @@ def test_stale_embedding_export_is_flagged(copy):
     assert report.status("privacy") == "mismatch" and "metrics.json records no export" in report.detail("privacy")
 
 
-def test_swapped_det_figure_is_caught_when_the_scores_are_present(copy):
-    """DET and score-distribution figures are re-rendered from scores.parquet (issue #9)."""
+def test_swapped_score_figure_is_caught_when_the_scores_are_present(copy):
+    """Score-distribution (and DET) figures are re-rendered from scores.parquet (issue #9)."""
     attr, _ = _attr_groups(copy)
-    det, scores = copy / f"det_{attr}.png", copy / f"scores_{attr}.png"
+    det, scores = copy / f"fmr_matrix_{attr}.png", copy / f"scores_{attr}.png"
     a, b = det.read_bytes(), scores.read_bytes()
     det.write_bytes(b)
     scores.write_bytes(a)
     _reseal(copy)
     report = _fast(copy, check_dataset=False, check_figures=True)
     assert [c.name for c in report.mismatches] == ["figures"]
-    assert f"det_{attr}.png: differs" in report.detail("figures") and f"scores_{attr}.png: differs" in report.detail("figures")
+    assert f"fmr_matrix_{attr}.png: differs" in report.detail("figures") and f"scores_{attr}.png: differs" in report.detail("figures")
 
 
 def test_recorded_synthetic_population_is_not_regenerated_without_bound(copy):
