@@ -616,6 +616,8 @@ def dataset_config(result: CalibrationResult, *, name: str, subjects_scale: floa
             "subjects_scale": subjects_scale,
             "groups": result.population_groups(),
         },
+        # generated embeddings of no real person: no licence restriction (protocol=identification checks this)
+        "permitted_uses": {"uses": ["verification_research", "identification_research"], "source": "synthetic (bench.data.synthetic)"},
     }
 
 

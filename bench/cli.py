@@ -316,6 +316,10 @@ def run_from_config(cfg: DictConfig) -> Path | str:
     model = instantiate_bench(cfg.model.embedder)
     apply_model_config(model, cfg.model)
     pcfg = OmegaConf.to_container(cfg.protocol, resolve=True)
+    if pcfg.get("type") == "identification":  # 1:N protocol (issue 13)
+        from bench.identification_cli import run_identification
+
+        return run_identification(cfg, dataset, model, pcfg, paths, t0, config=config)
     if isinstance(pcfg.get("target_fmrs"), (int, float)):  # protocol.target_fmrs=1e-3 means [1e-3]
         pcfg["target_fmrs"] = [pcfg["target_fmrs"]]
     try:

@@ -7,8 +7,9 @@ schema of known keys, derived from the sources of truth rather than written twic
 
 - top level: the keys of the primary config file (``configs/fvbench.yaml`` or
   ``configs/sweep.yaml``) plus the config groups it composes;
-- ``protocol`` / ``sweep``: the fields of :class:`bench.run.Protocol` /
-  :class:`bench.sweep.SweepProtocol`;
+- ``protocol`` / ``sweep``: the fields of :class:`bench.run.Protocol` (and of
+  :class:`bench.identification_run.IdentificationProtocol`, ``protocol.type:
+  identification``) / :class:`bench.sweep.SweepProtocol`;
 - ``report``, ``paths``, and the top level of ``model`` and ``dataset``: the union of the
   keys of the files of that group in ``configs/``;
 - every node with a ``_target_`` (``model.embedder``, ``dataset.loader``, aligners,
@@ -97,10 +98,11 @@ def _dataclass_keys(cls: Any) -> set[str]:
 
 def _section_keys(app: str, section: str) -> set[str] | None:
     """Known keys directly under a top-level ``section`` (None: not checked statically)."""
-    if section == "protocol":
+    if section == "protocol":  # verification or identification (protocol.type); the dataclass refuses the other's keys
+        from bench.identification_run import IdentificationProtocol
         from bench.run import Protocol
 
-        return _dataclass_keys(Protocol)
+        return _dataclass_keys(Protocol) | _dataclass_keys(IdentificationProtocol)
     if section == "sweep":
         from bench.sweep import SweepProtocol
 

@@ -40,7 +40,7 @@ from bench.protocol.scoring import pair_scores, similarity_matrix
 
 __all__ = [
     "ENGINES", "Protocol", "RunResult", "evaluate", "fmr_threshold_name", "per_group_threshold_analysis",
-    "primary_threshold", "threshold_entries",
+    "primary_threshold", "threshold_entries", "acquire_embeddings", "reported_attributes",
 ]
 
 #: Values of ``protocol.engine``.
@@ -736,3 +736,9 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         engine_info=engine_info,
         mitigation=per_group_threshold_analysis(comp, attributes, protocol.target_fmrs) if protocol.per_group_thresholds else None,
     )
+
+
+#: Shared by the protocols (verification here, identification in :mod:`bench.identification_run`):
+#: manifest -> acquisition -> embeddings, and the reported attributes.
+acquire_embeddings = _acquire
+reported_attributes = _reported_attributes

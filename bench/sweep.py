@@ -803,6 +803,12 @@ def _fmt_strength(s: float) -> str:
 
 
 def _write_report(path: Path, result: SweepResult, rows: pd.DataFrame, figs: dict, run_name: str, small: dict, min_subjects: int) -> None:
+    path.write_text(render_sweep_report(result, rows, figs, run_name, small, min_subjects))
+
+
+def render_sweep_report(result: SweepResult, rows: pd.DataFrame, figs: dict, run_name: str, small: dict, min_subjects: int) -> str:
+    """Text of a sweep's ``report.md``: a pure function of what ``sweep.json`` and ``sweep.csv`` publish
+    (``fvbench-verify`` re-renders it from them; ``result`` is read only for fields ``sweep.json`` records)."""
     from bench.report.markdown import rate_cell
 
     usable = [t for t in result.thresholds if t.get("status") == "ok"]
@@ -870,4 +876,4 @@ def _write_report(path: Path, result: SweepResult, rows: pd.DataFrame, figs: dic
                     lines.append("| " + " | ".join(cells) + " |")
                 lines.append("")
     lines += ["All numbers: `sweep.csv`; configuration, thresholds, hashes and versions: `sweep.json`.", ""]
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
