@@ -632,6 +632,8 @@ def render_folder(folder: Path) -> str:
     """
     folder = Path(folder)
     if (folder / "metrics.json").is_file():
+        if "per_group" not in _jsonload(folder / "metrics.json"):  # e.g. a 1:N identification run: another page, not built yet
+            raise DataError(f"{folder / 'metrics.json'}: not a 1:1 verification run (no per_group); no {HTML_FILE} page for it yet")
         return render_page(run_page(folder))
     if (folder / "sweep.json").is_file():
         return render_page(sweep_page(folder))
