@@ -89,7 +89,6 @@ _CONFIG_PROTOCOL_KEYS = (
     "differential_alpha",
     "zero_rule",
     "reference_groups",
-    "seed",
 )
 
 
@@ -603,6 +602,9 @@ def aggregate(folders: list[str | Path], out: str | Path, *, figures: bool = Tru
     if out.exists() and not (out / SOURCES_FILE).is_file():
         raise ConfigError(f"{str(out)!r} exists and is not a leaderboard folder (no {SOURCES_FILE}); choose another --out")
     runs, refused = _collect(srcs)
+    for r in runs:
+        if r.folder.resolve().parent != out.resolve().parent:
+            log.warning("%s is not beside %s: --verify looks for sources next to the leaderboard", r.folder, out)
     if not runs:
         raise ConfigError("no usable result folder: " + "; ".join(f"{r['folder']}: {r['reason']}" for r in refused))
     out.parent.mkdir(parents=True, exist_ok=True)
