@@ -395,7 +395,7 @@ def _per_group_figure(path: Path, runs: list[RunSummary], attribute: str, tname:
     if not data:
         return False
     groups = sorted({g for _, s in data for g in s["group"]})
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.4 * len(groups) + 4), 4.5))
     width = 0.8 / len(data)
     floor = math.inf
     for k, (run, sel) in enumerate(data):
@@ -413,9 +413,10 @@ def _per_group_figure(path: Path, runs: list[RunSummary], attribute: str, tname:
                 continue
             xs.append(i - 0.4 + width * (k + 0.5))
             ys.append(rate)
-            los.append(rate - lo if not pd.isna(lo) and lo > 0 else rate * 0.5)
+            # a lower end of 0 cannot be drawn on a log axis: the bar runs to the bottom edge
+            los.append(rate - lo if not pd.isna(lo) and lo > 0 else rate * (1 - 1e-6))
             his.append(hi - rate if not pd.isna(hi) else 0)
-            floor = min(floor, rate)
+            floor = min(floor, rate, lo if not pd.isna(lo) and lo > 0 else rate)
         label = f"{run.recogniser} / {run.detector}"
         line = ax.errorbar(xs, ys, yerr=[los, his], fmt="o", capsize=3, label=label)
         if zero:
@@ -426,11 +427,13 @@ def _per_group_figure(path: Path, runs: list[RunSummary], attribute: str, tname:
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([f"{g}\n(n={n_subj[g]} subj.)" for g in groups])
     ax.set_yscale("log")
-    ax.set_ylabel(f"{metric} (log scale)")
+    if math.isfinite(floor):
+        ax.set_ylim(bottom=floor / 4)
+    ax.set_ylabel(f"{metric} (log scale; bars reaching the bottom edge include 0)")
     ax.set_xlabel(attribute)
     ax.set_title(f"{metric} per group at {tname}, 95% intervals; ▽ = no errors (one-sided 95% upper bound)", fontsize=9)
     ax.grid(True, which="both", axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="recogniser / detector", title_fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -476,7 +479,7 @@ def _shift_figure(path: Path, runs: list[RunSummary], attribute: str, min_subjec
     groups = sorted({g for _, sh in data for g in sh.loc[sh["subjects"] >= min_subjects, "group"]})
     if not groups:
         return False
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.4 * len(groups) + 4), 4.5))
     width = 0.8 / len(data)
     for k, (run, sh) in enumerate(data):
         sh = sh.set_index("group")
@@ -492,7 +495,7 @@ def _shift_figure(path: Path, runs: list[RunSummary], attribute: str, min_subjec
     ax.set_ylabel("mean non-mated score − overall mean\n(overall non-mated SDs)")
     ax.set_title("Same-group non-mated score shift per group, 95% interval over subjects", fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="recogniser / detector", title_fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
