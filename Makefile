@@ -27,5 +27,5 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
-london: setup
-	$(VENV)/bin/fvbench experiment=frl_london_dlib
+london: setup  # regenerates the published folder on purpose (overwrite=true: replaces it even after config changes)
+	$(VENV)/bin/fvbench experiment=frl_london_dlib overwrite=true

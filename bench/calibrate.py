@@ -66,7 +66,7 @@ from scipy import optimize, special
 
 from bench.data.manifest import INTERSECTION_SEPARATOR
 from bench.data.synthetic import GroupSpec
-from bench.errors import ConfigError, DataError
+from bench.errors import BenchError, ConfigError, DataError
 from bench.synthetic_truth import ReducedDraws, mated_law, nonmated_law
 
 __all__ = [
@@ -758,6 +758,16 @@ def _expected_cross_law(result: CalibrationResult, n: int, rng: np.random.Genera
 
 
 # ----------------------------------------------------------------------------- CLI
+def _check_config_name(name: str) -> str:
+    """``--name``: a result name (:func:`bench.report.folder.check_run_name`) that is also a config file name."""
+    from bench.report.folder import check_run_name
+
+    check_run_name(name, key="--name")
+    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise ConfigError(f"--name {name!r} must be letters, digits and underscores (it names a config file)")
+    return name
+
+
 def calibrate_main(argv: Sequence[str] | None = None) -> int:
     """Console script ``fvbench-calibrate``: fit, write the dataset config and the figure.
 
@@ -782,8 +792,27 @@ def calibrate_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-figure", action="store_true", help="skip the figure (calibration.json is still written)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from bench.report.folder import check_output_path, check_replace, check_run_name, result_folder, staged_folder
+
+    arguments = {k: v for k, v in vars(args).items() if k not in ("output", "force", "figure_dir", "no_figure")}
     try:
+        # names and folders first, before reading or fitting anything
+        if args.name is not None:
+            _check_config_name(args.name)
+        if args.figure_dir:
+            check_output_path(args.figure_dir, key="--figure-dir")
         scores, metrics = read_run(args.results_dir)
+        # the default names derive from the run name in metrics.json, which someone else may have written
+        run = check_run_name(metrics.get("run_name") or Path(args.results_dir).name, key="run_name recorded in metrics.json")
+        name = _check_config_name(args.name or f"synthetic_{run.replace('/', '_')}")
+        out = Path(args.output) if args.output else Path("configs") / "dataset" / f"{name}.yaml"
+        if out.exists() and not args.force:
+            raise ConfigError(f"{out} exists; pass --force to replace it (the default demo is configs/dataset/synthetic.yaml)")
+        if args.figure_dir:
+            fig_dir = check_output_path(args.figure_dir, key="--figure-dir")
+        else:
+            fig_dir = result_folder(Path("results"), f"calibration_{run.replace('/', '_')}", key="--figure-dir")
+        check_replace(fig_dir, config=arguments, overwrite=args.force, record="calibration.json", how="--force", key="--figure-dir")
         result = calibrate(
             scores, metrics, attribute=args.attribute, min_subjects=args.min_subjects, n_draws=args.draws, seed=args.seed,
             dim=args.dim, image_noise_sd=args.image_noise_sd,
@@ -792,22 +821,16 @@ def calibrate_main(argv: Sequence[str] | None = None) -> int:
         print(f"fvbench-calibrate: {err}", file=sys.stderr)
         return 2
     result.source["results_dir"] = str(args.results_dir)
-    run = str(metrics.get("run_name") or Path(args.results_dir).name)
-    name = args.name or f"synthetic_{run}"
-    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
-        print(f"fvbench-calibrate: --name {name!r} must be letters, digits and underscores (it names a config file)", file=sys.stderr)
-        return 2
-    out = Path(args.output) if args.output else Path("configs") / "dataset" / f"{name}.yaml"
-    if out.exists() and not args.force:
-        print(f"fvbench-calibrate: {out} exists; pass --force to replace it (the default demo is configs/dataset/synthetic.yaml)",
-              file=sys.stderr)
-        return 2
     write_dataset_config(result, out, name=name, subjects_scale=args.subjects_scale)
-    fig_dir = Path(args.figure_dir) if args.figure_dir else Path("results") / f"calibration_{run}"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    (fig_dir / "calibration.json").write_text(json.dumps(result.summary(), indent=2, sort_keys=True, default=str) + "\n")
-    if not args.no_figure:
-        plot_calibration(result, scores, fig_dir / "calibration.png")
+    try:
+        with staged_folder(fig_dir) as stage:  # whole or not at all
+            summary = {**result.summary(), "config": arguments}
+            (stage / "calibration.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+            if not args.no_figure:
+                plot_calibration(result, scores, stage / "calibration.png")
+    except BenchError as err:
+        print(f"fvbench-calibrate: {err}", file=sys.stderr)
+        return 2
     print(f"fvbench-calibrate: wrote {out} and {fig_dir}")
     for label, f in result.groups.items():
         print(f"  {label}: identity_spread={f.identity_spread:.3f} image_noise={f.image_noise:.3f} "

@@ -8,6 +8,7 @@ plain function :func:`bench.run.evaluate` and writes ``results/<run_name>/``.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,16 @@ from hydra.utils import get_object, instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import BenchError, ConfigError
-from bench.report.folder import check_writable, staged_folder
+from bench.report.folder import (
+    check_raw_name,
+    check_replace,
+    check_run_name,
+    check_writable,
+    recover_folder,
+    result_folder,
+    staged_folder,
+    storage_error,
+)
 from bench.run import Protocol, evaluate
 
 __all__ = ["main", "instantiate_bench", "run_from_config", "sweep_main", "sweep_from_config"]
@@ -27,6 +37,24 @@ __all__ = ["main", "instantiate_bench", "run_from_config", "sweep_main", "sweep_
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+def _hydra_dir_name(key: str, *, _root_: DictConfig) -> str:
+    """Resolver ``${fvbench_dir_name:run_name}``: the run name inside Hydra's own output paths.
+
+    Hydra creates ``hydra.run.dir`` (``outputs/<run_name>/...``) before the command
+    starts; a bad name (``../../X``, an absolute path, ``${oc.env:...}``) would create
+    folders outside ``outputs/``. A name that :func:`check_config_name` refuses is
+    replaced by ``_invalid_run_name`` there; the command then refuses it with one line.
+    """
+    try:
+        return check_config_name(_root_, key)
+    except Exception:  # noqa: BLE001 - any refusal or resolution failure: the command reports it
+        return "_invalid_run_name"
+
+
+if not OmegaConf.has_resolver("fvbench_dir_name"):
+    OmegaConf.register_new_resolver("fvbench_dir_name", _hydra_dir_name)
 
 
 def _targets(node: Any, where: str = "") -> list[tuple[str, str]]:
@@ -79,9 +107,151 @@ def instantiate_bench(node: DictConfig | None) -> Any:
         raise
 
 
+def _raw_name_sources(container: dict, raw: Any, depth: int = 0) -> list[str]:
+    """The raw (unresolved) strings a name is built from, following ``${a.b}`` references."""
+    out = [raw] if isinstance(raw, str) else []
+    if not isinstance(raw, str) or depth > 8:
+        return out
+    for ref in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_.]*)\}", raw):
+        node: Any = container
+        for part in ref.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out += _raw_name_sources(container, node, depth + 1)
+    return out
+
+
+def check_config_name(cfg: DictConfig, key: str = "run_name") -> str:
+    """Validate ``cfg[key]`` before any computing; return the resolved name.
+
+    The unresolved value and every config value it refers to may not call resolvers
+    (``${oc.env:HOME}``) -- see :func:`bench.report.folder.check_raw_name`; the resolved
+    value must pass :func:`bench.report.folder.check_run_name`.
+
+    Raises
+    ------
+    ConfigError
+        One line naming ``key``, the value and the rule.
+    """
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    for src in _raw_name_sources(raw, raw.get(key)):
+        check_raw_name(src, key=key)
+    try:
+        value = cfg[key]
+    except Exception as err:  # noqa: BLE001 - omegaconf's resolution errors have no common public base
+        raise ConfigError(f"{key}: cannot resolve {raw.get(key)!r}: {err}") from None
+    return check_run_name(value, key=key)
+
+
+def _multirun_names(cfg: DictConfig) -> list[str] | None:
+    """Resolved ``run_name`` of every job of the current Hydra multirun (None when not a multirun).
+
+    Recomposes each job's config from the sweep's ``multirun.yaml`` (written by Hydra's
+    basic sweeper before the first job starts) and its sweep overrides.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hc = HydraConfig.get()
+    master_path = Path(str(hc.sweep.dir)) / "multirun.yaml"
+    if "BasicSweeper" not in str(hc.sweeper.get("_target_", "")) or not master_path.is_file():
+        log.warning("cannot list the jobs of this multirun (sweeper %s): jobs sharing a run_name are not detected",
+                    hc.sweeper.get("_target_"))
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    cache_key = str(master_path.resolve())
+    if cache_key in _MULTIRUN_NAMES:  # jobs of one sweep in one process: list them once
+        return _MULTIRUN_NAMES[cache_key]
+    master = OmegaConf.load(master_path)
+    args = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()] + list(master.hydra.overrides.task)
+    loader = GlobalHydra.instance().config_loader()
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(args)
+    names = []
+    for batch in BasicSweeper.split_arguments(parsed, None):
+        for job in batch:
+            try:
+                names.append(str(loader.load_sweep_config(master, list(job)).run_name))
+            except Exception as err:  # noqa: BLE001 - that job refuses its own name when it runs
+                log.debug("multirun job %s: run_name not resolvable here (%s)", job, err)
+    _MULTIRUN_NAMES[cache_key] = names
+    return names
+
+
+_MULTIRUN_NAMES: dict[str, list[str]] = {}
+
+
+def check_multirun_names(cfg: DictConfig) -> None:
+    """Refuse a Hydra multirun in which two jobs would write the same result folder.
+
+    Raises
+    ------
+    ConfigError
+        Naming the shared run_name and how many jobs share it.
+    """
+    names = _multirun_names(cfg)
+    if not names:
+        return
+    seen: dict[str, int] = {}
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+    shared = {n: c for n, c in seen.items() if c > 1}
+    if shared:
+        n, c = next(iter(shared.items()))
+        raise ConfigError(
+            f"this multirun has {len(names)} jobs but {c} of them share run_name={n!r}"
+            + (f" (and {len(shared) - 1} more shared names)" if len(shared) > 1 else "")
+            + "; each job must write its own folder: put the swept values in run_name "
+            "(e.g. run_name='${dataset.name}__${model.name}') or sweep run_name too"
+        )
+
+
+def _resolved(cfg: DictConfig) -> dict:
+    """The resolved config as plain data; an interpolation that fails is one ConfigError line."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f"config key {key}: {str(err).splitlines()[0]}") from None
+
+
+def prepare_output(cfg: DictConfig, paths: dict[str, Path], *, config: dict, record: str) -> Path:
+    """Everything about the result folder that can fail, checked before any computing.
+
+    Validates ``run_name`` (:func:`check_config_name`), refuses a multirun whose jobs
+    share one name, confines the folder to ``paths.results_dir``, checks that folder is
+    writable, repairs leftovers of interrupted runs of the same name
+    (:func:`bench.report.folder.recover_folder`), and refuses to replace a folder that
+    holds a different experiment unless ``overwrite=true``
+    (:func:`bench.report.folder.check_replace`).
+
+    Returns
+    -------
+    pathlib.Path
+        ``results_dir / run_name``.
+    """
+    name = check_config_name(cfg)
+    check_multirun_names(cfg)
+    out_dir = result_folder(paths["results_dir"], name)
+    check_writable(paths["results_dir"])
+    try:
+        recover_folder(out_dir)
+    except OSError as err:
+        raise storage_error(err, "the results folder") from err
+    check_replace(out_dir, config=config, overwrite=bool(cfg.get("overwrite", False)), record=record)
+    return out_dir
+
+
 def run_from_config(cfg: DictConfig) -> Path:
     """Run the benchmark described by a composed config; return the result folder."""
     t0 = time.perf_counter()
+    check_config_name(cfg)  # first: resolving a bad name must not fail later with a traceback
+    config = _resolved(cfg)
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
     dataset = instantiate_bench(cfg.dataset.loader)
     model = instantiate_bench(cfg.model.embedder)
@@ -94,13 +264,13 @@ def run_from_config(cfg: DictConfig) -> Path:
         raise ConfigError(f"protocol config: {err}; valid keys: {sorted(Protocol.__dataclass_fields__)}") from err
     except ValueError as err:  # e.g. target_fmrs=[abc]
         raise ConfigError(f"protocol config: {err}") from err
-    out_dir = paths["results_dir"] / str(cfg.run_name)
-    check_writable(paths["results_dir"])  # fail before the compute, not after
+    out_dir = prepare_output(cfg, paths, config=config, record="metrics.json")  # fail before the compute, not after
+    t_eval = time.perf_counter()
     result = evaluate(dataset, model, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress))
+    result.timings["setup_s"] = t_eval - t0
     from bench.report.export import export_embeddings
-    from bench.report.writer import write_results  # matplotlib only when writing
+    from bench.report.writer import stage_timings, write_results  # matplotlib only when writing
 
-    config = OmegaConf.to_container(cfg, resolve=True)
     with staged_folder(out_dir) as stage:  # the folder appears whole, or not at all
         write_results(
             result,
@@ -116,7 +286,7 @@ def run_from_config(cfg: DictConfig) -> Path:
         if cfg.report.get("export_embeddings", False):  # opt-in: biometric data into results/ (PRIVACY.md)
             export_embeddings(dataset, result, stage, cache_dir=paths["cache_dir"], published_dir=out_dir)
     total = time.perf_counter() - t0
-    log.info("wrote %s in %.1f s (stages: %s)", out_dir, total, {k: round(v, 2) for k, v in result.timings.items()})
+    log.info("wrote %s in %s", out_dir, stage_timings(result.timings, total))
     return out_dir
 
 
@@ -131,12 +301,19 @@ def _interrupted(prog: str) -> None:
     sys.exit(130)
 
 
+def _os_failure(prog: str, err: OSError) -> None:
+    """An OSError not converted where it happened (disk full, read-only): one line naming the path."""
+    _fail(prog, storage_error(err, "a file", "results already in place are unchanged"))
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="fvbench")
 def _hydra_main(cfg: DictConfig) -> None:
     try:
         out = run_from_config(cfg)
     except BenchError as err:
         _fail("fvbench", err)
+    except OSError as err:
+        _os_failure("fvbench", err)
     except KeyboardInterrupt:
         _interrupted("fvbench")
     print(f"fvbench: results written to {out}")
@@ -151,6 +328,8 @@ def sweep_from_config(cfg: DictConfig) -> Path:
     """Run the acquisition-condition sweep of a composed ``sweep`` config (issue #5); return the result folder."""
     from bench.sweep import SweepProtocol, make_sweeps, run_sweep, write_sweep
 
+    check_config_name(cfg)  # first: resolving a bad name must not fail later with a traceback
+    config = _resolved(cfg)
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
     dataset = instantiate_bench(cfg.dataset.loader)
     model = instantiate_bench(cfg.model.embedder)
@@ -159,9 +338,9 @@ def sweep_from_config(cfg: DictConfig) -> Path:
         protocol = SweepProtocol(**OmegaConf.to_container(cfg.sweep, resolve=True))
     except TypeError as err:
         raise ConfigError(f"sweep config: {err}; valid keys: {sorted(SweepProtocol.__dataclass_fields__)}") from err
+    out_dir = prepare_output(cfg, paths, config=config, record="sweep.json")  # before the compute
     result = run_sweep(dataset, model, sweeps, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress))
-    out_dir = paths["results_dir"] / str(cfg.run_name)
-    write_sweep(result, out_dir, run_name=str(cfg.run_name), config=OmegaConf.to_container(cfg, resolve=True),
+    write_sweep(result, out_dir, run_name=out_dir.relative_to(paths["results_dir"]).as_posix(), config=config,
                 min_group_subjects=int(cfg.report.min_group_subjects), figures=bool(cfg.report.figures))
     log.info("wrote %s (stages: %s)", out_dir, {k: round(v, 2) for k, v in result.timings.items()})
     return out_dir
@@ -173,6 +352,8 @@ def _hydra_sweep_main(cfg: DictConfig) -> None:
         out = sweep_from_config(cfg)
     except BenchError as err:
         _fail("fvbench-sweep", err)
+    except OSError as err:
+        _os_failure("fvbench-sweep", err)
     except KeyboardInterrupt:
         _interrupted("fvbench-sweep")
     print(f"fvbench-sweep: results written to {out}")

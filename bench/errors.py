@@ -18,6 +18,8 @@ __all__ = [
     "InsufficientDataError",
     "UnverifiedWeightsWarning",
     "ScoreRangeWarning",
+    "StorageError",
+    "CacheEntryWarning",
 ]
 
 
@@ -85,3 +87,15 @@ class ScoreRangeWarning(UserWarning):
     The result is still valid (conservative, exactly counted) but may be coarser than
     one bin width; rebuild the histogram with a wider range.
     """
+
+
+class StorageError(BenchError):
+    """A file or folder cannot be written (disk full, read-only, a file where a folder belongs).
+
+    The message names the path; what was already written (previous results, finished
+    cache entries) is intact.
+    """
+
+
+class CacheEntryWarning(UserWarning):
+    """A cache entry was malformed, of another image or model, or not a regular file; it is recomputed."""

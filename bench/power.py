@@ -68,7 +68,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from bench.data.synthetic import GroupSpec, SyntheticPopulation
-from bench.errors import ConfigError
+from bench.errors import BenchError, ConfigError
 from bench.synthetic_truth import ReducedDraws, mated_law, nonmated_law
 
 __all__ = [
@@ -531,9 +531,11 @@ def plot_power(curve: pd.DataFrame, scenario: PowerScenario, path: str | Path, *
             continue
         for j, (k, part) in enumerate(curve.groupby("images_per_subject")):
             part = part.sort_values("subjects")
-            colour, marker = styles[m]
+            colour, _ = styles[m]
+            # designs (images per subject) differ by marker shape and fill as well as line style
+            marker = ["o", "^", "s", "D"][j % 4]
             ax.errorbar(part["subjects"], part[f"power_{m}"], yerr=part[f"power_{m}_se"], color=colour, marker=marker,
-                        ls=["-", "--", ":", "-."][j % 4], capsize=2, ms=4,
+                        mfc=colour if j % 2 == 0 else "white", ls=["-", "--", ":", "-."][j % 4], capsize=2, ms=5,
                         label=f"{m}: {r:.2g} vs {c:.2g}, {int(k)} images/subject")
     ax.axhline(target_power, color="0.4", lw=0.8, ls=":", label=f"target power {target_power:g}")
     ax.axhline(alpha, color="0.7", lw=0.8, ls="--", label=f"alpha = {alpha:g} (power under no difference)")
@@ -581,6 +583,29 @@ def _reference_from_config(path: Path, group: str | None) -> tuple[GroupSpec, in
     return spec, int(loader["dim"]), group
 
 
+def _write_power(out: Path, curve: pd.DataFrame, need: pd.DataFrame, scen: PowerScenario, group: str,
+                 args: argparse.Namespace, arguments: dict) -> None:
+    """power.csv, power.json (with the command's arguments under ``config``) and power.png into ``out``."""
+    curve.to_csv(out / "power.csv", index=False)
+    (out / "power.json").write_text(json.dumps({
+        "config": arguments,
+        "scenario": scen.summary(),
+        "reference_group": group,
+        "dataset_config": args.dataset_config,
+        "alpha": args.alpha,
+        "target_power": args.power,
+        "replicates": args.replicates,
+        "bootstrap": args.bootstrap,
+        "seed": args.seed,
+        "required": need.to_dict(orient="records"),
+        "design_effect_assumption": (
+            "the generator's subject effects (identity position, per-subject image noise) stand for the real ones; "
+            "deff_* columns give the simulated design effect; stronger real subject effects need proportionally more subjects"
+        ),
+    }, indent=2, default=float) + "\n")
+    plot_power(curve, scen, out / "power.png", target_power=args.power, alpha=args.alpha)
+
+
 def power_main(argv: Sequence[str] | None = None) -> int:
     """Console script ``fvbench-power``.
 
@@ -604,9 +629,15 @@ def power_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--truth-draws", type=int, default=400_000, help="ground-truth draws for solving the scenario (default 400000)")
     p.add_argument("--out", default="results/power", help="folder for power.csv, power.json, power.png")
+    p.add_argument("--force", action="store_true", help="replace --out even when it holds another power analysis")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from bench.report.folder import check_output_path, check_replace, staged_folder
+
+    arguments = {k: v for k, v in vars(args).items() if k not in ("out", "force")}
     try:
+        out = check_output_path(args.out, key="--out")  # before any computing
+        check_replace(out, config=arguments, overwrite=args.force, record="power.json", how="--force", key="--out")
         if args.fmr_ratio == 1.0 and args.fnmr_difference == 0.0:
             raise ConfigError("give --fmr-ratio != 1 and/or --fnmr-difference != 0: there is no differential to detect")
         if not 0 < args.power < 1:
@@ -646,25 +677,12 @@ def power_main(argv: Sequence[str] | None = None) -> int:
         print(f"fvbench-power: {err}", file=sys.stderr)
         return 2
     need = required_subjects(curve, args.power)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    curve.to_csv(out / "power.csv", index=False)
-    (out / "power.json").write_text(json.dumps({
-        "scenario": scen.summary(),
-        "reference_group": group,
-        "dataset_config": args.dataset_config,
-        "alpha": args.alpha,
-        "target_power": args.power,
-        "replicates": args.replicates,
-        "bootstrap": args.bootstrap,
-        "seed": args.seed,
-        "required": need.to_dict(orient="records"),
-        "design_effect_assumption": (
-            "the generator's subject effects (identity position, per-subject image noise) stand for the real ones; "
-            "deff_* columns give the simulated design effect; stronger real subject effects need proportionally more subjects"
-        ),
-    }, indent=2, default=float) + "\n")
-    plot_power(curve, scen, out / "power.png", target_power=args.power, alpha=args.alpha)
+    try:
+        with staged_folder(out) as stage:  # whole or not at all; the previous folder stays until the swap
+            _write_power(stage, curve, need, scen, group, args, arguments)
+    except BenchError as err:
+        print(f"fvbench-power: {err}", file=sys.stderr)
+        return 2
     print(f"fvbench-power: threshold {scen.threshold:.4f} (generator cosine) = reference FMR {scen.target_fmr:g}")
     for m in METRICS:
         r, c = scen.true_rates[m]

@@ -83,7 +83,7 @@ from numpy.typing import NDArray
 
 from bench.data.manifest import Manifest
 from bench.errors import ConfigError, DataError, InsufficientDataError, ScoreSanityWarning
-from bench.metrics.bootstrap import BootstrapReplicates, bootstrap_group_rates
+from bench.metrics.bootstrap import BootstrapReplicates, bootstrap_group_rates, with_overall_rows
 from bench.metrics.fta import fta_by_group, generalized_rates
 from bench.metrics.groups import ALL_GROUP, CROSS_GROUP_COLUMNS, PER_GROUP_COLUMNS, _flag
 from bench.metrics.histogram import ScoreHistogram, SubjectAggregates
@@ -321,10 +321,10 @@ def _eer_table(scores: StreamedScores) -> tuple[pd.DataFrame, dict]:
             row = {"attribute": attr, "group": g, "n_mated": n_m, "n_nonmated": n_nm}
             if n_m and n_nm:
                 e = hist.equal_error_rate(cells=cells)
-                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high)
+                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high, eer_crossing=e.crossing)
                 dets[(attr, g)] = hist.det_curve(cells=cells)
             else:
-                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan)
+                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan, eer_crossing=np.nan)
             rows.append(row)
     return pd.DataFrame(rows), dets
 
@@ -353,15 +353,19 @@ def _draw_counts(strata: NDArray[np.intp], n_strata: int, n_replicates: int, see
 def _bootstrap(
     agg: SubjectAggregates, attr: str, ac: _AttributeCells, subject_ids: NDArray, subject_group: NDArray[np.intp],
     usable: dict[str, float], fixed: dict[str, float], recalibrate: dict[str, float], n_replicates: int, seed: int,
-    original: dict[str, NDArray[np.float64]],
+    original: dict[str, NDArray[np.float64]], has_mated: NDArray[np.bool_], overall: bool = False,
 ) -> tuple[BootstrapReplicates, dict[str, int]]:
     """Subject-bootstrap replicates of one attribute, in the table engine's format.
 
     ``fixed`` thresholds (at or above the tail cutoff) are held; ``recalibrate``
     targets are re-calibrated per replicate; any other usable threshold gets NaN
-    replicates (no interval).
+    replicates (no interval). Strata as the table engine's: group, split by
+    ``has_mated`` (subjects with >= 2 acquired images); ``overall``: no demographic
+    strata (the once-per-run ``(all)`` interval, :func:`bench.metrics.bootstrap.bootstrap_overall_rates`).
     """
-    counts = _draw_counts(ac.of_joint[subject_group], len(ac.groups), n_replicates, seed)
+    group_stratum = np.zeros_like(subject_group) if overall else ac.of_joint[subject_group]
+    strata = 2 * group_stratum + has_mated.astype(np.intp)
+    counts = _draw_counts(strata, 2 * (1 if overall else len(ac.groups)), n_replicates, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unresolved replicates are reported through the counts below
         rc = agg.replicate_counts(counts, thresholds=fixed or None, recalibrate=recalibrate or None)
@@ -567,6 +571,19 @@ def evaluate_streamed(
     parts, gen_parts, diff_parts = [], [], []
     unresolved: dict[str, dict[str, int]] = {}
     boot_s = 0.0
+    has_mated = m >= 2
+    overall = None
+    if protocol.bootstrap_replicates and agg is not None:  # the (all) interval, once (bench.metrics.bootstrap)
+        tb = time.perf_counter()
+        ac0 = scores.cells(attributes[0])
+        any_count = next(iter(counts.values()))
+        orig0 = {"FNMR": ac0.pool(any_count.n_mated), "FMR": ac0.pool(any_count.n_nonmated)}
+        reps0, unres0 = _bootstrap(agg, attributes[0], ac0, subject_ids, subject_group, usable, fixed_boot, recalibrate,
+                                   int(protocol.bootstrap_replicates), protocol.seed, orig0, has_mated, overall=True)
+        unresolved["(all)"] = unres0
+        b0 = bootstrap_group_rates(None, attribute=None, thresholds=usable, confidence=protocol.confidence, replicates=reps0)
+        overall = b0[b0["group"] == ALL_GROUP].drop(columns=["attribute"])
+        boot_s += time.perf_counter() - tb
     for attr in attributes:
         ac = scores.cells(attr)
         fta = fta_by_group(labels[attr], manifest.table["subject_id"], fta_reason, attribute=attr, confidence=protocol.confidence)
@@ -578,9 +595,10 @@ def evaluate_streamed(
             any_count = next(iter(counts.values()))
             original = {"FNMR": ac.pool(any_count.n_mated), "FMR": ac.pool(any_count.n_nonmated)}
             reps, unres = _bootstrap(agg, attr, ac, subject_ids, subject_group, usable, fixed_boot, recalibrate,
-                                     int(protocol.bootstrap_replicates), protocol.seed, original)
+                                     int(protocol.bootstrap_replicates), protocol.seed, original, has_mated)
             unresolved[attr] = unres
             boot = bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=protocol.confidence, replicates=reps)
+            boot = with_overall_rows(boot, overall)
             rates = rates.merge(boot, on=["attribute", "group", "threshold_name", "metric"], how="left")
             boot_s += time.perf_counter() - tb
         pg_attr = pd.concat([fta, rates], ignore_index=True)

@@ -11,7 +11,7 @@ only**; references never change.
 
 The **unperturbed run** (every probe as it is) fixes the thresholds: the model's
 nominal threshold and, per target FMR, the global threshold calibrated on all of its
-non-mated comparisons (order-statistic rule of metrics-reference §0). Every transform
+non-mated comparisons (order-statistic rule of docs/protocol.md §0.3). Every transform
 and strength is then measured at those same thresholds, so a change in FNMR or FMR is
 the effect of the degradation at a fixed operating point. Per strength and group:
 
@@ -19,7 +19,7 @@ the effect of the degradation at a fixed operating point. Per strength and group
 - ``FNMR`` and ``FMR`` over the comparisons of acquired probes (per-group FMR: probe
   and reference subjects both in the group, NISTIR 8280 "demographically matched");
 - ``FNMR_incl_FTA``: FNMR with failed probes counted as false non-matches (the NIST
-  FRVT convention that a failed template gets the lowest score; metrics-reference §1.2);
+  FRVT convention that a failed template gets the lowest score; docs/protocol.md §1.2);
 
 each with counts, 95% Wilson intervals (comparison-level: a floor on the uncertainty,
 §5.1) and the one-sided 95% upper bound for zero-error cells (§5.5).
@@ -55,8 +55,9 @@ from bench.metrics.fta import fta_by_group
 from bench.metrics.groups import ALL_GROUP, per_group_rates
 from bench.metrics.intervals import wilson_interval, zero_error_upper_bound
 from bench.metrics.rates import RULE_OF_30, score_sanity_check, threshold_at_fmr
-from bench.models.cache import CachedResult, EmbeddingCache, model_cache_key
+from bench.models.cache import CachedResult, EmbeddingCache, model_cache_key, clean_stale_temp, write_atomic
 from bench.models.extraction import extract_embeddings
+from bench.models.weights import weights_verification
 from bench.protocol.pairs import comparison_table
 from bench.protocol.scoring import pair_scores
 
@@ -182,6 +183,25 @@ def make_sweeps(spec: dict[str, Any]) -> list[TransformSweep]:
             raise ConfigError(f"transforms.{name}.strengths: repeated values in {list(grid)}")
         out.append(TransformSweep(name=str(name), transform=t, strengths=values))
     return out
+
+
+def _read_geometry(path: Path) -> FaceGeometry | None | bool:
+    """A cached face geometry: a FaceGeometry, None (no face located), or False when the entry is malformed.
+
+    A malformed entry (not JSON, wrong fields, non-finite numbers) is recomputed with a warning.
+    """
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+        if d is None:
+            return None
+        box = tuple(float(v) for v in d["box"])
+        eyes = tuple(tuple(float(v) for v in e) for e in d["eyes"])
+        if len(box) != 4 or len(eyes) != 2 or any(len(e) != 2 for e in eyes) or not np.all(np.isfinite([*box, *eyes[0], *eyes[1]])):
+            raise ValueError("box must be 4 numbers and eyes 2 points")
+        return FaceGeometry(box=box, eyes=eyes)
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        log.warning("malformed face-geometry cache entry %s (%s): recomputing it", path, err)
+        return False
 
 
 def sweep_cache_key(model_key: str, sweep: TransformSweep, strength: float, seed: int, locator_settings: dict | None) -> str:
@@ -466,13 +486,16 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
     if need_geometry:
         gkey = hashlib.sha256(json.dumps(loc_settings, sort_keys=True).encode()).hexdigest()[:16]
         gdir = cache_dir / "geometry" / gkey
+        if gdir.is_dir():
+            clean_stale_temp(gdir)  # temporary files of killed sweeps
         for i in probe_rows:
             sha = shas[i]
             f = gdir / f"{sha}.json" if sha else None
-            if f is not None and f.is_file():
-                d = json.loads(f.read_text())
-                geometry[i] = None if d is None else FaceGeometry(box=tuple(d["box"]), eyes=tuple(tuple(e) for e in d["eyes"]))
-                continue
+            if f is not None and f.is_file() and not f.is_symlink():
+                cached_geo = _read_geometry(f)
+                if cached_geo is not False:
+                    geometry[i] = cached_geo
+                    continue
             img = image(i)
             if img is None:
                 geometry[i] = None
@@ -480,10 +503,7 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
             geometry[i] = g = locator.locate(img)
             images.pop(i, None)  # reloaded below only if a perturbation is not cached (bounds memory)
             if f is not None:
-                gdir.mkdir(parents=True, exist_ok=True)
-                tmp = f.with_suffix(".tmp")
-                tmp.write_text(json.dumps(None if g is None else {"box": list(g.box), "eyes": [list(e) for e in g.eyes]}))
-                tmp.replace(f)
+                write_atomic(f, json.dumps(None if g is None else {"box": list(g.box), "eyes": [list(e) for e in g.eyes]}).encode())
     # probes loaded fine but without a located face cannot be perturbed face-relatively: excluded everywhere
     excluded = np.zeros(n, bool)
     if need_geometry:
@@ -505,7 +525,8 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
             emb = base.embeddings.copy()
             emb[probe_rows] = np.nan  # every probe in the population is filled in below
             outcomes[(si, ki)] = (emb, np.array(base.fta_reason, dtype=object))
-            caches[(si, ki)] = EmbeddingCache(cache_dir / "sweeps", sweep_cache_key(model_key, sw, s, protocol.seed, loc_settings))
+            caches[(si, ki)] = EmbeddingCache(cache_dir / "sweeps", sweep_cache_key(model_key, sw, s, protocol.seed, loc_settings),
+                                             model.embedding_dim)
     pending: list[tuple[tuple[int, int], int, str | None, Acquisition]] = []
     hits = computed = unchanged = 0
 
@@ -542,7 +563,7 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
                     emb[i], reasons[i] = base.embeddings[i], base.fta_reason[i]  # byte-identical image
                     unchanged += 1
                     continue
-                cached = caches[key].get(sha) if sha else None
+                cached = caches[key].get(sha, embedding_dim=model.embedding_dim) if sha else None
                 if cached is not None:
                     hits += 1
                     if cached.embedding is not None and _valid(cached.embedding):
@@ -627,6 +648,7 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
     model_info = {
         "name": model.name, "metric": model.metric, "nominal_threshold": getattr(model, "nominal_threshold", None),
         "nominal_threshold_source": getattr(model, "nominal_threshold_source", None), "weights_sha256": model.weights_sha256,
+        **weights_verification(model.weights_sha256),
         "settings": model.settings(), "licence": getattr(model, "licence", None), "cache_key": model_key,
     }
     dataset_info = {**dataset.summary(), "manifest_sha256": dataset.content_hash(), "sweep_manifest_sha256": manifest.content_hash(),
@@ -662,6 +684,11 @@ def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: di
                 figures: bool = True) -> Path:
     """Write ``sweep.csv``, ``sweep.json``, ``sweep_<transform>_<attribute>.png`` and ``report.md``.
 
+    The folder is written like a run's (:func:`bench.report.folder.staged_folder`): into a
+    hidden staging folder swapped in whole when every file is written, so an interrupted
+    sweep leaves the previous folder as it was and a second sweep leaves no file of the
+    first (e.g. figures of a transform no longer swept).
+
     Groups with fewer than ``min_group_subjects`` subjects are published as counts only
     (comparison and subject counts kept; rates, intervals, error counts and FTA reasons
     blanked; flag ``suppressed_small_group``; not drawn), as in :mod:`bench.report.writer`.
@@ -670,7 +697,7 @@ def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: di
     ----------
     result : SweepResult
     out_dir : pathlib.Path
-        Created if needed.
+        Created if needed; replaced whole when it exists.
     run_name : str
     config : dict
         The resolved config, recorded verbatim.
@@ -681,13 +708,27 @@ def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: di
     -------
     pathlib.Path
         ``out_dir``.
+
+    Raises
+    ------
+    StorageError
+        A file cannot be written (disk full, read-only); ``out_dir`` is unchanged.
     """
+    from bench.report.folder import staged_folder
+
+    out_dir = Path(out_dir)
+    with staged_folder(out_dir) as stage:
+        _write_sweep_files(result, stage, run_name=run_name, config=config, min_group_subjects=min_group_subjects, figures=figures)
+    return out_dir
+
+
+def _write_sweep_files(result: SweepResult, out_dir: Path, *, run_name: str, config: dict, min_group_subjects: int,
+                       figures: bool) -> None:
+    """The files of :func:`write_sweep`, into ``out_dir`` (an empty staging folder)."""
     from bench.report.plots import safe_name
     from bench.report.provenance import code_version, package_versions
     from bench.report.sweep_plots import plot_sweep
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     small = _small_groups(result, min_group_subjects)
     rows = result.rows.copy()
     rows["errors"] = rows["errors"].astype("Int64")  # integers where published, empty where suppressed
@@ -715,7 +756,7 @@ def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: di
         "nonmated": "probe of one subject vs reference of another (ordered: probe side perturbed)",
         "per_group_fmr": "non-mated comparisons with probe and reference subjects both in the group (NIST FRVT)",
         "thresholds": "set once on the unperturbed run and held fixed for every transform and strength",
-        "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (metrics-reference §0)",
+        "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (docs/protocol.md §0.3)",
         "decision_rule": "match iff score >= threshold; scores are similarities (distances negated)",
         "fta": "probes without a usable template are excluded from FNMR/FMR and counted as FTA per group; FNMR_incl_FTA counts them as false non-matches",
         "intervals": f"{p.confidence:.0%} Wilson (comparison-level: a floor on the uncertainty); zero-error cells: one-sided 95% upper bound 1 - 0.05^(1/n)",
@@ -752,7 +793,6 @@ def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: di
         doc["files"]["figures"] = sorted(figs.values())
     (out_dir / "sweep.json").write_text(json.dumps(_jsonable(doc), indent=2, allow_nan=False) + "\n")
     _write_report(out_dir / "report.md", result, rows, figs, run_name, small, min_group_subjects)
-    return out_dir
 
 
 def _fmt_strength(s: float) -> str:

@@ -98,7 +98,7 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 _RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95", "boot_low", "boot_high"]
 _PER_GROUP_KEY = ["attribute", "group", "threshold_name", "metric"]
 _EER_KEY = ["attribute", "group"]
-_EER_VALUES = ["eer", "threshold", "eer_low", "eer_high"]
+_EER_VALUES = ["eer", "threshold", "eer_low", "eer_high", "eer_crossing"]
 _GEN_KEY = ["attribute", "group", "threshold_name"]
 _GEN_RATES = ["fta", "fmr", "fnmr", "far_iso", "frr_iso", "fnmr_nist", "fmr_nist"]
 _DIFF_KEY = ["attribute", "threshold_name", "measure"]
@@ -407,9 +407,9 @@ def _eer_rows(comp: pd.DataFrame, attributes: Iterable[str]) -> pd.DataFrame:
             row: dict[str, Any] = {"attribute": attr, "group": g, "n_mated": int(m.size), "n_nonmated": int(nm.size)}
             if m.size and nm.size:
                 e = equal_error_rate(m, nm)
-                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high)
+                row.update(eer=e.eer, threshold=e.threshold, eer_low=e.low, eer_high=e.high, eer_crossing=e.crossing)
             else:
-                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan)
+                row.update(eer=np.nan, threshold=np.nan, eer_low=np.nan, eer_high=np.nan, eer_crossing=np.nan)
             rows.append(row)
     return pd.DataFrame(rows, columns=[*_EER_KEY, "n_mated", "n_nonmated", *_EER_VALUES])
 
@@ -654,7 +654,7 @@ def verify_run(
         If the folder lacks ``metrics.json`` or ``scores.parquet``, or they cannot
         be parsed.
     """
-    from bench.metrics.bootstrap import bootstrap_group_rates, bootstrap_replicates
+    from bench.metrics.bootstrap import bootstrap_group_rates, bootstrap_overall_rates, bootstrap_replicates, with_overall_rows
     from bench.report.plots import safe_name
 
     run_dir = Path(run_dir)
@@ -756,6 +756,9 @@ def verify_run(
     rates_by_attr: dict[str, pd.DataFrame] = {}
     reps_by_attr: dict[str, Any] = {}
     parts = []
+    overall = None  # the (all) interval, drawn once per run as the pipeline does
+    if redraw:
+        overall = bootstrap_overall_rates(comp, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates), seed=int(protocol.seed), confidence=confidence, recalibrate=recalibrate or None)
     for attr in attributes:
         parts.append(_fta_rows(fta_stored[fta_stored["attribute"] == attr], confidence))
         if not usable:
@@ -763,7 +766,7 @@ def verify_run(
         rates = per_group_rates(comp, attribute=attr, thresholds=usable, confidence=confidence)
         if redraw:
             reps = bootstrap_replicates(comp, attribute=attr, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates), seed=int(protocol.seed), recalibrate=recalibrate or None)
-            boot = bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=confidence, replicates=reps)
+            boot = with_overall_rows(bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=confidence, replicates=reps), overall)
             rates = rates.merge(boot, on=_PER_GROUP_KEY, how="left")
             reps_by_attr[attr] = reps
         rates_by_attr[attr] = rates

@@ -214,7 +214,7 @@ def verify_streamed(run_dir: Path, metrics: dict, report, *, rtol: float = 1e-9)
         if exact_mode or not (n_m and n_nm) or r.get("eer") is None:
             continue
         e = hist.equal_error_rate(cells=cells)
-        for col, v in (("eer", e.eer), ("threshold", e.threshold), ("eer_low", e.low), ("eer_high", e.high)):
+        for col, v in (("eer", e.eer), ("threshold", e.threshold), ("eer_low", e.low), ("eer_high", e.high), ("eer_crossing", e.crossing)):
             if not _same_cell(r.get(col), v, rtol):
                 diffs.append(f"{attr}/{group} {col}: stored {r.get(col)!r}, histograms {v!r}")
     checks.append(_check("eer", diffs, f"{len(metrics['eer'])} rows" + (" (counts only: exact-mode run)" if exact_mode else " recomputed from the bins")))

@@ -1,4 +1,4 @@
-"""Subject-level bootstrap (metrics-reference §5.2–5.4)."""
+"""Subject-level bootstrap (docs/protocol.md §5.2–5.7)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from bench.metrics.bootstrap import (
     BOOT_GROUP_COLUMNS,
     bootstrap_differentials,
     bootstrap_group_rates,
+    bootstrap_overall_rates,
     bootstrap_replicates,
+    with_overall_rows,
 )
 from bench.metrics.differentials import (
     fdr,
@@ -365,7 +367,7 @@ def test_prefix_recalibration_equals_brute_force_with_ties(seed, monkeypatch):
     _assert_same_replicates(default, tiny)
 
     ref = _brute_force_replicates(df, default, th, recal)
-    assert np.unique(default.thresholds["cal"]).size > 1
+    assert max(np.unique(default.thresholds[n]).size for n in recal) > 1  # re-calibration varied
     for name in th:
         assert np.array_equal(default.thresholds[name], ref[name, "thr"]), name
         for metric in ("FMR", "FNMR"):
@@ -395,7 +397,7 @@ def test_every_prefix_length_resolves_only_exact_replicates(grid):
     # blocks; fine grid: blocks of one row, so prefixes just short of the cut occur)
     df = _tied_table(11, n_subjects=12, grid=grid)
     design = bs_module._design(df, "g")
-    counts = bs_module._draw_counts(design, 80, np.random.default_rng(5))
+    counts = bs_module._draw_counts(design, 80, np.random.default_rng(6))
     c = counts.astype(float)
     total = (c[:, design.pair_i] * c[:, design.pair_j]) @ np.bincount(design.nm_pair, minlength=design.pair_i.size)
     n = design.nm_score.size
@@ -456,3 +458,67 @@ def test_missing_subject_id_is_a_data_error():
     df = _rows(["a", None], ["b", "c"], [0, 0], [0.5, 0.6], "X")
     with pytest.raises(DataError, match=r"comparisons\['subject_a'\]: 1 missing subject id"):
         bootstrap_replicates(df, attribute="g", thresholds={"t": 0.5})
+
+
+# ----------------------------------------------------------------------------- contributors (§5.2, §5.6)
+def _one_image_table(seed=0):
+    """Group A: 1 subject with two images (one mated comparison) and 5 one-image subjects (no mated
+    comparison: a one-image subject, or one whose other image failed to acquire); group B: 4 + 2.
+    Every pair of distinct subjects' images is a non-mated comparison."""
+    rng = np.random.default_rng(seed)
+    images = [("a0", "A"), ("a0", "A")] + [(f"a{i}", "A") for i in range(1, 6)]
+    images += [(f"b{i}", "B") for i in range(4) for _ in range(2)] + [("b4", "B"), ("b5", "B")]
+    subj = np.array([s for s, _ in images])
+    lab = np.array([g for _, g in images])
+    a, b = np.triu_indices(subj.size, k=1)
+    mated = subj[a] == subj[b]
+    score = np.where(mated, 0.6, 0.3) + rng.normal(0, 0.2, a.size)
+    return _rows(subj[a], subj[b], mated, score, lab[a], lab[b])
+
+
+def test_fnmr_resamples_only_subjects_with_mated_comparisons():
+    # Drawing 6 of group A's subjects freely would miss a0 (its only mated subject) with
+    # probability (5/6)^6 = 0.33: a third of the replicates would have no mated comparison
+    # and be dropped silently. Strata split by "has a mated comparison" keep one a0 draw.
+    df = _one_image_table()
+    reps = bootstrap_replicates(df, attribute="g", thresholds={"t": 0.5}, n_replicates=600, seed=4)
+    ia = list(reps.subject_ids).index("a0")
+    assert np.all(reps.subject_counts[:, ia] == 1)  # the only contributor of its stratum
+    mated_b = [list(reps.subject_ids).index(f"b{i}") for i in range(4)]
+    assert np.all(reps.subject_counts[:, mated_b].sum(axis=1) == 4)  # 4 contributors stay 4
+    assert np.all(reps.subject_counts[:, [list(reps.subject_ids).index(s) for s in ("b4", "b5")]].sum(axis=1) == 2)
+    boot = bootstrap_group_rates(None, attribute="g", thresholds={"t": 0.5}, replicates=reps)
+    fnmr = boot[boot["metric"] == "FNMR"].set_index("group")
+    assert (fnmr["n_undefined"] == 0).all() and (fnmr["n_replicates"] == 600).all()
+    # group A's FNMR has one mated comparison and one subject: every replicate has the same rate
+    n_m = reps.comparisons[("t", "FNMR")][:, reps.groups.index("A")]
+    assert np.all(n_m == 1)
+
+
+def test_undefined_replicates_are_counted():
+    # a two-subject group draws the same subject twice with probability 1/2: no non-mated pair
+    df = _rows(["x", "x", "y"], ["y", "z", "z"], [0, 0, 0], [0.3, 0.4, 0.2], ["P", "P", "P"], ["P", "Q", "Q"])
+    boot = bootstrap_group_rates(df, attribute="g", thresholds={"t": 0.35}, n_replicates=1000, seed=0)
+    row = boot[(boot["group"] == "P") & (boot["metric"] == "FMR")].iloc[0]
+    assert row["n_replicates"] + row["n_undefined"] == 1000
+    assert 420 < row["n_undefined"] < 580  # binomial(1000, 1/2)
+    assert list(boot.columns) == BOOT_GROUP_COLUMNS
+
+
+def test_overall_interval_is_one_per_run_and_independent_of_the_attribute():
+    df = _one_image_table(1)
+    relabelled = df.assign(g_a=np.where(df["subject_a"].str.startswith("a"), "Z", "Y"),
+                           g_b=np.where(df["subject_b"].str.startswith("a"), "Y", "Z"))
+    kw = dict(thresholds={"t": 0.45, "c": 0.0}, n_replicates=300, seed=2, recalibrate={"c": 0.1})
+    one = bootstrap_overall_rates(df, **kw)
+    two = bootstrap_overall_rates(relabelled, **kw)
+    pd.testing.assert_frame_equal(one, two)
+    assert set(one["group"]) == {ALL_GROUP} and len(one) == 4
+    # with_overall_rows puts that interval under an attribute's (all) rows, nothing else changes
+    per_attr = bootstrap_group_rates(df, attribute="g", **kw)
+    merged = with_overall_rows(per_attr, one)
+    is_all = merged["group"] == ALL_GROUP
+    pd.testing.assert_frame_equal(merged[~is_all], per_attr[~is_all])
+    got = merged[is_all].set_index(["threshold_name", "metric"])[["boot_low", "boot_high", "n_replicates"]]
+    want = one.set_index(["threshold_name", "metric"])[["boot_low", "boot_high", "n_replicates"]]
+    pd.testing.assert_frame_equal(got.sort_index(), want.sort_index())

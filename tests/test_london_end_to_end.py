@@ -92,12 +92,17 @@ def test_rerun_uses_cache_and_is_byte_identical(london_runs):
 
 def test_figures_and_report_written(london_runs):
     out, *_ = london_runs
-    for attr in ("face_eth", "face_gender", "face_eth_x_face_gender"):
-        for kind in ("det", "error_rates", "fmr_matrix"):
-            f = out / f"{kind}_{attr}.png"
+    eer = pd.read_csv(out / "eer.csv")
+    for attr, name in (("face_eth", "face_eth"), ("face_gender", "face_gender"), ("face_eth&face_gender", "face_eth_x_face_gender")):
+        for kind in ("error_rates", "fmr_matrix"):
+            f = out / f"{kind}_{name}.png"
             assert f.stat().st_size > 10_000, f
+        # a DET is drawn unless every group's EER is 0 (it would run along the axes, docs/protocol.md §1.3)
+        all_zero = (eer.loc[eer.attribute == attr, "eer"].dropna() == 0).all()
+        assert (out / f"det_{name}.png").exists() != all_zero
     report = (out / "report.md").read_text()
-    assert "FMR=1e-03" in report and "det_face_eth.png" in report
+    assert "FMR=1e-03" in report
+    assert ("No DET figure for face_eth" in report) == (eer.loc[eer.attribute == "face_eth", "eer"].dropna() == 0).all()
     # small groups (< 5 subjects) are published as counts only
     pg = pd.read_csv(out / "per_group.csv", keep_default_na=False, na_values=[""])
     small = pg[(pg.group == "east_asian/white") & (pg.metric == "FNMR")]

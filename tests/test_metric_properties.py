@@ -109,12 +109,17 @@ def test_det_curve_agrees_with_sklearn_roc_curve(mated, nonmated):
 def test_eer_matches_brute_force(mated, nonmated):
     cands = sorted(set(mated) | set(nonmated))
     best = None
-    for t in cands:  # O(n^2) reference, smallest threshold wins exact ties
+    for t in cands:  # O(n^2) reference of bob.measure's rule (docs/protocol.md §1.4)
         fm = sum(s >= t for s in nonmated)
         fnm = sum(s < t for s in mated)
         gap = abs(fm * len(mated) - fnm * len(nonmated))
-        if best is None or gap < best[0]:
+        exhausted = fm == 0 or fnm == len(mated)
+        # while both classes remain, the last minimum wins (ties: larger threshold); the first
+        # threshold where one class is exhausted only if strictly better; none after it
+        if best is None or gap < best[0] or (gap == best[0] and not exhausted):
             best = (gap, t, fm / len(nonmated), fnm / len(mated))
+        if exhausted:
+            break
     e = equal_error_rate(mated, nonmated)
     assert e.threshold == best[1]
     assert e.eer == pytest.approx((best[2] + best[3]) / 2)

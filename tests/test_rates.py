@@ -217,15 +217,80 @@ def test_tv1_eer():
     assert (e.low, e.high) == (pytest.approx(0.3), pytest.approx(2 / 6))
 
 
-def test_eer_gap_tie_picks_smallest_threshold():
+def test_eer_gap_tie_picks_larger_threshold_as_bob_measure():
     # non-mated {0.1, 0.9}, mated {0.3, 0.5, 0.7}:
     #   t=0.5 -> FMR 1/2, FNMR 1/3 (gap +1/6); t=0.7 -> FMR 1/2, FNMR 2/3 (gap -1/6).
-    # In floats |0.5-1/3| > |0.5-2/3| by rounding; the exact integer gap ties and the
-    # smallest threshold wins.
+    # In floats |0.5-1/3| > |0.5-2/3| by rounding; the exact integer gaps tie and, as in
+    # bob.measure's eer_threshold (the last minimum met scanning upward), the larger
+    # threshold wins. The step curves cross at 1/2 (FMR stays 1/2 between the two).
     e = equal_error_rate([0.3, 0.5, 0.7], [0.1, 0.9])
-    assert e.threshold == 0.5
-    assert e.eer == pytest.approx(5 / 12)
-    assert (e.low, e.high) == (pytest.approx(1 / 3), pytest.approx(0.5))
+    assert e.threshold == 0.7
+    assert e.eer == pytest.approx(7 / 12)
+    assert (e.low, e.high) == (pytest.approx(0.5), pytest.approx(2 / 3))
+    assert e.crossing == pytest.approx(0.5)
+
+
+def _bob_eer_rates(neg, pos):
+    """(FAR, FRR) at bob.measure's eer_threshold: a port of its _minimizing_threshold loop
+    (scan upward over distinct scores, `<=` inside the loop, `<` for the state after one
+    list is exhausted and for the threshold above every score), with exact Fractions
+    instead of bob's floating-point accumulation."""
+    from fractions import Fraction
+
+    neg, pos = sorted(neg), sorted(pos)
+    far, frr = Fraction(1), Fraction(0)
+    n_neg, n_pos = len(neg), len(pos)
+    best, best_rates = None, None
+    i = j = 0
+    while i < n_neg and j < n_pos:
+        gap = abs(far - frr)
+        if best is None or gap <= best:
+            best, best_rates = gap, (far, frr)
+        t = neg[i] if pos[j] >= neg[i] else pos[j]
+        while i < n_neg and neg[i] == t:
+            i += 1
+            far -= Fraction(1, n_neg)
+        while j < n_pos and pos[j] == t:
+            j += 1
+            frr += Fraction(1, n_pos)
+    if abs(far - frr) < best:
+        best, best_rates = abs(far - frr), (far, frr)
+    if (i < n_neg or j < n_pos) and 1 < best:  # threshold above every score: FAR 0, FRR 1
+        best_rates = (Fraction(0), Fraction(1))
+    return best_rates
+
+
+def test_eer_equals_bob_measure_rule_on_tie_heavy_cases():
+    # 3000 random cases on a coarse score grid (many ties within and across classes): the
+    # operating point chosen equals bob.measure's (exact arithmetic), and the crossing
+    # lies between the rates of the chosen point's neighbours, inside [0, 1]
+    rng = np.random.default_rng(20)
+    differ_from_smallest_rule = 0
+    for _ in range(3000):
+        neg = rng.integers(0, 8, int(rng.integers(1, 9))) / 10
+        pos = rng.integers(2, 10, int(rng.integers(1, 9))) / 10
+        e = equal_error_rate(pos, neg)
+        far, frr = _bob_eer_rates(neg.tolist(), pos.tolist())
+        assert (e.fmr, e.fnmr) == (float(far), float(frr)), (neg, pos)
+        assert e.eer == pytest.approx(float(far + frr) / 2)
+        assert 0.0 <= e.crossing <= 1.0
+        d = det_curve(pos, neg)
+        gaps = np.abs(d.fmr - d.fnmr)
+        tied = d.thresholds[np.isclose(gaps, gaps.min(), rtol=0, atol=1e-12)]
+        differ_from_smallest_rule += e.threshold != tied.min()
+    assert differ_from_smallest_rule > 0  # the tie rule matters on these data
+
+
+def test_eer_crossing_interpolates_the_det_segment():
+    # TV1: at t = 0.44 non-mated >= t are {0.55, 0.61, 0.47} (FMR 0.3) and mated < t is
+    # {0.39} (FNMR 1/6): FMR > FNMR; at t = 0.47 FMR 0.3, FNMR 1/3: FMR < FNMR. The curves
+    # cross on the DET segment (0.3, 1/6) -> (0.3, 1/3), at 0.3 (the EER 0.31667 is the
+    # bob.measure average at t = 0.47).
+    e = equal_error_rate(TV1_MATED, TV1_NONMATED)
+    assert e.crossing == pytest.approx(0.3)
+    # zero gap: the crossing is the common value
+    z = equal_error_rate([0.3, 0.5], [0.2, 0.4])
+    assert z.crossing == z.eer == 0.5
 
 
 def test_eer_zero_gap():

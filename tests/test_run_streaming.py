@@ -217,7 +217,8 @@ def test_image_level_labels_pool_image_cells_and_refuse_the_bootstrap(monkeypatc
 def test_cli_stream_smoke_writes_histograms(tmp_path):
     env = {**os.environ, "FVBENCH_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "bench", "debug=smoke", "protocol.engine=stream", "report.figures=true",
-           "++protocol.bootstrap_replicates=50", f"paths.results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'h'}"]
+           "++protocol.bootstrap_replicates=50", f"paths.results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'h'}",
+           "overwrite=true"]  # the stale folder below records no experiment: replaced only on purpose
     out = tmp_path / "synthetic__generator"
     out.mkdir()
     (out / "scores.parquet").write_bytes(b"stale table of an earlier run")
@@ -225,9 +226,11 @@ def test_cli_stream_smoke_writes_histograms(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     files = {p.name for p in out.iterdir()}
     assert {"metrics.json", "per_group.csv", "eer.csv", "differentials.csv", "generalized_rates.csv", "report.md",
-            "histograms.npz", "cross_group_fmr_face_eth.csv", "scores_face_eth.png", "det_face_eth.png"} <= files
+            "histograms.npz", "cross_group_fmr_face_eth.csv", "scores_face_eth.png", "error_rates_face_eth.png"} <= files
     assert "scores.parquet" not in files  # a table of another run must not sit beside streamed results
     m = json.loads((out / "metrics.json").read_text())
+    eer = [r["eer"] for r in m["eer"] if r["attribute"] == "face_eth" and r["eer"] is not None]
+    assert ("det_face_eth.png" in files) == (max(eer) > 0)  # no DET when every EER is 0 (docs/protocol.md §1.3)
     assert m["engine"]["engine"] == "stream" and m["engine"]["selected_by"] == "protocol.engine"
     assert m["engine"]["histogram"]["bin_width"] == 2.0**-15
     assert m["dataset"]["mated_comparisons"] + m["dataset"]["nonmated_comparisons"] == m["engine"]["comparisons"]

@@ -1,14 +1,21 @@
 """Subject-level bootstrap of per-group FMR/FNMR and of differential summaries (§5.2–5.4).
 
 Comparisons that share a subject are correlated, so binomial intervals on comparison
-counts are too narrow (metrics-reference §5.1). This module resamples **subjects**:
+counts are too narrow (docs/protocol.md §5.1). This module resamples **subjects**:
 
 * **Replicate.** Subjects are drawn with replacement *within strata* (a subject's stratum
   is its label for the attribute; a subject with several labels, e.g. an image-level
   attribute, forms the stratum ``"(mixed)"``), so each stratum keeps its size (§5.2,
-  "stratify by group"). The draw gives a count ``c_i`` per subject. One draw serves
-  every group, both metrics, the ``"(all)"`` pseudo-group and threshold re-calibration,
-  so the rates of one replicate are mutually consistent.
+  "stratify by group"). Each stratum is split into the subjects that have a mated
+  comparison and those that have none (one acquired image: a one-image subject, or one
+  whose other images failed to acquire), so FNMR is resampled over the subjects who
+  contribute to it and is defined in every replicate of a group that has mated
+  comparisons (docs/protocol.md §5.2). The draw gives a count ``c_i`` per subject. One
+  draw serves every group, both metrics and threshold re-calibration, so the rates of
+  one replicate are mutually consistent.
+* **The ``"(all)"`` row** is bootstrapped once per run, without demographic strata
+  (:func:`bootstrap_overall_rates`, attribute ``None``), and the same interval is
+  written under every attribute (:func:`with_overall_rows`).
 * **FNMR** (cluster bootstrap of Bolle, Ratha & Pankanti, §5.2): per group ``g`` and
   subject ``i`` the mated errors ``e_i`` and comparisons ``n_i`` are aggregated once;
   a replicate's rate is ``sum_i c_i e_i / sum_i c_i n_i``.
@@ -43,7 +50,9 @@ counts are exact integers, identical to the dense computation over all rows
 Intervals are percentile intervals over the replicates (order statistics: the lower
 bound uses the ``(1-confidence)/2`` quantile rounded down, the upper bound the
 ``(1+confidence)/2`` quantile rounded up, i.e. slightly conservative). Replicates in
-which a rate is undefined (no comparisons drawn) are dropped and counted.
+which a rate is undefined (no comparison drawn, e.g. a two-subject group drawing one
+subject twice has no non-mated pair) are dropped and counted (``n_undefined``); the
+report states the count whenever it is not zero.
 """
 
 from __future__ import annotations
@@ -66,6 +75,8 @@ __all__ = [
     "bootstrap_replicates",
     "bootstrap_group_rates",
     "bootstrap_differentials",
+    "bootstrap_overall_rates",
+    "with_overall_rows",
     "BOOT_GROUP_COLUMNS",
     "BOOT_DIFFERENTIAL_COLUMNS",
 ]
@@ -81,6 +92,7 @@ BOOT_GROUP_COLUMNS = [
     "boot_low",
     "boot_high",
     "n_replicates",
+    "n_undefined",
 ]
 
 BOOT_DIFFERENTIAL_COLUMNS = [
@@ -101,7 +113,7 @@ _CHUNK_ELEMENTS = 2_000_000
 # ----------------------------------------------------------------------------- design
 @dataclass
 class _Design:
-    attribute: str
+    attribute: str | None
     subjects: np.ndarray  # (S,) subject ids (str, object array), sorted
     strata: list[np.ndarray]  # subject indices per stratum
     groups: list[str]  # K-1 sorted labels; column 0 of every K-array is ALL_GROUP
@@ -157,7 +169,16 @@ def _pair_index(key: np.ndarray, n_keys: int) -> tuple[np.ndarray, np.ndarray]:
     return ukey, lookup[key]
 
 
-def _design(comparisons: pd.DataFrame, attribute: str) -> _Design:
+def _design(comparisons: pd.DataFrame, attribute: str | None) -> _Design:
+    """Subject and pair indices of ``comparisons``; ``attribute=None``: no groups, one stratum.
+
+    Strata are (label, contributes-to-FNMR): a subject's label for ``attribute`` (or
+    :data:`MIXED_STRATUM`), split into the subjects with at least one mated comparison
+    and those without (one acquired image: a one-image subject, or one whose other
+    images failed to acquire). Each part keeps its size in every replicate, so a group
+    whose original table has mated comparisons has them in every replicate too (no
+    undefined FNMR replicate from drawing only one-image subjects, docs/protocol.md §5.2).
+    """
     validate_comparisons(comparisons, attribute)
     for side in ("subject_a", "subject_b"):
         missing = comparisons[side].isna().to_numpy()
@@ -169,7 +190,11 @@ def _design(comparisons: pd.DataFrame, attribute: str) -> _Design:
     mated = comparisons["mated"].to_numpy(dtype=bool)
     score = comparisons["score"].to_numpy(dtype=np.float64)
     subjects, ia, ib = _joint_codes(comparisons["subject_a"], comparisons["subject_b"])
-    labels, la, lb = _joint_codes(comparisons[f"{attribute}_a"], comparisons[f"{attribute}_b"])
+    if attribute is None:
+        labels = np.array([""], dtype=object)
+        la = lb = np.zeros(ia.size, dtype=np.int64)
+    else:
+        labels, la, lb = _joint_codes(comparisons[f"{attribute}_a"], comparisons[f"{attribute}_b"])
 
     bad = mated & (ia != ib)
     if bad.any():
@@ -183,8 +208,12 @@ def _design(comparisons: pd.DataFrame, attribute: str) -> _Design:
         raise DataError(f"comparisons: non-mated row {i} compares subject {subjects[ia[i]]!r} with itself")
 
     S, L = subjects.size, labels.size
-    groups = [str(g) for g in labels]  # sorted, as sorted(set(...)) of the label strings
-    col = np.where(la == lb, la + 1, 0)
+    if attribute is None:
+        groups: list[str] = []
+        col = np.zeros(ia.size, dtype=np.int64)
+    else:
+        groups = [str(g) for g in labels]  # sorted, as sorted(set(...)) of the label strings
+        col = np.where(la == lb, la + 1, 0)
 
     # strata: each subject's label, or MIXED_STRATUM if it has several
     n_keys = S * max(L, 1)
@@ -200,7 +229,11 @@ def _design(comparisons: pd.DataFrame, attribute: str) -> _Design:
     only = np.empty(S, dtype=object)
     only[s_of] = labels[l_of]  # the label, for subjects with exactly one
     stratum = np.where(n_labels > 1, MIXED_STRATUM, only)
-    strata = [np.flatnonzero(stratum == s) for s in sorted(set(stratum.tolist()))]
+    has_mated = np.zeros(S, dtype=bool)
+    has_mated[ia[mated]] = True
+    _, stratum_code = np.unique(stratum.astype(str), return_inverse=True)  # sorted labels
+    key = stratum_code.reshape(-1) * 2 + has_mated  # one-image part before the mated part
+    strata = [np.flatnonzero(key == k) for k in np.unique(key)]
 
     nm = ~mated
     pi = np.minimum(ia[nm], ib[nm])
@@ -293,7 +326,7 @@ class BootstrapReplicates:
         ``threshold_name -> target_fmr`` for re-calibrated thresholds.
     """
 
-    attribute: str
+    attribute: str | None
     groups: list[str]
     threshold_names: list[str]
     errors: dict[tuple[str, str], np.ndarray]
@@ -538,7 +571,7 @@ def _false_non_matches_at(design: _Design, counts: np.ndarray, thr: np.ndarray) 
 def bootstrap_replicates(
     comparisons: pd.DataFrame,
     *,
-    attribute: str,
+    attribute: str | None,
     thresholds: Mapping[str, float],
     n_replicates: int = 1000,
     seed: int = 0,
@@ -551,8 +584,9 @@ def bootstrap_replicates(
     ----------
     comparisons : pandas.DataFrame
         Comparison table (see :mod:`bench.metrics.groups`).
-    attribute : str
+    attribute : str or None
         Attribute ``X`` (columns ``X_a``, ``X_b``); defines the groups and the strata.
+        None: no groups (only ``"(all)"``) and no demographic strata.
     thresholds : mapping of str to float
         Named thresholds (as for ``per_group_rates``).
     n_replicates : int, default 1000
@@ -667,9 +701,9 @@ def _percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, 
 
 
 def bootstrap_group_rates(
-    comparisons: pd.DataFrame,
+    comparisons: pd.DataFrame | None,
     *,
-    attribute: str,
+    attribute: str | None,
     thresholds: Mapping[str, float],
     n_replicates: int = 1000,
     seed: int = 0,
@@ -695,7 +729,8 @@ def bootstrap_group_rates(
         Columns :data:`BOOT_GROUP_COLUMNS`, one row per (group, threshold_name, metric)
         in the row order of ``per_group_rates`` (``"(all)"`` first), so it merges onto
         that table on ``attribute, group, threshold_name, metric``. ``n_replicates`` is
-        the number of replicates in which the rate was defined; bounds are NaN if none.
+        the number of replicates in which the rate was defined, ``n_undefined`` the
+        number in which it was not (nothing drawn; dropped); bounds are NaN if none.
 
     Raises
     ------
@@ -713,10 +748,74 @@ def bootstrap_group_rates(
                 lo, hi, n = _percentile_interval(reps.rates(name, metric)[:, k], confidence)
                 records.append(
                     {"attribute": reps.attribute, "group": g, "threshold_name": name, "metric": metric,
-                     "boot_low": lo, "boot_high": hi, "n_replicates": n}
+                     "boot_low": lo, "boot_high": hi, "n_replicates": n, "n_undefined": reps.n_replicates - n}
                 )
     out = pd.DataFrame.from_records(records, columns=BOOT_GROUP_COLUMNS)
-    return out.astype({"n_replicates": "int64", "boot_low": "float64", "boot_high": "float64"})
+    return out.astype({"n_replicates": "int64", "n_undefined": "int64", "boot_low": "float64", "boot_high": "float64"})
+
+
+def bootstrap_overall_rates(
+    comparisons: pd.DataFrame,
+    *,
+    thresholds: Mapping[str, float],
+    n_replicates: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    recalibrate: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Subject-bootstrap interval of the ``"(all)"`` FMR and FNMR, computed once per run.
+
+    Subjects are resampled without demographic strata (only the split into subjects
+    with and without a mated comparison, :func:`_design`), so the interval of the whole
+    population does not depend on which attribute a table is read under. Same seed,
+    threshold re-calibration and percentile rule as :func:`bootstrap_group_rates`.
+
+    Parameters
+    ----------
+    comparisons, thresholds, n_replicates, seed, confidence, recalibrate
+        As :func:`bootstrap_group_rates`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`BOOT_GROUP_COLUMNS` without ``attribute`` (group ``"(all)"``),
+        one row per (threshold_name, metric).
+
+    Raises
+    ------
+    As :func:`bootstrap_group_rates`.
+    """
+    out = bootstrap_group_rates(
+        comparisons, attribute=None, thresholds=thresholds, n_replicates=n_replicates, seed=seed,
+        confidence=confidence, recalibrate=recalibrate,
+    )
+    return out.drop(columns=["attribute"])
+
+
+def with_overall_rows(boot: pd.DataFrame, overall: pd.DataFrame | None) -> pd.DataFrame:
+    """``boot`` (one attribute's :func:`bootstrap_group_rates`) with its ``"(all)"`` rows from ``overall``.
+
+    Parameters
+    ----------
+    boot : pandas.DataFrame
+        Columns :data:`BOOT_GROUP_COLUMNS`.
+    overall : pandas.DataFrame or None
+        :func:`bootstrap_overall_rates` of the same run; None returns ``boot`` unchanged.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Same rows and columns; the interval columns of ``group == "(all)"`` replaced.
+    """
+    if overall is None:
+        return boot
+    out = boot.copy()
+    cols = ["boot_low", "boot_high", "n_replicates", "n_undefined"]
+    key = overall.set_index(["threshold_name", "metric"])[cols]
+    sel = (out["group"] == ALL_GROUP).to_numpy()
+    idx = pd.MultiIndex.from_frame(out.loc[sel, ["threshold_name", "metric"]])
+    out.loc[sel, cols] = key.reindex(idx).to_numpy()
+    return out.astype({"n_replicates": "int64", "n_undefined": "int64"})
 
 
 # ----------------------------------------------------------------------------- differentials

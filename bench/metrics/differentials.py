@@ -1,4 +1,4 @@
-"""Differential (fairness) summary measures over per-group error rates (metrics-reference §4).
+"""Differential (fairness) summary measures over per-group error rates (docs/protocol.md §4).
 
 Every function takes per-group values as 1-D arrays (one entry per group, all at one
 common threshold) and returns a float. Conventions:
@@ -8,8 +8,8 @@ common threshold) and returns a float. Conventions:
 * Fewer than two groups, or a measure that is mathematically undefined (division by a
   zero-error group, all groups error-free), gives ``NaN`` plus an
   :class:`~bench.errors.InsufficientDataWarning` saying "not estimable" -- never a
-  sentinel and never a crash (metrics-reference §4.2, §5.5).
-* **Zero rule** (metrics-reference §2.2 [S: S15], §5.5): ratio measures refuse to divide
+  sentinel and never a crash (docs/protocol.md §4.2, §5.5).
+* **Zero rule** (docs/protocol.md §2.2 [S: S15], §5.5): ratio measures refuse to divide
   by a zero-error group unless ``zero_rule="upper_bound"`` is passed together with the
   per-group comparison counts ``comparisons``. Then each zero rate is replaced, in the
   **denominator only** (the minimum, the geometric mean, the reference), by the one-sided
@@ -130,7 +130,7 @@ def _denominator_values(
 
 # ----------------------------------------------------------------------------- range family
 def max_min_difference(rates: ArrayLike) -> float:
-    """``max_d x_d - min_d x_d`` (metrics-reference §4.4; NISTIR 8429 eqs 1-2 per S15).
+    """``max_d x_d - min_d x_d`` (docs/protocol.md §4.4; NISTIR 8429 eqs 1-2 per S15).
 
     Parameters
     ----------
@@ -149,7 +149,7 @@ def max_min_difference(rates: ArrayLike) -> float:
 
     Examples
     --------
-    TV5 of metrics-reference:
+    TV5 of docs/protocol.md:
 
     >>> round(max_min_difference([0.001, 0.004, 0.0005]), 10)
     0.0035
@@ -163,7 +163,7 @@ def max_min_difference(rates: ArrayLike) -> float:
 def max_min_ratio(
     rates: ArrayLike, *, zero_rule: str | None = None, comparisons: ArrayLike | None = None
 ) -> float:
-    """``max_d x_d / min_d x_d`` (metrics-reference §4.4; NISTIR 8429 eqs 3-5 per S15).
+    """``max_d x_d / min_d x_d`` (docs/protocol.md §4.4; NISTIR 8429 eqs 3-5 per S15).
 
     Parameters
     ----------
@@ -188,7 +188,7 @@ def max_min_ratio(
 
     Examples
     --------
-    TV5 of metrics-reference:
+    TV5 of docs/protocol.md:
 
     >>> max_min_ratio([0.001, 0.004, 0.0005]), max_min_ratio([0.02, 0.05, 0.03])
     (8.0, 2.5)
@@ -229,7 +229,7 @@ def max_geomean_ratio(
 
     Examples
     --------
-    TV5 of metrics-reference:
+    TV5 of docs/protocol.md:
 
     >>> round(max_geomean_ratio([0.001, 0.004, 0.0005]), 6)
     3.174802
@@ -286,7 +286,7 @@ def ratio_to_reference(
 
     Examples
     --------
-    TV2 of metrics-reference (flavour 1, threshold calibrated on the reference set at f = 0.1):
+    TV2 of docs/protocol.md (flavour 1, threshold calibrated on the reference set at f = 0.1):
 
     >>> r = ratio_to_reference([0.30, 0.0], ["A", "B"], 0.10)
     >>> round(r["A"], 12), r["B"]
@@ -319,7 +319,7 @@ def ratio_to_reference(
 
 # ----------------------------------------------------------------------------- combined measures
 def fdr(fmr: ArrayLike, fnmr: ArrayLike, alpha: float = 0.5) -> float:
-    """Fairness Discrepancy Rate (de Freitas Pereira & Marcel; metrics-reference §4.1).
+    """Fairness Discrepancy Rate (de Freitas Pereira & Marcel; docs/protocol.md §4.1).
 
     ``A = max FMR - min FMR``, ``B = max FNMR - min FNMR``,
     ``FDR = 1 - (alpha A + (1 - alpha) B)``.
@@ -347,7 +347,7 @@ def fdr(fmr: ArrayLike, fnmr: ArrayLike, alpha: float = 0.5) -> float:
 
     Examples
     --------
-    TV3 of metrics-reference:
+    TV3 of docs/protocol.md:
 
     >>> f, n = [0.001, 0.004, 0.0005], [0.02, 0.05, 0.03]
     >>> round(fdr(f, n), 8), round(fdr(f, n, alpha=0.995), 10)
@@ -378,7 +378,7 @@ def inequity_rate(
     fmr_comparisons: ArrayLike | None = None,
     fnmr_comparisons: ArrayLike | None = None,
 ) -> float:
-    """Inequity Rate ``IR = A^alpha * B^(1 - alpha)`` (metrics-reference §4.2, §2.2).
+    """Inequity Rate ``IR = A^alpha * B^(1 - alpha)`` (docs/protocol.md §4.2, §2.2).
 
     Default (``use_geomean=False``): ``A``, ``B`` are the Max/Min ratios of FMR and FNMR
     (NIST's earlier proposal as analysed by Howard et al. 2022, arXiv 2203.05051).
@@ -410,7 +410,7 @@ def inequity_rate(
 
     Examples
     --------
-    TV5 of metrics-reference:
+    TV5 of docs/protocol.md:
 
     >>> round(inequity_rate([0.001, 0.004, 0.0005], [0.02, 0.05, 0.03]), 6)
     4.472136
@@ -448,7 +448,7 @@ def gini(x: ArrayLike) -> float:
 
     Examples
     --------
-    TV4 of metrics-reference:
+    TV4 of docs/protocol.md:
 
     >>> round(gini([0.001, 0.004, 0.0005]), 6), round(gini([0.02, 0.05, 0.03]), 6)
     (0.636364, 0.3)
@@ -488,7 +488,7 @@ def garbe(fmr: ArrayLike, fnmr: ArrayLike, alpha: float = 0.5) -> float:
 
     Examples
     --------
-    TV4 of metrics-reference:
+    TV4 of docs/protocol.md:
 
     >>> round(garbe([0.001, 0.004, 0.0005], [0.02, 0.05, 0.03]), 6)
     0.468182
@@ -524,7 +524,7 @@ def rfw_std(accuracies: ArrayLike, ddof: int = 0) -> float:
 
     Examples
     --------
-    TV7 of metrics-reference:
+    TV7 of docs/protocol.md:
 
     >>> acc = [93.5, 94.5, 97.0, 95.0]
     >>> round(rfw_std(acc), 5), round(rfw_std(acc, ddof=1), 5)
@@ -553,7 +553,7 @@ def ser(error_rates: ArrayLike) -> float:
 
     Examples
     --------
-    TV7 of metrics-reference (errors 6.5, 5.5, 3.0, 5.0):
+    TV7 of docs/protocol.md (errors 6.5, 5.5, 3.0, 5.0):
 
     >>> round(ser([6.5, 5.5, 3.0, 5.0]), 4)
     2.1667
@@ -586,6 +586,19 @@ def _metric_rows(df: pd.DataFrame, metric: str, threshold_name: str) -> pd.DataF
     return rows.sort_values("group")
 
 
+def _reasoned(reasons: dict[str, str], key: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn``; record why it was not estimable under ``reasons[key]`` and re-emit its warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = fn(*args, **kwargs)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, InsufficientDataWarning)]
+    if msgs:
+        reasons[key] = "; ".join(dict.fromkeys(msgs))
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=3)
+    return value
+
+
 def _single_summary(
     rows: pd.DataFrame, zero_rule: str | None, reference: str | float | None
 ) -> dict[str, Any]:
@@ -604,12 +617,18 @@ def _single_summary(
         out["max"] = float(rates.max())
     else:
         out.update(min_group=None, max_group=None, min=math.nan, max=math.nan)
-    out["max_min_difference"] = max_min_difference(rates)
-    out["max_min_ratio"] = max_min_ratio(rates, zero_rule=zero_rule, comparisons=n)
-    out["max_geomean_ratio"] = max_geomean_ratio(rates, zero_rule=zero_rule, comparisons=n)
-    out["gini"] = gini(rates)
+    reasons: dict[str, str] = {}
+    out["max_min_difference"] = _reasoned(reasons, "max_min_difference", max_min_difference, rates)
+    out["max_min_ratio"] = _reasoned(reasons, "max_min_ratio", max_min_ratio, rates, zero_rule=zero_rule, comparisons=n)
+    out["max_geomean_ratio"] = _reasoned(
+        reasons, "max_geomean_ratio", max_geomean_ratio, rates, zero_rule=zero_rule, comparisons=n
+    )
+    out["gini"] = _reasoned(reasons, "gini", gini, rates)
+    out["reasons"] = reasons
     if reference is not None:
-        ratios = ratio_to_reference(rates, groups, reference, zero_rule=zero_rule, comparisons=n)
+        ratios = _reasoned(
+            reasons, "max_ratio_to_reference", ratio_to_reference, rates, groups, reference, zero_rule=zero_rule, comparisons=n
+        )
         out["reference"] = reference
         out["ratio_to_reference"] = ratios
         vals = [v for v in ratios.values() if not math.isnan(v)]
@@ -656,7 +675,9 @@ def differential_summary(
         ``"both"``: ``{"FMR": {...}, "FNMR": {...}}`` over the groups present in both,
         plus ``alpha, fdr, fdr_A, fdr_B, inequity_rate`` (Max/Min),
         ``inequity_rate_geomean`` (§2.2 variant) and ``garbe``. Undefined measures are
-        NaN (each with an :class:`InsufficientDataWarning`). Values are plain Python
+        NaN (each with an :class:`InsufficientDataWarning`), and ``reasons`` (in each
+        per-metric part and, for the combined measures, at the top) maps each such
+        measure to the warning text that says why it is not estimable. Values are plain Python
         types, ready for ``json.dump`` (NaN as float).
 
     Raises
@@ -700,12 +721,15 @@ def differential_summary(
     out["FNMR"] = {"metric": "FNMR", **parts["FNMR"]}
     out["fdr_A"] = parts["FMR"]["max_min_difference"]
     out["fdr_B"] = parts["FNMR"]["max_min_difference"]
-    out["fdr"] = fdr(f, fn, alpha=a)
-    out["inequity_rate"] = inequity_rate(
-        f, fn, a, zero_rule=zero_rule, fmr_comparisons=nf, fnmr_comparisons=nn
+    reasons: dict[str, str] = {}
+    out["fdr"] = _reasoned(reasons, "fdr", fdr, f, fn, alpha=a)
+    out["inequity_rate"] = _reasoned(
+        reasons, "inequity_rate", inequity_rate, f, fn, a, zero_rule=zero_rule, fmr_comparisons=nf, fnmr_comparisons=nn
     )
-    out["inequity_rate_geomean"] = inequity_rate(
-        f, fn, a, use_geomean=True, zero_rule=zero_rule, fmr_comparisons=nf, fnmr_comparisons=nn
+    out["inequity_rate_geomean"] = _reasoned(
+        reasons, "inequity_rate_geomean", inequity_rate, f, fn, a, use_geomean=True, zero_rule=zero_rule,
+        fmr_comparisons=nf, fnmr_comparisons=nn,
     )
-    out["garbe"] = garbe(f, fn, alpha=a)
+    out["garbe"] = _reasoned(reasons, "garbe", garbe, f, fn, alpha=a)
+    out["reasons"] = reasons
     return out

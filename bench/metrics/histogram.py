@@ -6,10 +6,10 @@ module keeps, with memory independent of the number of comparisons,
 * :class:`ScoreHistogram` -- counts of mated and non-mated scores in fine fixed bins,
   separately per *cell* (a demographic group, or a cross-group cell ``(g, h)``), with
   explicit underflow/overflow bins so no comparison is ever dropped. FMR/FNMR at a
-  threshold, the threshold at a target FMR (metrics-reference §0), the DET curve and
+  threshold, the threshold at a target FMR (docs/protocol.md §0), the DET curve and
   the EER are read from the counts. An **exact mode** keeps the raw scores while the
   run is small and then gives results identical to :mod:`bench.metrics.rates`.
-* :class:`SubjectAggregates` -- what the subject-level bootstrap (metrics-reference
+* :class:`SubjectAggregates` -- what the subject-level bootstrap (docs/protocol.md
   §5.2-§5.4) needs, so it never revisits the comparisons: every mated score with its
   subject, the **exact top tail** of the non-mated scores (every non-mated score at or
   above an adaptive cutoff, with its subject pair), and the per-subject image counts
@@ -17,7 +17,7 @@ module keeps, with memory independent of the number of comparisons,
   design: ``n_ij = m_i * m_j``). See :class:`SubjectAggregates` for why this design
   was chosen over per-subject histograms.
 
-Conventions (metrics-reference §0): scores are similarities (higher = more alike); a
+Conventions (docs/protocol.md §0): scores are similarities (higher = more alike); a
 comparison matches iff ``score >= threshold``; ``FMR(t) = #{non-mated s >= t} / N``;
 ``FNMR(t) = #{mated s < t} / M``. Results reuse the result types of
 :mod:`bench.metrics.rates` (:class:`~bench.metrics.rates.ErrorRates`,
@@ -51,7 +51,6 @@ from bench.errors import (
 )
 from bench.metrics import rates as _rates
 from bench.metrics.rates import (
-    RULE_OF_30,
     DetCurve,
     EqualErrorRate,
     ErrorRates,
@@ -447,7 +446,7 @@ class ScoreHistogram:
             If True the cells are the ``G * G`` ordered pairs ``(g, h)`` (cell index
             ``g * G + h``, see :meth:`cross_cell`): mated comparisons of group ``g``
             are in cell ``(g, g)``, and per-group FMR uses the diagonal cell (the
-            "demographically matched impostors" of metrics-reference §2.3). If False
+            "demographically matched impostors" of docs/protocol.md §2.3). If False
             the cells are the ``G`` groups themselves.
         **kwargs
             Passed to the constructor (``lo``, ``hi``, ``n_bins``, ...).
@@ -1171,7 +1170,7 @@ class ScoreHistogram:
             Target FMR ``f`` in (0, 1).
         cells : int or sequence of int, optional
             Calibration cells (None = all non-mated comparisons, the global threshold of
-            metrics-reference §2.3).
+            docs/protocol.md §2.3).
 
         Returns
         -------
@@ -1194,7 +1193,7 @@ class ScoreHistogram:
         Warns
         -----
         InsufficientDataWarning
-            If ``N < 30/f`` (rule of 30, metrics-reference §5.5).
+            If ``N < 30/f`` (rule of 30, docs/protocol.md §5.5).
         ScoreRangeWarning
             If the cut falls in an underflow bin (resolution not guaranteed).
         """
@@ -1282,14 +1281,15 @@ class ScoreHistogram:
         return thr, fm, fnm, n_m, n_nm
 
     def equal_error_rate(self, *, cells: int | Sequence[int] | None = None) -> EqualErrorRate:
-        """EER over the pooled ``cells`` (bob.measure convention, metrics-reference §1.4).
+        """EER over the pooled ``cells`` (bob.measure rule, docs/protocol.md §1.4).
 
         Returns
         -------
         EqualErrorRate
             Exact mode: identical to :func:`bench.metrics.rates.equal_error_rate`. Binned
-            mode: the same estimator over the binned DET points (smallest gap
-            ``|FM * M - FNM * N|``, smallest threshold on ties).
+            mode: the same rule (:func:`bench.metrics.rates.eer_from_counts`: smallest
+            gap ``|FM * M - FNM * N|``, the larger threshold on ties) over the binned DET
+            points.
 
         Raises
         ------
@@ -1300,21 +1300,7 @@ class ScoreHistogram:
             mated, nonmated = self._raw_scores(cells)
             return _rates.equal_error_rate(mated, nonmated)
         thr, fm, fnm, n_m, n_nm = self._det_counts(cells, "equal_error_rate")
-        if n_nm * n_m < 2**62:
-            gap = np.abs(fm * n_m - fnm * n_nm)
-        else:  # pragma: no cover - > 2**62 comparisons
-            gap = np.abs(fm.astype(object) * n_m - fnm.astype(object) * n_nm)
-        i = int(np.argmin(gap))
-        fmr = int(fm[i]) / n_nm
-        fnmr = int(fnm[i]) / n_m
-        return EqualErrorRate(
-            eer=(fmr + fnmr) / 2.0,
-            threshold=float(thr[i]),
-            fmr=fmr,
-            fnmr=fnmr,
-            low=min(fmr, fnmr),
-            high=max(fmr, fnmr),
-        )
+        return _rates.eer_from_counts(thr, fm, fnm, n_m, n_nm)
 
 
 # ============================================================================ subject aggregates
@@ -1325,7 +1311,7 @@ class ReplicateCounts:
     ``B`` replicates, ``G`` groups. Non-mated cells are *unordered* group pairs: the
     ``(B, G, G)`` arrays are symmetric, ``[:, g, h]`` and ``[:, h, g]`` both hold the
     cell ``{g, h}``; the diagonal ``[:, g, g]`` is the per-group FMR cell
-    (demographically matched impostors, metrics-reference §2.3). Counts are weighted by
+    (demographically matched impostors, docs/protocol.md §2.3). Counts are weighted by
     the subject draw (``c_i`` for a mated comparison of subject ``i``, ``c_i c_j`` for a
     non-mated comparison of subjects ``i != j``) and stored as float64 integers.
 
@@ -1734,20 +1720,8 @@ class SubjectAggregates:
         gmask = self._group_mask(groups)
         cells = self.n_nonmated_cells()
         n = int(cells[np.ix_(gmask, gmask)][np.triu_indices(int(gmask.sum()))].sum())
-        if not _supports(n, f, 1.0):
-            raise InsufficientDataError(
-                f"threshold_at_fmr: N={n} non-mated scores cannot resolve target FMR {f:g}; "
-                f"at least 1/target = {1.0 / f:.6g} are needed"
-            )
-        support = "ok" if _supports(n, f, RULE_OF_30) else "low"
-        if support == "low":
-            warnings.warn(
-                f"threshold_at_fmr: only N={n} non-mated scores for target FMR {f:g}; the rule "
-                f"of 30 asks for {RULE_OF_30}/target = {RULE_OF_30 / f:.6g} (support='low')",
-                InsufficientDataWarning,
-                stacklevel=2,
-            )
-        k = _allowed_false_matches(f, n)
+        support = _threshold_support(n, f)  # the shared refuse (k = 0) or flag (rule of 30) rule
+        k = _allowed_false_matches(f, n)  # >= 1: k = 0 was refused
         s, a, b = self._tail_arrays()
         if groups is not None:
             s = s[gmask[self._group[a]] & gmask[self._group[b]]]
@@ -1759,15 +1733,12 @@ class SubjectAggregates:
             )
         desc = -np.sort(-s)
         top = float(desc[0])
-        if k == 0:
-            threshold = float(np.nextafter(top, np.inf))
+        v, below = desc[k - 1], desc[k]
+        if v > below:
+            threshold = float(v)
         else:
-            v, below = desc[k - 1], desc[k]
-            if v > below:
-                threshold = float(v)
-            else:
-                above = desc[desc > v]
-                threshold = float(above.min()) if above.size else float(np.nextafter(top, np.inf))
+            above = desc[desc > v]
+            threshold = float(above.min()) if above.size else float(np.nextafter(top, np.inf))
         count = int(np.count_nonzero(s >= threshold))
         return ThresholdAtFMR(
             target_fmr=f, threshold=threshold, achieved_fmr=count / n, k=k, n_nonmated=n, support=support

@@ -1,6 +1,6 @@
 """Exact decision error rates of a 1:1 verification system.
 
-Conventions (metrics-reference §0, non-negotiable across fvbench):
+Conventions (docs/protocol.md §0, non-negotiable across fvbench):
 
 * a score is a **similarity**: higher means more alike;
 * a comparison is declared a match iff ``score >= threshold`` (ties are matches);
@@ -39,6 +39,7 @@ __all__ = [
     "error_rates",
     "threshold_at_fmr",
     "equal_error_rate",
+    "eer_from_counts",
     "det_curve",
     "score_sanity_check",
     "transaction_rates",
@@ -48,7 +49,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Minimum number of errors for a rate to count as precise (Doddington's rule of 30,
-#: metrics-reference §5.5): a target FMR ``f`` is "supported" by ``N >= 30/f`` scores.
+#: docs/protocol.md §5.5): a target FMR ``f`` is "supported" by ``N >= 30/f`` scores.
 RULE_OF_30 = 30
 
 # Relative slack used when comparing N*f with an integer count, so that e.g.
@@ -114,7 +115,7 @@ def _supports(n: int, target: float, count: float) -> bool:
 # ----------------------------------------------------------------------------- error rates
 @dataclass(frozen=True)
 class ErrorRates:
-    """Counts and rates at one decision threshold (metrics-reference §0).
+    """Counts and rates at one decision threshold (docs/protocol.md §0).
 
     Attributes
     ----------
@@ -170,11 +171,11 @@ def error_rates(mated_scores: ArrayLike, nonmated_scores: ArrayLike, threshold: 
     Notes
     -----
     ISO/IEC 19795-1 FMR/FNMR over completed comparisons; tie rule of NIST ``make.DET``
-    and bob.measure ``farfrr`` (metrics-reference §0, §1.1).
+    and bob.measure ``farfrr`` (docs/protocol.md §0, §1.1).
 
     Examples
     --------
-    TV1 of metrics-reference (ties at the threshold count as matches):
+    TV1 of docs/protocol.md (ties at the threshold count as matches):
 
     >>> r = error_rates([0.72, 0.58, 0.44, 0.81, 0.66, 0.39],
     ...                 [0.12, 0.35, 0.41, 0.08, 0.55, 0.29, 0.61, 0.19, 0.47, 0.33], 0.55)
@@ -245,9 +246,9 @@ def _threshold_support(n: int, f: float) -> str:
 
     Returns ``"ok"`` or ``"low"`` (with an :class:`InsufficientDataWarning` naming the
     caller's frame); raises :class:`InsufficientDataError` when ``n < 1/f``
-    (metrics-reference §5.5). Shared by the exact and the histogram read-outs.
+    (docs/protocol.md §5.5). Shared by the exact and the histogram read-outs.
     """
-    if not _supports(n, f, 1.0):
+    if not _supports(n, f, 1.0) or _allowed_false_matches(f, n) == 0:  # k = 0: nothing to calibrate on
         raise InsufficientDataError(
             f"threshold_at_fmr: N={n} non-mated scores cannot resolve target FMR {f:g}; "
             f"at least 1/target = {1.0 / f:.6g} non-mated scores are needed "
@@ -265,16 +266,19 @@ def _threshold_support(n: int, f: float) -> str:
 
 
 def threshold_at_fmr(nonmated_scores: ArrayLike, target_fmr: float) -> ThresholdAtFMR:
-    """Threshold for a target FMR, never exceeding the target (metrics-reference §0).
+    """Threshold for a target FMR, never exceeding the target (docs/protocol.md §0).
 
     Sort the ``N`` non-mated scores descending, ``s(1) >= s(2) >= ...``, and let
-    ``k = floor(f * N)``. If ``k = 0`` the threshold is ``nextafter(s(1), +inf)``
-    (achieved FMR 0). Otherwise the threshold is ``s(k)`` when ``s(k) > s(k+1)``; when
-    a tie block straddles the cut (``s(k) == s(k+1)``) the threshold moves up to the
-    smallest distinct score above the tie block (or ``nextafter(s(1), +inf)`` if the
-    block is at the top). Equivalently: the smallest threshold with at most ``k``
-    non-mated scores ``>= threshold`` -- bob.measure ``far_threshold`` semantics.
-    No interpolation.
+    ``k = floor(f * N)``; ``k >= 1`` always, because a target with ``N < 1/f`` (``k = 0``)
+    is refused. The threshold is ``s(k)`` when ``s(k) > s(k+1)``; when a tie block
+    straddles the cut (``s(k) == s(k+1)``) the threshold moves up to the smallest
+    distinct score above the tie block, or to ``nextafter(s(1), +inf)`` ("just above"
+    the top score) if the block is at the top. Equivalently: the smallest threshold
+    with at most ``k`` non-mated scores ``>= threshold`` -- bob.measure
+    ``far_threshold`` semantics. No interpolation (docs/protocol.md §0.3). The
+    ``k = 0`` rule (just above the top score, achieved FMR 0) applies only inside
+    bootstrap replicates, whose weighted non-mated count can fall below ``1/f``
+    (:mod:`bench.metrics.bootstrap`, docs/protocol.md §5.4).
 
     Parameters
     ----------
@@ -297,7 +301,7 @@ def threshold_at_fmr(nonmated_scores: ArrayLike, target_fmr: float) -> Threshold
     DataError
         If the scores are not 1-D or hold NaN/inf.
     InsufficientDataError
-        If ``N < 1/f`` (including ``N = 0``): the target cannot be resolved.
+        If ``N < 1/f`` (including ``N = 0``), i.e. ``k = 0``: the target cannot be resolved.
 
     Warns
     -----
@@ -306,7 +310,7 @@ def threshold_at_fmr(nonmated_scores: ArrayLike, target_fmr: float) -> Threshold
 
     Examples
     --------
-    TV2 of metrics-reference (N = 20, f = 0.10):
+    TV2 of docs/protocol.md (N = 20, f = 0.10):
 
     >>> s = [0.05, 0.11, 0.14, 0.18, 0.21, 0.22, 0.25, 0.27, 0.30, 0.31,
     ...      0.33, 0.36, 0.38, 0.40, 0.42, 0.44, 0.47, 0.52, 0.58, 0.63]
@@ -322,19 +326,16 @@ def threshold_at_fmr(nonmated_scores: ArrayLike, target_fmr: float) -> Threshold
     n = int(scores.size)
     support = _threshold_support(n, f)
     asc = np.sort(scores)
-    k = _allowed_false_matches(f, n)
+    k = _allowed_false_matches(f, n)  # 1 <= k < n: k = 0 was refused above, f < 1
     top = float(asc[-1])
-    if k == 0:
-        threshold = float(np.nextafter(top, np.inf))
+    v = asc[n - k]  # k-th largest score, s(k)
+    below = asc[n - k - 1]  # s(k+1); exists since k < n
+    if v > below:
+        threshold = float(v)
     else:
-        v = asc[n - k]  # k-th largest score, s(k)
-        below = asc[n - k - 1]  # s(k+1); exists since k < n
-        if v > below:
-            threshold = float(v)
-        else:
-            # tie straddles the cut: smallest distinct score above the tie block
-            j = int(np.searchsorted(asc, v, side="right"))
-            threshold = float(asc[j]) if j < n else float(np.nextafter(top, np.inf))
+        # tie straddles the cut: smallest distinct score above the tie block
+        j = int(np.searchsorted(asc, v, side="right"))
+        threshold = float(asc[j]) if j < n else float(np.nextafter(top, np.inf))
     count = n - int(np.searchsorted(asc, threshold, side="left"))
     return ThresholdAtFMR(
         target_fmr=f,
@@ -365,7 +366,7 @@ def _counts_at(
 
 @dataclass(frozen=True)
 class DetCurve:
-    """Exact empirical DET curve at every distinct observed score (metrics-reference §1.3).
+    """Exact empirical DET curve at every distinct observed score (docs/protocol.md §1.3).
 
     Attributes
     ----------
@@ -427,18 +428,24 @@ def det_curve(mated_scores: ArrayLike, nonmated_scores: ArrayLike) -> DetCurve:
 
 @dataclass(frozen=True)
 class EqualErrorRate:
-    """Equal error rate and where it was read (metrics-reference §1.4).
+    """Equal error rate and where it was read (docs/protocol.md §1.4).
 
     Attributes
     ----------
     eer : float
-        ``(fmr + fnmr) / 2`` at ``threshold``.
+        ``(fmr + fnmr) / 2`` at ``threshold`` (bob.measure ``eer``).
     threshold : float
-        The chosen observed score.
+        The chosen candidate threshold (an observed score; match iff ``score >= threshold``).
     fmr, fnmr : float
         Rates at ``threshold``.
     low, high : float
         ``min(fmr, fnmr)`` and ``max(fmr, fnmr)``: the EER lies between them.
+    crossing : float
+        Where the FMR and FNMR step curves cross: the rate at which the straight DET
+        segment between the last threshold with ``FMR > FNMR`` and the first with
+        ``FMR < FNMR`` meets ``FMR = FNMR`` (equal to ``eer`` when some threshold has
+        ``FMR == FNMR``). Reported because with ties the minimum-gap rule can leave a
+        gap (``low < high``) and, among tied gaps, pick either side of the crossing.
     """
 
     eer: float
@@ -447,17 +454,98 @@ class EqualErrorRate:
     fnmr: float
     low: float
     high: float
+    crossing: float = math.nan
+
+
+def eer_from_counts(
+    thresholds: NDArray[np.float64], false_matches: NDArray[np.int64], false_non_matches: NDArray[np.int64],
+    n_mated: int, n_nonmated: int,
+) -> EqualErrorRate:
+    """The EER rule over candidate thresholds given as error counts (exact and binned read-outs).
+
+    Parameters
+    ----------
+    thresholds : ndarray of float, shape (m,)
+        Candidate thresholds, strictly increasing (m >= 1).
+    false_matches : ndarray of int, shape (m,)
+        Non-mated comparisons with ``score >= thresholds[i]`` (non-increasing).
+    false_non_matches : ndarray of int, shape (m,)
+        Mated comparisons with ``score < thresholds[i]`` (non-decreasing).
+    n_mated, n_nonmated : int
+        Denominators (both >= 1).
+
+    Returns
+    -------
+    EqualErrorRate
+
+    Notes
+    -----
+    bob.measure's rule (``eer_threshold``: ``_minimizing_threshold`` with the absolute
+    difference), stated in counts (docs/protocol.md §1.4):
+
+    1. the gap is ``|FMR(t) - FNMR(t)|``, compared exactly as the integer
+       ``|FM * n_mated - FNM * n_nonmated|``;
+    2. scanning the candidates upward while both classes still have a score at or
+       above ``t``, the **last** (largest) threshold reaching the smallest gap so far
+       is kept -- on tied gaps the larger threshold wins;
+    3. the first candidate at which one class is exhausted (``FM = 0`` or
+       ``FNM = n_mated``) replaces that choice only if its gap is strictly smaller,
+       and thresholds beyond it never do.
+
+    bob.measure reports the midpoint between two observed scores as its threshold;
+    fvbench reports the observed score at the upper end of that interval, which gives
+    the same decisions and rates. bob.measure accumulates the rates in floating point,
+    so on a tie that its rounding splits it can differ from the exact rule here.
+    """
+    fm = np.asarray(false_matches, dtype=np.int64)
+    fnm = np.asarray(false_non_matches, dtype=np.int64)
+    if n_nonmated * n_mated < 2**62:
+        gap = np.abs(fm * n_mated - fnm * n_nonmated)
+        diff = fm * n_mated - fnm * n_nonmated
+    else:  # int64 would overflow: Python integers (slow, huge inputs only)
+        diff = fm.astype(object) * n_mated - fnm.astype(object) * n_nonmated
+        gap = np.abs(diff)
+    m = gap.size
+    exhausted = np.flatnonzero((fm == 0) | (fnm == n_mated))
+    stop = int(exhausted[0]) if exhausted.size else m
+    stop = max(stop, 1)  # candidate 0 (the lowest score) always has FM = n_nonmated > 0 and FNM = 0
+    head = gap[:stop]
+    best = head.min()
+    i = int(np.flatnonzero(head == best)[-1])  # ties: the larger threshold
+    if stop < m and gap[stop] < best:
+        i = stop
+    fmr = int(fm[i]) / n_nonmated
+    fnmr = int(fnm[i]) / n_mated
+    # crossing of the two step curves along the DET polyline (end point: FMR 0, FNMR 1)
+    zero = np.flatnonzero(diff == 0)
+    if zero.size:
+        crossing = int(fm[zero[0]]) / n_nonmated
+    else:
+        j = int(np.flatnonzero(diff > 0)[-1])  # diff[0] > 0: FMR(lowest) = 1 > 0 = FNMR(lowest)
+        x0, y0 = int(fm[j]) / n_nonmated, int(fnm[j]) / n_mated
+        x1, y1 = (int(fm[j + 1]) / n_nonmated, int(fnm[j + 1]) / n_mated) if j + 1 < m else (0.0, 1.0)
+        lam = (x0 - y0) / ((x0 - y0) - (x1 - y1))
+        crossing = x0 + lam * (x1 - x0)
+    return EqualErrorRate(
+        eer=(fmr + fnmr) / 2.0,
+        threshold=float(thresholds[i]),
+        fmr=float(fmr),
+        fnmr=float(fnmr),
+        low=float(min(fmr, fnmr)),
+        high=float(max(fmr, fnmr)),
+        crossing=float(crossing),
+    )
 
 
 def equal_error_rate(mated_scores: ArrayLike, nonmated_scores: ArrayLike) -> EqualErrorRate:
-    """Equal error rate, bob.measure ``eer`` convention (metrics-reference §1.4).
+    """Equal error rate, bob.measure ``eer`` rule (docs/protocol.md §1.4).
 
     Candidate thresholds are all distinct observed scores (mated and non-mated). The
-    chosen threshold minimises ``|FMR(t) - FNMR(t)|``; the EER is reported as
-    ``(FMR + FNMR) / 2`` there, with the bracket ``[min, max]`` of the two rates.
-    Gaps are compared exactly in integer arithmetic
-    (``|FM * n_mated - FNM * n_nonmated|``); when several thresholds share the
-    smallest gap, the **smallest** such threshold is chosen.
+    chosen threshold minimises ``|FMR(t) - FNMR(t)|`` (compared exactly in integer
+    counts); on tied gaps the **larger** threshold is chosen, as bob.measure does
+    (details and the one exception in :func:`eer_from_counts`). The EER is
+    ``(FMR + FNMR) / 2`` there, with the bracket ``[min, max]`` of the two rates and the
+    ``crossing`` of the two step curves.
 
     Parameters
     ----------
@@ -482,12 +570,20 @@ def equal_error_rate(mated_scores: ArrayLike, nonmated_scores: ArrayLike) -> Equ
 
     Examples
     --------
-    TV1 of metrics-reference:
+    TV1 (docs/protocol.md, test vectors):
 
     >>> e = equal_error_rate([0.72, 0.58, 0.44, 0.81, 0.66, 0.39],
     ...                      [0.12, 0.35, 0.41, 0.08, 0.55, 0.29, 0.61, 0.19, 0.47, 0.33])
     >>> round(e.eer, 5), e.threshold
     (0.31667, 0.47)
+
+    A tie of gaps on both sides of the crossing (gap 1/4 at t = 0.25: FMR 1/4, FNMR 0;
+    and at t = 0.28: FMR 1/4, FNMR 1/2): the larger threshold is kept, and the step
+    curves cross at 1/4:
+
+    >>> e = equal_error_rate([0.25, 0.35], [0.1, 0.15, 0.22, 0.28])
+    >>> e.threshold, e.eer, e.low, e.high, e.crossing
+    (0.28, 0.375, 0.25, 0.5, 0.25)
     """
     mated = np.sort(_as_scores(mated_scores, "mated_scores"))
     nonmated = np.sort(_as_scores(nonmated_scores, "nonmated_scores"))
@@ -495,22 +591,7 @@ def equal_error_rate(mated_scores: ArrayLike, nonmated_scores: ArrayLike) -> Equ
     _require_nonempty(nonmated, "nonmated_scores", "equal_error_rate")
     candidates = np.unique(np.concatenate([mated, nonmated]))
     fm, fnm = _counts_at(mated, nonmated, candidates)
-    # exact comparison of |fm/Nn - fnm/Nm| via integers (no float ties lost to rounding)
-    if nonmated.size * mated.size < 2**62:
-        gap = np.abs(fm * mated.size - fnm * nonmated.size)
-    else:  # int64 would overflow: fall back to Python integers (slow, huge inputs only)
-        gap = np.abs(fm.astype(object) * mated.size - fnm.astype(object) * nonmated.size)
-    i = int(np.argmin(gap))  # argmin returns the first minimum = smallest threshold
-    fmr = int(fm[i]) / nonmated.size
-    fnmr = int(fnm[i]) / mated.size
-    return EqualErrorRate(
-        eer=(fmr + fnmr) / 2.0,
-        threshold=float(candidates[i]),
-        fmr=float(fmr),
-        fnmr=float(fnmr),
-        low=float(min(fmr, fnmr)),
-        high=float(max(fmr, fnmr)),
-    )
+    return eer_from_counts(candidates, fm, fnm, int(mated.size), int(nonmated.size))
 
 
 # ----------------------------------------------------------------------------- sanity
@@ -531,7 +612,7 @@ def score_sanity_check(mated_scores: ArrayLike, nonmated_scores: ArrayLike) -> N
     -----
     ScoreSanityWarning
         If ``mean(mated) <= mean(nonmated)``: fvbench expects similarities (higher =
-        more alike, metrics-reference §0); distances must be negated in the scoring
+        more alike, docs/protocol.md §0); distances must be negated in the scoring
         layer, never in the metrics.
     """
     mated = _as_scores(mated_scores, "mated_scores")
@@ -567,7 +648,7 @@ def transaction_rates(fmr: float, fnmr: float, fta: float, fte: float = 0.0) -> 
 
     ``FAR = FMR (1 - FTA)``, ``FRR = FTA + FNMR (1 - FTA)``,
     ``GFAR = FMR (1 - FTA)(1 - FTE)``, ``GFRR = 1 - (1 - FTE)(1 - FTA)(1 - FNMR)``
-    (ISO/IEC 19795-1 family as in metrics-reference §1.2; bob.bio.base help text for
+    (ISO/IEC 19795-1 family as in docs/protocol.md §1.2; bob.bio.base help text for
     FAR/FRR). Single attempt, single reference.
 
     Parameters
@@ -589,7 +670,7 @@ def transaction_rates(fmr: float, fnmr: float, fta: float, fte: float = 0.0) -> 
 
     Examples
     --------
-    TV8 of metrics-reference:
+    TV8 of docs/protocol.md:
 
     >>> r = transaction_rates(0.001, 0.03, 0.05, fte=0.02)
     >>> {k: round(v, 6) for k, v in r.items()}

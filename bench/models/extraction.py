@@ -76,11 +76,19 @@ def extract_embeddings(
     """Acquire and embed all images of ``manifest`` with ``model``, using ``cache``.
 
     Images are processed in batches; each finished batch is written to the cache
-    before the next starts, so an interrupted run loses at most one batch.
+    before the next starts, so an interrupted run loses at most one batch. Cache
+    entries are validated on read (:meth:`EmbeddingCache.get` with the model's
+    ``embedding_dim``); an invalid one is recomputed with a warning.
 
     Returns
     -------
     Extraction
+
+    Raises
+    ------
+    StorageError
+        The cache cannot be written (checked before the first image; disk full while
+        writing): one line naming the path; entries already written are kept.
     """
     n = len(manifest.table)
     emb = np.full((n, model.embedding_dim), np.nan, dtype=np.float32)
@@ -88,6 +96,7 @@ def extract_embeddings(
     n_faces = np.zeros(n, dtype=np.int64)
     hits = 0
     todo: list[tuple[int, str | None, Acquisition]] = []
+    cache.check_writable()  # a read-only cache or a file in its place: before the first image
 
     def flush() -> None:
         ok = [(i, sha, a) for i, sha, a in todo if a.ok]
@@ -117,7 +126,7 @@ def extract_embeddings(
             sha = image_sha256(path)
         except (OSError, DataError):
             sha = None  # missing/unreadable: the loader reports the reason below
-        cached = cache.get(sha) if sha else None
+        cached = cache.get(sha, embedding_dim=model.embedding_dim) if sha else None
         if cached is not None:
             hits += 1
             n_faces[i] = cached.n_faces

@@ -24,7 +24,7 @@ import numpy as np
 
 from bench.acquisition.mtcnn_align import MtcnnArcFaceAligner
 from bench.errors import ConfigError, WeightsError
-from bench.models.weights import WEIGHTS_REGISTRY, locate_weights, sha256_file
+from bench.models.weights import WEIGHTS_REGISTRY, locate_weights, onnx_weights_sha256, sha256_file
 
 __all__ = ["OnnxArcFace", "providers_for"]
 
@@ -119,6 +119,7 @@ class OnnxArcFace:
         ``"cosine"`` (score in [-1, 1]).
     embedding_dim : int
     weights_sha256 : dict
+        File name -> SHA-256 of the ONNX file, its external-data files (``<onnx>:<file>``) and the aligner's weights.
 
     Raises
     ------
@@ -209,6 +210,8 @@ class OnnxArcFace:
         except Exception as err:  # noqa: BLE001 - onnxruntime raises its own untyped exception classes
             raise WeightsError(f"onnxruntime cannot load {str(path)!r}: {err}") from err
         self.providers = self._session.get_providers()
+        # external-data files (``.bin`` beside the graph) are weights too: hashed, and so part of the cache key
+        self.weights_sha256 = onnx_weights_sha256(path, digest)
         self._check_graph(input_name)
         self.aligner = aligner if aligner is not None else MtcnnArcFaceAligner(chip_size=self.input_size, device=device)
         self.weights_sha256.update(getattr(self.aligner, "weights_sha256", {}))

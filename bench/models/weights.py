@@ -63,7 +63,10 @@ __all__ = [
     "download_weights",
     "fetch_command",
     "locate_weights",
+    "onnx_external_files",
+    "onnx_weights_sha256",
     "sha256_file",
+    "weights_verification",
     "verify_weights_file",
     "weights_dir",
 ]
@@ -414,6 +417,106 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def onnx_external_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The external-data files an ONNX model loads besides itself (ONNX external data format).
+
+    Reads the graph without its tensors (``onnx.load(..., load_external_data=False)``)
+    and collects the ``location`` of every tensor stored outside the file: initializers,
+    sparse initializers, tensor attributes and subgraphs.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Sorted, de-duplicated absolute paths (each inside the model's folder).
+
+    Raises
+    ------
+    WeightsError
+        The file is not an ONNX model, or a location is absolute, leaves the model's
+        folder (``..``, a symbolic link) or names a missing file.
+    """
+    import onnx  # lazy: only ONNX models need it
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # noqa: BLE001 - protobuf raises its own untyped DecodeError
+        raise WeightsError(f"{str(path)!r} is not a readable ONNX model: {err}") from err
+
+    def tensors(graph):  # noqa: ANN001, ANN202 - onnx protobuf types
+        yield from graph.initializer
+        for sp in graph.sparse_initializer:
+            yield sp.values
+            yield sp.indices
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
+                if attr.HasField("g"):
+                    yield from tensors(attr.g)
+                for g in attr.graphs:
+                    yield from tensors(g)
+
+    folder = path.resolve().parent
+    found: set[Path] = set()
+    for t in tensors(model.graph):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        loc = next((e.value for e in t.external_data if e.key == "location"), "")
+        target = (folder / loc).resolve()
+        if not loc or Path(loc).is_absolute() or folder not in target.parents:
+            raise WeightsError(f"ONNX model {str(path)!r}: tensor {t.name!r} has external data at {loc!r}, outside the model's folder; refusing it")
+        if not target.is_file():
+            raise WeightsError(f"ONNX model {str(path)!r}: external data file {str(target)!r} (tensor {t.name!r}) is missing")
+        found.add(target)
+    return sorted(found)
+
+
+def onnx_weights_sha256(path: str | os.PathLike[str], digest: str | None = None) -> dict[str, str]:
+    """SHA-256 of an ONNX model file and of every external-data file it loads.
+
+    Keys: the model's file name, and ``<model file name>:<external file name relative to
+    its folder>`` for each external file, so replacing a ``.bin`` changes the weights
+    hashes and therefore the embedding cache key (:func:`bench.models.cache.model_cache_key`).
+
+    Parameters
+    ----------
+    path : path
+        The ``.onnx`` file.
+    digest : str or None
+        Its SHA-256 when already computed (e.g. verified against the registry).
+    """
+    path = Path(path)
+    out = {path.name: digest or sha256_file(path)}
+    folder = path.resolve().parent
+    for ext in onnx_external_files(path):
+        out[f"{path.name}:{ext.relative_to(folder).as_posix()}"] = sha256_file(ext)
+    return out
+
+
+def weights_verification(weights_sha256: dict[str, str] | None) -> dict:
+    """Whether every weight file a model loaded has a SHA-256 published in :data:`WEIGHTS_REGISTRY`.
+
+    Generic over models: a file counts as verified when its hash equals a registry hash
+    with a published source (``sha256`` not None). Files pinned on first download
+    (no published checksum), custom files (``weights_path``), files loaded with
+    ``verify_weights=false`` that differ from the registry, and ONNX external-data files
+    not in the registry are unverified.
+
+    Returns
+    -------
+    dict
+        ``{"weights_verified": bool or None, "unverified_weights": sorted list of names}``;
+        None (and an empty list) when the model loads no weights (synthetic data).
+    """
+    if not weights_sha256:
+        return {"weights_verified": None, "unverified_weights": []}
+    known = {f.sha256 for m in WEIGHTS_REGISTRY.values() for f in m.files if f.sha256}
+    bad = sorted(name for name, digest in weights_sha256.items() if digest not in known)
+    return {"weights_verified": not bad, "unverified_weights": bad}
 
 
 def _model(model: str) -> ModelWeights:

@@ -1,6 +1,6 @@
 """Figures of a run: DET per group, error rates with intervals, cross-group FMR matrix.
 
-Conventions (metrics-reference §1.3): error rates on log10 axes (NIST FRVT
+Conventions (docs/protocol.md §1.3): error rates on log10 axes (NIST FRVT
 style); lower-left is better on a DET. Zero error counts cannot sit on a log axis:
 they are drawn at the axis floor with an open marker, and the caption says so.
 Every legend entry carries the group's sample sizes. Figures are written without
@@ -19,15 +19,39 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
+from bench.report.markdown import safe_name  # noqa: E402  (one rule for figure file names)
+
 __all__ = ["plot_det", "plot_error_rates", "plot_fmr_matrix", "plot_score_distributions", "plot_score_histograms", "safe_name"]
 
 _SAVE = {"dpi": 130, "metadata": {"Software": None}, "bbox_inches": "tight"}
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
-def safe_name(attribute: str) -> str:
-    """File-name form of an attribute (``a&b`` -> ``a_x_b``)."""
-    return attribute.replace("&", "_x_").replace("/", "_")
+
+
+def t_label(t: float) -> str:
+    """A threshold for a figure label: ``t = x`` when 4 digits are exact, ``t just above x``, else ``t ≈ x``."""
+    t = float(t)
+    short = f"{t:.4g}"
+    if float(short) == t:
+        return f"t = {short}"
+    below = float(np.nextafter(t, -np.inf))
+    if float(f"{below:.6g}") == below:
+        return f"t just above {below:.6g}"
+    return f"t ≈ {short}"
+
+
+#: Threshold lines: colour, line style and a name label each (never line style alone).
+_THRESHOLD_STYLES = [("black", "--"), ("C2", ":"), ("C4", "-."), ("C1", (0, (5, 1, 1, 1)))]
+
+
+def _threshold_lines(ax: plt.Axes, thresholds: list[dict]) -> None:
+    """Vertical line per usable threshold, told apart by colour, style and its name at the top."""
+    for j, t in enumerate(t for t in thresholds if t.get("status") == "ok"):
+        colour, ls = _THRESHOLD_STYLES[j % len(_THRESHOLD_STYLES)]
+        ax.axvline(t["threshold"], color=colour, ls=ls, lw=1.4, label=f"{t['name']} ({t_label(t['threshold'])})")
+        ax.text(t["threshold"], 1.0, f" {t['name']}", transform=ax.get_xaxis_transform(), rotation=90, va="top",
+                ha="right", fontsize=7, color=colour)
 
 
 def _groups(df: pd.DataFrame) -> list[str]:
@@ -70,16 +94,17 @@ def plot_det(dets: dict, eer: pd.DataFrame, per_group: pd.DataFrame, attribute: 
         fmr = np.clip(det.fmr, xfloor, 1)
         fnmr = np.clip(det.fnmr, yfloor, 1)
         label = f"{g}: {r['n_mated']:,} mated / {r['n_nonmated']:,} non-mated, EER {r['eer']:.3f}"
-        ax.step(fmr, fnmr, where="post", color=c, lw=2.2 if g == "(all)" else 1.5, ls="--" if g == "(all)" else "-", label=label)
+        ax.step(fmr, fnmr, where="post", color=c, lw=2.6 if g == "(all)" else 1.5, ls="--" if g == "(all)" else "-",
+                alpha=0.8 if g == "(all)" else 1.0, label=label + (" (all groups, black)" if g == "(all)" else ""))
         sel = per_group[(per_group["attribute"] == attribute) & (per_group["group"] == g)]
         for j, t in enumerate(usable):
             pts = sel[sel["threshold_name"] == t["name"]].set_index("metric")["rate"]
             if {"FMR", "FNMR"} <= set(pts.index) and np.isfinite(pts["FMR"]) and np.isfinite(pts["FNMR"]):
                 x, y = max(pts["FMR"], xfloor), max(pts["FNMR"], yfloor)
                 zero = pts["FMR"] == 0 or pts["FNMR"] == 0
-                ax.plot(x, y, _MARKERS[j % len(_MARKERS)], ms=8, color=c, mfc="white" if zero else c, mec=c)
+                ax.plot(x, y, _MARKERS[j % len(_MARKERS)], ms=8, color=c, mfc="white" if zero else c, mec=c, clip_on=False, zorder=5)
     for j, t in enumerate(usable):
-        ax.plot([], [], _MARKERS[j % len(_MARKERS)], color="grey", label=f"operating point at {t['name']} (t = {t['threshold']:.4g})")
+        ax.plot([], [], _MARKERS[j % len(_MARKERS)], color="grey", label=f"operating point at {t['name']} ({t_label(t['threshold'])})")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(xfloor, 1)
@@ -126,6 +151,8 @@ def plot_error_rates(per_group: pd.DataFrame, attribute: str, path: Path, *, tit
         subject bootstrap is present).
     """
     df = per_group[(per_group["attribute"] == attribute) & per_group["metric"].isin(["FMR", "FNMR"])]
+    counts_only = sorted(set(df.loc[df["flag"].fillna("").astype(str) == "suppressed_small_group", "group"]))
+    df = df[~df["group"].isin(counts_only)]  # no empty slot for a group published as counts only
     groups = ["(all)", *_groups(df)]
     names = list(dict.fromkeys(df["threshold_name"].tolist()))
     long_names = len(groups) > 6 or max(len(g) for g in groups) > 14
@@ -153,11 +180,14 @@ def plot_error_rates(per_group: pd.DataFrame, attribute: str, path: Path, *, tit
                     ax.plot([x, x], [floor, ub], color=c, lw=1.2)
                     ax.plot(x, ub, marker="v", color=c, mfc="white", ms=7)
                 else:
-                    lo, hi = max(r[lo_col], floor), r[hi_col]
-                    ax.plot([x, x], [lo, hi], color=c, lw=1.2)
+                    lo, hi = r[lo_col], r[hi_col]
+                    if np.isfinite(lo) and np.isfinite(hi):
+                        ax.plot([x, x], [max(lo, floor), hi], color=c, lw=1.2)
+                        if lo <= floor:  # lower end 0 (or below the axis): a flat cap at the floor, not a bar off the axis
+                            ax.plot(x, floor, marker="_", color=c, ms=11, mew=2.2)
                     ax.plot(x, r["rate"], marker=_MARKERS[j % len(_MARKERS)], color=c, ms=7)
         ax.set_yscale("log")
-        ax.set_ylim(floor, 1.05)
+        ax.set_ylim(floor / 1.6, 1.05)  # the floor (caps of lower ends 0) sits just above the axis
         ax.set_xticks(range(len(groups)))
         counts = df[df["metric"] == metric].drop_duplicates("group").set_index("group")
         ticks = []
@@ -173,15 +203,23 @@ def plot_error_rates(per_group: pd.DataFrame, attribute: str, path: Path, *, tit
         kind = "non-mated comparisons, both subjects in group" if metric == "FMR" else "mated comparisons"
         ax.set_title(f"{metric} per group ({kind})", fontsize=9)
         ax.grid(True, axis="y", which="major", alpha=0.4)
+    handles = []
     for j, name in enumerate(names):
         t = df[df["threshold_name"] == name]["threshold"].iloc[0]
-        axes[0].plot([], [], _MARKERS[j % len(_MARKERS)], color=f"C{j}", label=f"{name} (t = {t:.4g})")
-    axes[0].plot([], [], "v", color="grey", mfc="white", label="0 errors: one-sided 95% upper bound")
-    axes[0].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.07), ncol=3, frameon=False)
+        (h,) = axes[0].plot([], [], _MARKERS[j % len(_MARKERS)], color=f"C{j}", label=f"{name} ({t_label(t)})")
+        handles.append(h)
+    (h,) = axes[0].plot([], [], "v", color="grey", mfc="white", ls="", label="0 errors: bar up to the one-sided 95% upper bound")
+    handles.append(h)
+    (h,) = axes[0].plot([], [], "_", color="grey", ms=11, mew=2.2, ls="", label=f"interval's lower end is 0 (drawn at the floor {floor:.0e})")
+    handles.append(h)
     fig.suptitle(title, fontsize=10)
     label = {"wilson": "95% Wilson interval (comparison-level: a lower bound on the true uncertainty)", "boot": "95% subject-level bootstrap interval"}.get(interval, interval)
-    fig.text(0.01, -0.02, f"Bars: {label}.", fontsize=7, va="top")
-    fig.tight_layout()
+    note = f"Bars: {label}. Log axis: 0 cannot be drawn, so bars with lower end 0 stop at the floor with a flat cap."
+    if counts_only:
+        note += f" Not drawn (published as counts only): {', '.join(counts_only)}."
+    fig.text(0.01, -0.02, note, fontsize=7, va="top")
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.95), ncol=2, frameon=False)
     fig.savefig(path, **_SAVE)
     plt.close(fig)
 
@@ -214,8 +252,11 @@ def plot_fmr_matrix(cross: pd.DataFrame, attribute: str, threshold: dict, path: 
         else:
             txt[i][j] = "no pairs"
     positive = fmr[np.isfinite(fmr) & (fmr > 0)]
-    vmin = positive.min() if positive.size else 1e-4
-    vmax = max(positive.max() if positive.size else 1e-1, vmin * 10)
+    vmin = float(positive.min()) if positive.size else 1e-4
+    vmax = float(positive.max()) if positive.size else 1e-1
+    if vmax < 3 * vmin:  # the bar spans the data, widened to a factor 3 around it so close values do not look far apart
+        mid = np.sqrt(vmin * vmax)
+        vmin, vmax = mid / np.sqrt(3), mid * np.sqrt(3)
     shown = np.where(fmr == 0, np.nan, fmr)  # zero and missing cells: grey, labelled in the cell
     fig, ax = plt.subplots(figsize=(1.3 * n + 3, 1.1 * n + 2))
     cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
@@ -231,7 +272,7 @@ def plot_fmr_matrix(cross: pd.DataFrame, attribute: str, threshold: dict, path: 
     ax.set_ylabel(f"{attribute} of the other subject")
     cb = fig.colorbar(im, ax=ax, shrink=0.8)
     cb.set_label("FMR (log scale); grey: 0 false matches, no pairs, or suppressed")
-    ax.set_title(f"{title}\nat {threshold['name']} (t = {threshold['threshold']:.4g}); cell: FMR, false matches/comparisons", fontsize=9)
+    ax.set_title(f"{title}\nat {threshold['name']} ({t_label(threshold['threshold'])}); cell: FMR, false matches/comparisons", fontsize=9)
     fig.savefig(path, **_SAVE)
     plt.close(fig)
 
@@ -239,7 +280,7 @@ def plot_fmr_matrix(cross: pd.DataFrame, attribute: str, threshold: dict, path: 
 def plot_score_distributions(comparisons: pd.DataFrame, attribute: str, thresholds: list[dict], path: Path, *, title: str, suppressed: list[str] = ()) -> None:
     """Mated and non-mated comparison-score distributions per group, thresholds marked.
 
-    The "comparison score differential" of ISO/IEC 19795-10 (metrics-reference §3):
+    The "comparison score differential" of ISO/IEC 19795-10 (docs/protocol.md §3):
     a group whose non-mated scores sit higher gets more false matches at a common
     threshold. Non-mated: both subjects in the group. Violins show the non-mated
     distribution; mated scores are drawn as points (there are few). Groups published
@@ -276,8 +317,7 @@ def plot_score_distributions(comparisons: pd.DataFrame, attribute: str, threshol
             ax.plot(nm, [k], "|", color="C0")
         if m.size:
             ax.plot(m, k + rng.uniform(-0.15, 0.15, m.size), "o", ms=3, color="C3", alpha=0.7)
-    for j, t in enumerate(t for t in thresholds if t.get("status") == "ok"):
-        ax.axvline(t["threshold"], color="k", ls=["--", ":", "-."][j % 3], lw=1, label=f"{t['name']} (t = {t['threshold']:.4g})")
+    _threshold_lines(ax, thresholds)
     ax.plot([], [], "s", color="C0", alpha=0.45, label="non-mated scores (both subjects in group)")
     ax.plot([], [], "o", color="C3", label="mated scores")
     ax.set_yticks(range(len(groups)))
@@ -334,8 +374,7 @@ def plot_score_histograms(counts: dict, thresholds: list[dict], path: Path, *, t
                 h = 0.4 * d / d.max()
                 ax.fill_between(centre, k - h, k + h, color=colour, alpha=alpha, lw=0)
         labels.append(f"{g}\n{int(m.sum()):,} mated / {int(nm.sum()):,} non-mated")
-    for j, t in enumerate(t for t in thresholds if t.get("status") == "ok"):
-        ax.axvline(t["threshold"], color="k", ls=["--", ":", "-."][j % 3], lw=1, label=f"{t['name']} (t = {t['threshold']:.4g})")
+    _threshold_lines(ax, thresholds)
     ax.plot([], [], "s", color="C0", alpha=0.45, label="non-mated scores (both subjects in group)")
     ax.plot([], [], "s", color="C3", alpha=0.35, label="mated scores")
     ax.set_yticks(range(len(groups)))

@@ -11,7 +11,8 @@ Layout of ``results/<run_name>/`` (every file documented in README "Result files
 - ``cross_group_fmr_<attribute>.csv``: the cross-group FMR matrix in long form.
 - ``det_<attribute>.png``, ``error_rates_<attribute>.png``, ``fmr_matrix_<attribute>.png``,
   ``scores_<attribute>.png`` (score distributions per group).
-- ``report.md``: the human summary with a reading guide.
+- ``report.md``: the human summary with a reading guide and generated limitations,
+  rendered from the files above only (:func:`bench.report.markdown.render_report`).
 - ``scores.parquet``: the comparison-score table (not published: git-ignored; it lets
   anyone recompute every metric without the model).
 - ``histograms.npz`` instead of ``scores.parquet`` for a run of the streaming engine
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +38,47 @@ import pandas as pd
 
 from bench.report.export import EXPORT_FILE, EXPORT_WARNING
 from bench.report.folder import write_file_manifest
-from bench.report.markdown import write_report
-from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, plot_score_histograms, safe_name
+from bench.report.markdown import figure_plan, load_published_tables, render_report, safe_name
+from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, plot_score_histograms
 from bench.report.provenance import code_version, package_versions
 from bench.run import RunResult
 
-__all__ = ["write_results", "METRICS_SCHEMA", "SCHEMA_VERSION"]
+__all__ = ["write_results", "stage_timings", "METRICS_SCHEMA", "SCHEMA_VERSION"]
+
+#: Order of the stages of a run (seconds, keys of ``RunResult.timings``); sub-stages are not summed.
+_STAGES = ["setup_s", "acquire_embed_s", "score_s", "metrics_s", "tables_s", "figures_s", "report_s"]
+_SUB_STAGES = {"bootstrap_s": "metrics_s"}
+
+
+def stage_timings(timings: dict[str, float], total: float) -> str:
+    """One log line of a run's stage timings that add up to its wall time.
+
+    Parameters
+    ----------
+    timings : dict
+        Stage -> seconds (``RunResult.timings`` after :func:`write_results`, with
+        ``setup_s`` added by the caller). Sub-stages (``bootstrap_s``, part of
+        ``metrics_s``) are shown in brackets and not summed.
+    total : float
+        Wall time of the whole run in seconds.
+
+    Returns
+    -------
+    str
+        ``"12.3 s = setup 0.5 + acquire_embed 3.1 + ... + publish 0.1"``, where
+        ``publish`` is the remainder (moving the finished folder into place, anything
+        not timed), so the terms add up to ``total`` (to the printed rounding).
+    """
+    parts, used = [], 0.0
+    for key in [*_STAGES, *sorted(k for k in timings if k not in _STAGES and k not in _SUB_STAGES)]:
+        if key not in timings:
+            continue
+        v = float(timings[key])
+        used += v
+        sub = "".join(f" ({k[:-2]} {float(timings[k]):.2f})" for k, parent in _SUB_STAGES.items() if parent == key and k in timings)
+        parts.append(f"{key[:-2] if key.endswith('_s') else key} {v:.2f}{sub}")
+    parts.append(f"publish {max(total - used, 0.0):.2f}")
+    return f"{total:.2f} s = " + " + ".join(parts)
 
 SCHEMA_VERSION = 1
 
@@ -163,13 +200,15 @@ def write_results(
     Returns
     -------
     pathlib.Path
-        ``out_dir``.
+        ``out_dir``. ``result.timings`` gains ``tables_s``, ``figures_s`` and
+        ``report_s`` (for :func:`stage_timings`; never written to the folder, so reruns
+        give identical files).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     small = _small_groups(result, min_group_subjects)
     per_group = _suppress(result.per_group, small, [*_RATE_COLUMNS, "errors", "reasons"])
-    eer = _suppress(result.eer, small, ["eer", "threshold", "eer_low", "eer_high"])
+    eer = _suppress(result.eer, small, ["eer", "threshold", "eer_low", "eer_high", "eer_crossing"])
     per_group.to_csv(out_dir / "per_group.csv", index=False, float_format="%.10g", lineterminator="\n")
     generalized = _suppress(
         result.generalized, small, ["fta", "fmr", "fnmr", "far_iso", "frr_iso", "fnmr_nist", "fmr_nist", "lost_mated", "lost_nonmated"]
@@ -209,7 +248,7 @@ def write_results(
         + ("" if result.protocol.max_nonmated is None else f" (seeded sample of {result.protocol.max_nonmated})"),
         "per_group_fmr": "non-mated comparisons with both subjects in the group (demographically matched impostors, NIST FRVT); all other pairs in the cross-group matrix",
         "decision_rule": "match iff score >= threshold; scores are similarities (distances negated)",
-        "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (metrics-reference §0)",
+        "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (docs/protocol.md §0)",
         "fta": "images without a usable template are excluded from comparisons and reported as FTA per group",
         "primary_threshold": primary["name"],
         "attributes": result.attributes,
@@ -239,25 +278,36 @@ def write_results(
         },
         "engine": result.engine_info or {"engine": "table"},
     }
+    t_tables = time.perf_counter()
     (out_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=False, allow_nan=False) + "\n")
+    # everything below reads the data as published, so report.md re-renders from the folder alone
+    published = json.loads((out_dir / "metrics.json").read_text())
+    tables = load_published_tables(out_dir)
+    plan = figure_plan(published, tables) if figures else {}
+    timings = result.timings if isinstance(getattr(result, "timings", None), dict) else {}
+    timings["tables_s"] = time.perf_counter() - t_tables
 
-    figs: dict[str, dict[str, str]] = {}
+    t_figures = time.perf_counter()
     if figures:
         title = f"{result.model_info['name']} on {result.dataset_info['name']}"
         shown = per_group.copy()
         for attr in result.attributes:
-            name = safe_name(attr)
-            f = {"det": f"det_{name}.png", "error_rates": f"error_rates_{name}.png", "fmr_matrix": f"fmr_matrix_{name}.png", "scores": f"scores_{name}.png"}
-            dets = {k: v for k, v in result.det.items() if k[1] not in small.get(k[0], [])}
-            plot_det(dets, eer, shown, attr, result.thresholds, out_dir / f["det"], title=f"DET by {attr}: {title}")
-            interval = "boot" if "boot_low" in shown.columns else "wilson"
+            f = plan.get(attr) or {}
+            if not f:
+                continue
+            if f.get("det"):
+                dets = {k: v for k, v in result.det.items() if k[1] not in small.get(k[0], [])}
+                plot_det(dets, eer, shown, attr, result.thresholds, out_dir / f["det"], title=f"DET by {attr}: {title}")
+            interval = "boot" if "boot_low" in shown.columns and shown["boot_low"].notna().any() else "wilson"
             plot_error_rates(shown, attr, out_dir / f["error_rates"], title=f"Error rates by {attr}: {title}", interval=interval)
             if result.comparisons is not None:
                 plot_score_distributions(result.comparisons, attr, result.thresholds, out_dir / f["scores"], title=f"Comparison scores by {attr}: {title}", suppressed=small.get(attr, []))
             else:
                 plot_score_histograms(result.stream.score_counts(attr), result.thresholds, out_dir / f["scores"], title=f"Comparison scores by {attr}: {title}", suppressed=small.get(attr, []))
             plot_fmr_matrix(cross_pub[attr], attr, primary, out_dir / f["fmr_matrix"], title=f"Cross-group FMR by {attr}: {title}")
-            figs[attr] = f
-    write_report(out_dir / "report.md", result, per_group=per_group, eer=eer, differentials=differentials, mitigation=mitigation, figures=figs, run_name=run_name, small=small, min_group_subjects=min_group_subjects)
+    timings["figures_s"] = time.perf_counter() - t_figures
+    t_report = time.perf_counter()
+    (out_dir / "report.md").write_text(render_report(published, tables))
+    timings["report_s"] = time.perf_counter() - t_report
     write_file_manifest(out_dir)  # last: lists and hashes every published file
     return out_dir
