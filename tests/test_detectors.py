@@ -113,3 +113,15 @@ def test_bad_settings_are_refused():
         DlibHogDetector(upsample=7)
     with pytest.raises(ConfigError, match="detector"):
         ArcFaceAligner(detector=None)
+
+
+def test_dlib_hog_with_dlib_chip_equals_the_original_dlib_acquisition(images):
+    """detector=dlib_hog + the dlib chip cuts exactly the chips of the dlib ResNet's original
+    acquisition (bench.acquisition.dlib_align.DlibAligner), so published dlib results do not move."""
+    from bench.acquisition.dlib_align import DlibAligner
+    from bench.models.weights import locate_weights
+
+    old = DlibAligner(locate_weights("dlib_resnet")["shape_predictor_5_face_landmarks.dat"].path)
+    new = DlibChipAligner(detector=DlibHogDetector())
+    for image in images.values():
+        assert np.array_equal(old.acquire(image).chip, new.acquire(image).chip)

@@ -23,8 +23,11 @@ shape predictor fitted in the box (iBUG 300-W numbering: eye centres = mean of p
 36-41 and 42-47, nose tip = 30, mouth corners = 48 and 54).
 
 All detectors run on a copy whose longest side is at most ``detect_max_side`` pixels
-(``cv2.INTER_AREA``) and map box and landmarks back to full resolution with the
-per-axis factor of the actual resize, pixel-centre aligned (``(x + 0.5) / f - 0.5``).
+(``cv2.INTER_AREA``). MTCNN and YuNet map box and landmarks back to full resolution with the
+per-axis factor of the actual resize, pixel-centre aligned (``(x + 0.5) / f - 0.5``); the dlib
+detectors divide the rectangle corners by the uniform scale (dlib's convention, as the dlib
+ResNet's original acquisition :class:`~bench.acquisition.dlib_align.DlibAligner` does, so that
+``dlib_hog`` + :class:`~bench.acquisition.alignment.DlibChipAligner` cuts identical chips).
 With several faces, the largest box is used (ties: leftmost, then topmost).
 """
 
@@ -137,13 +140,18 @@ class _DlibDetector:
         Box from the detector on the detection copy; the 68-point predictor runs on the
         full image inside the mapped box; five landmarks by :func:`landmarks5_from_68`.
         """
-        small, factors = downscale(image, self.detect_max_side)
+        small, _ = downscale(image, self.detect_max_side)
         found = self._rects(np.ascontiguousarray(small))
         if not found:
             return None
         boxes = np.asarray(found, dtype=np.float64).reshape(-1, 5)
         best = _largest(boxes[:, :4])
-        box = _to_full(boxes[best, :4].reshape(2, 2), factors).reshape(4)
+        # dlib's rectangle convention (as bench.acquisition.dlib_align.DlibAligner): corner
+        # coordinates divided by the uniform scale, so that dlib_hog + DlibChipAligner cuts
+        # exactly the chips of the dlib ResNet's original acquisition
+        h, w = image.shape[:2]
+        scale = 1.0 if self.detect_max_side is None else min(1.0, self.detect_max_side / max(h, w))
+        box = boxes[best, :4] / scale
         rect = dlib.rectangle(*(int(round(v)) for v in box))
         shape = self._predictor(np.ascontiguousarray(image), rect)
         pts = np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=np.float64)
@@ -192,6 +200,7 @@ class DlibHogDetector(_DlibDetector):
             "detect_max_side": self.detect_max_side,
             "upsample": self.upsample,
             "downscale_interpolation": "cv2.INTER_AREA",
+            "box_mapping": "rectangle corners / uniform scale (dlib convention)",
             "multiple_faces": "largest box area (ties: leftmost, then topmost)",
         }
 
@@ -240,6 +249,7 @@ class DlibMmodDetector(_DlibDetector):
             "detect_max_side": self.detect_max_side,
             "upsample": self.upsample,
             "downscale_interpolation": "cv2.INTER_AREA",
+            "box_mapping": "rectangle corners / uniform scale (dlib convention)",
             "multiple_faces": "largest box area (ties: leftmost, then topmost)",
         }
 
