@@ -383,8 +383,12 @@ def calibrate(
     dim: int | None = None,
     image_noise_sd: float | None = None,
     dissimilarity_scale: float | None = None,
+    progress: bool = False,
 ) -> CalibrationResult:
     """Fit the generator's per-group parameters to a run's score distributions.
+
+    ``progress`` shows a tqdm bar of fit evaluations (its total is the coarse grid plus
+    the Nelder-Mead cap, an upper bound: the bar completes when the fit converges).
 
     Parameters
     ----------
@@ -490,7 +494,16 @@ def calibrate(
         h = float(fixed_sd) if fixed_sd is not None else abs(float(x[-1]))
         return d, h
 
+    from tqdm.auto import tqdm
+
+    free_params = sum(f is None for f in (fixed_dim, fixed_sd))
+    n_grid = (5 if fixed_dim is None else 1) * (3 if fixed_sd is None else 1)
+    # Nelder-Mead with maxiter=80 evaluates at most ~ (n + 2) points per iteration; + the final evaluation
+    bar = tqdm(total=(n_grid + 80 * (free_params + 2) if free_params else 0) + 1, desc="calibrate: fit evaluations (at most)",
+               disable=not progress, unit="fit", smoothing=0.0)
+
     def outer(x: np.ndarray) -> float:
+        bar.update(1)
         return total(*unpack(x))[0]
 
     if fixed_dim is None or fixed_sd is None:
@@ -506,6 +519,8 @@ def calibrate(
     else:
         dim, noise_sd = int(fixed_dim), float(fixed_sd)
     obj, fits = total(float(dim), noise_sd)
+    bar.update(bar.total - bar.n)
+    bar.close()
 
     groups: dict[str, GroupFit] = {}
     model.set_dim(float(dim))
@@ -601,6 +616,8 @@ def dataset_config(result: CalibrationResult, *, name: str, subjects_scale: floa
             "subjects_scale": subjects_scale,
             "groups": result.population_groups(),
         },
+        # generated embeddings of no real person: no licence restriction (protocol=identification checks this)
+        "permitted_uses": {"uses": ["verification_research", "identification_research"], "source": "synthetic (bench.data.synthetic)"},
     }
 
 
@@ -786,7 +803,8 @@ def calibrate_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--min-subjects", type=int, default=5, help="smallest group fitted (default 5)")
     p.add_argument("--subjects-scale", type=float, default=1.0, help="subjects_scale written into the config (default 1)")
     p.add_argument("--draws", type=int, default=20_000, help="model draws per fit evaluation (default 20000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the generator draws (default 0)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar (default on; --no-progress)")
     p.add_argument("--dim", type=int, default=None, help="fix the effective dimension instead of fitting it")
     p.add_argument("--image-noise-sd", type=float, default=None, help="fix image_noise_sd instead of fitting it")
     p.add_argument("--no-figure", action="store_true", help="skip the figure (calibration.json is still written)")
@@ -815,7 +833,7 @@ def calibrate_main(argv: Sequence[str] | None = None) -> int:
         check_replace(fig_dir, config=arguments, overwrite=args.force, record="calibration.json", how="--force", key="--figure-dir")
         result = calibrate(
             scores, metrics, attribute=args.attribute, min_subjects=args.min_subjects, n_draws=args.draws, seed=args.seed,
-            dim=args.dim, image_noise_sd=args.image_noise_sd,
+            dim=args.dim, image_noise_sd=args.image_noise_sd, progress=args.progress,
         )
     except (DataError, ConfigError) as err:
         print(f"fvbench-calibrate: {err}", file=sys.stderr)

@@ -19,6 +19,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from bench import __version__
+from bench.config_schema import check_override_keys, recorded_config, validate_config
 from bench.errors import BenchError, ConfigError
 from bench.report.folder import (
     check_raw_name,
@@ -32,7 +34,7 @@ from bench.report.folder import (
 )
 from bench.run import Protocol, evaluate
 
-__all__ = ["main", "instantiate_bench", "run_from_config", "sweep_main", "sweep_from_config"]
+__all__ = ["main", "instantiate_bench", "apply_model_config", "help_text", "run_from_config", "sweep_main", "sweep_from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -209,17 +211,6 @@ def check_multirun_names(cfg: DictConfig) -> None:
         )
 
 
-def _resolved(cfg: DictConfig) -> dict:
-    """The resolved config as plain data; an interpolation that fails is one ConfigError line."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        return OmegaConf.to_container(cfg, resolve=True)
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
-        raise ConfigError(f"config key {key}: {str(err).splitlines()[0]}") from None
-
-
 def prepare_output(cfg: DictConfig, paths: dict[str, Path], *, config: dict, record: str) -> Path:
     """Everything about the result folder that can fail, checked before any computing.
 
@@ -247,19 +238,80 @@ def prepare_output(cfg: DictConfig, paths: dict[str, Path], *, config: dict, rec
     return out_dir
 
 
+def apply_model_config(model: Any, model_cfg: DictConfig) -> None:
+    """Make the model object agree with the declarative keys of ``model`` in the config.
+
+    ``model.nominal_threshold`` is honoured: a number that differs from the model's
+    published one replaces it, and ``nominal_threshold_source`` records the override and
+    the published value (metrics.json and report.md then show the value used); null
+    keeps the model's own (``protocol.use_nominal_threshold=false`` reports none).
+    ``model.metric`` and ``model.embedding_dim`` describe the network and cannot be
+    changed by a config: a mismatch is refused.
+
+    Raises
+    ------
+    ConfigError
+        A nominal threshold for the generator (no image model), a non-numeric one, or a
+        ``metric`` / ``embedding_dim`` that contradicts the model.
+    """
+    wanted = model_cfg.get("nominal_threshold", None)
+    if model is None:
+        if wanted is not None:
+            raise ConfigError(
+                f"model.nominal_threshold={wanted!r}: model {model_cfg.get('name')!r} generates embeddings and has no "
+                "nominal threshold; use protocol.external_thresholds={name: value} for a fixed threshold"
+            )
+        return
+    for key in ("metric", "embedding_dim"):
+        declared = model_cfg.get(key, None)
+        actual = getattr(model, key, None)
+        if declared is not None and actual is not None and declared != actual:
+            raise ConfigError(f"model.{key}={declared!r} contradicts the model {model_cfg.get('name')!r}, which has {key} {actual!r}")
+    if wanted is not None:
+        try:
+            wanted = float(wanted)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"model.nominal_threshold: expected a number (similarity units) or null, got {wanted!r}") from err
+        if wanted != wanted:
+            raise ConfigError("model.nominal_threshold: got NaN; expected a number (similarity units) or null")
+    published = getattr(model, "nominal_threshold", None)
+    if wanted is None or (published is not None and float(published) == wanted):
+        return  # null: the model's own (published) threshold; protocol.use_nominal_threshold=false drops it
+    published_source = getattr(model, "nominal_threshold_source", None)
+    model.nominal_threshold = wanted
+    model.nominal_threshold_overridden = True  # recorded in metrics.json (model, thresholds) and report.md
+    model.nominal_threshold_source = (
+        f"overridden in the config: model.nominal_threshold={wanted!r} "
+        f"(published: {published!r}{', ' + published_source if published_source and published is not None else ''})"
+    )
+    log.warning("model.nominal_threshold overridden: %r (published: %r)", wanted, published)
+
+
 def run_from_config(cfg: DictConfig) -> Path:
-    """Run the benchmark described by a composed config; return the result folder."""
+    """Run the benchmark described by a composed config; return the result folder.
+
+    The config is first checked against the known keys (:func:`bench.config_schema.validate_config`);
+    ``metrics.json`` records it without the run-time keys (:func:`bench.config_schema.recorded_config`).
+    """
     t0 = time.perf_counter()
     check_config_name(cfg)  # first: resolving a bad name must not fail later with a traceback
-    config = _resolved(cfg)
+    validate_config(cfg, "fvbench")  # missing required values, unknown keys (also +key=...), before any work
+    config = recorded_config(cfg)
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
     dataset = instantiate_bench(cfg.dataset.loader)
     model = instantiate_bench(cfg.model.embedder)
+    apply_model_config(model, cfg.model)
     pcfg = OmegaConf.to_container(cfg.protocol, resolve=True)
+    if pcfg.get("type") == "identification":  # 1:N protocol (issue 13)
+        from bench.identification_cli import run_identification
+
+        return run_identification(cfg, dataset, model, pcfg, paths, t0, config=config)
     if isinstance(pcfg.get("target_fmrs"), (int, float)):  # protocol.target_fmrs=1e-3 means [1e-3]
         pcfg["target_fmrs"] = [pcfg["target_fmrs"]]
     try:
         protocol = Protocol(**pcfg)
+    except ConfigError:
+        raise
     except TypeError as err:
         raise ConfigError(f"protocol config: {err}; valid keys: {sorted(Protocol.__dataclass_fields__)}") from err
     except ValueError as err:  # e.g. target_fmrs=[abc]
@@ -282,12 +334,21 @@ def run_from_config(cfg: DictConfig) -> Path:
             save_scores=bool(cfg.report.save_scores),
             embeddings_exported=bool(cfg.report.get("export_embeddings", False)),
             published_dir=out_dir,
+            progress=bool(cfg.progress),
         )
         if cfg.report.get("export_embeddings", False):  # opt-in: biometric data into results/ (PRIVACY.md)
             export_embeddings(dataset, result, stage, cache_dir=paths["cache_dir"], published_dir=out_dir)
     total = time.perf_counter() - t0
     log.info("wrote %s in %s", out_dir, stage_timings(result.timings, total))
     return out_dir
+
+
+def report_line(prog: str, out: Path) -> str:
+    """The one line printed after a run: where its report is (and the folder of all its files)."""
+    report = out / "report.md"
+    if report.is_file():
+        return f"{prog}: report: {report} (all result files in {out}/)"
+    return f"{prog}: results written to {out}/"
 
 
 def _fail(prog: str, err: BenchError) -> None:
@@ -316,11 +377,93 @@ def _hydra_main(cfg: DictConfig) -> None:
         _os_failure("fvbench", err)
     except KeyboardInterrupt:
         _interrupted("fvbench")
-    print(f"fvbench: results written to {out}")
+    print(report_line("fvbench", out))
+
+
+def _pre_hydra(prog: str, app: str) -> bool:
+    """Flags answered before Hydra starts; True when the command is done.
+
+    ``--version``/``-V`` print the fvbench version (Hydra's own ``--version`` would print
+    Hydra's); ``--help``/``-h`` print :func:`help_text`; overrides of unknown keys are
+    refused with a "did you mean" (:func:`bench.config_schema.check_override_keys`).
+    """
+    argv = sys.argv[1:]
+    if "--version" in argv or "-V" in argv:
+        print(f"{prog} {__version__}")
+        return True
+    if "--help" in argv or "-h" in argv:
+        print(help_text(prog, app))
+        return True
+    try:
+        check_override_keys(argv, app)
+    except ConfigError as err:
+        _fail(prog, err)
+    return False
+
+
+def help_text(prog: str = "fvbench", app: str = "fvbench") -> str:
+    """The ``--help`` text: usage, then the protocol options (what every number means),
+    report and run-time options, then the config groups; the generator's internals last."""
+    from bench.config_schema import CONFIG_DIR
+
+    def options(group: str) -> str:
+        return ", ".join(sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")))
+
+    def body(path: Path) -> str:
+        return "\n".join("    " + line if line else "" for line in path.read_text().splitlines())
+
+    if app == "sweep":
+        head = [
+            f"{prog} {__version__}: acquisition-condition sweeps (probes degraded by transforms, references unperturbed)",
+            "",
+            f"Usage: {prog} [group=option ...] [key=value ...]",
+            f"  {prog} experiment_sweep=frl_london_dlib_sweep",
+            f"  {prog} transforms=[exposure,resolution,jpeg] sweep.target_fmrs=[1e-3]",
+            "",
+            "Sweep options (sweep.<key>=value), from configs/sweep.yaml:",
+            *["    " + line for line in (CONFIG_DIR / "sweep.yaml").read_text().split("\nsweep:\n", 1)[1].split("\nhydra:", 1)[0].strip("\n").splitlines()],
+        ]
+        groups = ["dataset", "model", "transforms", "experiment_sweep", "report", "paths"]
+    else:
+        head = [
+            f"{prog} {__version__}: per-group FMR, FNMR and FTA of a face-verification model, with differentials and intervals",
+            "",
+            f"Usage: {prog} [group=option ...] [key=value ...]",
+            f"  {prog}                                   the calibrated synthetic population (no data, no weights)",
+            f"  {prog} experiment=frl_london_dlib        dlib ResNet on the FRL London front views",
+            f"  {prog} dataset=csv dataset.manifest=my.csv model=dlib_resnet   your own images (README)",
+            "",
+            "Protocol options (protocol.<key>=value), from configs/protocol/verification.yaml:",
+            body(CONFIG_DIR / "protocol" / "verification.yaml"),
+        ]
+        groups = ["experiment", "dataset", "model", "protocol", "report", "paths", "debug"]
+    lines = [
+        *head,
+        "",
+        "Report options (report.<key>=value), from configs/report/default.yaml:",
+        body(CONFIG_DIR / "report" / "default.yaml"),
+        "",
+        "Run-time options (results do not depend on them):",
+        "    progress=true|false       progress bars (not recorded)",
+        "    overwrite=true            replace a result folder that holds another experiment (not recorded)",
+        "    paths.results_dir=DIR     where results/<run_name>/ is written (env FVBENCH_RESULTS_DIR; not recorded)",
+        "    paths.cache_dir=DIR       private embedding cache (env FVBENCH_CACHE; not recorded)",
+        "    paths.data_dir=DIR        where datasets live (default ../shared/datasets; env FVBENCH_DATA_DIR)",
+        "    run_name=NAME             the result folder's name",
+        "",
+        "Config groups (group=option):",
+        *[f"    {g}: {options(g)}" for g in groups if (CONFIG_DIR / g).is_dir()],
+        "",
+        "A misspelt key is refused with the nearest valid key. More: README.md, docs/;",
+        f"the composed config: {prog} [overrides] --cfg job; Hydra's flags: {prog} --hydra-help",
+    ]
+    return "\n".join(lines)
 
 
 def main() -> None:
     """Console-script entry point (``fvbench``)."""
+    if _pre_hydra("fvbench", "fvbench"):
+        return
     _hydra_main()
 
 
@@ -329,10 +472,12 @@ def sweep_from_config(cfg: DictConfig) -> Path:
     from bench.sweep import SweepProtocol, make_sweeps, run_sweep, write_sweep
 
     check_config_name(cfg)  # first: resolving a bad name must not fail later with a traceback
-    config = _resolved(cfg)
+    validate_config(cfg, "sweep")
+    config = recorded_config(cfg)
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
     dataset = instantiate_bench(cfg.dataset.loader)
     model = instantiate_bench(cfg.model.embedder)
+    apply_model_config(model, cfg.model)
     sweeps = make_sweeps(instantiate_bench(cfg.get("transforms")) or {})
     try:
         protocol = SweepProtocol(**OmegaConf.to_container(cfg.sweep, resolve=True))
@@ -356,9 +501,11 @@ def _hydra_sweep_main(cfg: DictConfig) -> None:
         _os_failure("fvbench-sweep", err)
     except KeyboardInterrupt:
         _interrupted("fvbench-sweep")
-    print(f"fvbench-sweep: results written to {out}")
+    print(report_line("fvbench-sweep", out))
 
 
 def sweep_main() -> None:
     """Console-script entry point (``fvbench-sweep``): acquisition-condition sweeps."""
+    if _pre_hydra("fvbench-sweep", "sweep"):
+        return
     _hydra_sweep_main()

@@ -61,7 +61,7 @@ import math
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -82,6 +82,7 @@ __all__ = [
     "binomial_power",
     "normal_subjects",
     "plot_power",
+    "power_answer",
     "power_main",
 ]
 
@@ -369,8 +370,11 @@ def simulate_power(
     n_bootstrap: int = 500,
     alpha: float = 0.05,
     seed: int = 0,
+    on_replicate: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Power of one design, by ``replicates`` simulated studies.
+
+    ``on_replicate`` (optional) is called after each simulated study (progress bars).
 
     Returns
     -------
@@ -389,6 +393,8 @@ def simulate_power(
         for m in METRICS:
             hits[m] += bool(out.detected[m])
             est[m].append(out.estimates[m][0])
+        if on_replicate is not None:
+            on_replicate()
     n, k = n_subjects, images_per_subject
     comps = {"FMR": k * k * n * (n - 1) / 2.0, "FNMR": n * k * (k - 1) / 2.0}
     row: dict[str, Any] = {"subjects": n, "images_per_subject": k, "replicates": replicates}
@@ -412,13 +418,26 @@ def power_curve(
     n_bootstrap: int = 500,
     alpha: float = 0.05,
     seed: int = 0,
+    progress: bool = False,
 ) -> pd.DataFrame:
-    """:func:`simulate_power` over a grid of designs; one row per (images, subjects)."""
+    """:func:`simulate_power` over a grid of designs; one row per (images, subjects).
+
+    ``progress`` shows a tqdm bar counting simulated studies (designs x replicates),
+    weighted by subjects^2 so that its ETA is steady (a study's cost grows with the
+    number of non-mated comparisons).
+    """
+    from tqdm.auto import tqdm
+
+    grid = sorted(set(int(s) for s in subjects))
+    total = len(images_per_subject) * replicates * sum(n * n for n in grid)
     rows = []
-    for k in images_per_subject:
-        for i, n in enumerate(sorted(set(int(s) for s in subjects))):
-            log.info("power: %d subjects x %d images per group", n, k)
-            rows.append(simulate_power(scenario, n, k, replicates=replicates, n_bootstrap=n_bootstrap, alpha=alpha, seed=seed + 7919 * i + 104729 * k))
+    with tqdm(total=total, desc="power: simulated studies (weighted by subjects^2)", disable=not progress, unit="", smoothing=0.0,
+              bar_format="{l_bar}{bar}| {percentage:3.0f}% [{elapsed}<{remaining}]") as bar:
+        for k in images_per_subject:
+            for i, n in enumerate(grid):
+                log.info("power: %d subjects x %d images per group", n, k)
+                rows.append(simulate_power(scenario, n, k, replicates=replicates, n_bootstrap=n_bootstrap, alpha=alpha,
+                                           seed=seed + 7919 * i + 104729 * k, on_replicate=lambda w=n * n: bar.update(w)))
     return pd.DataFrame(rows)
 
 
@@ -430,7 +449,9 @@ def required_subjects(curve: pd.DataFrame, target_power: float) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``metric, images_per_subject, subjects_needed`` (smallest grid value
         whose power >= target; NaN if none), ``subjects_interpolated`` (log-linear
-        interpolation of power between the bracketing grid points), ``power_at_needed``.
+        interpolation of power between the bracketing grid points), ``power_at_needed``,
+        and the grid point below it, ``subjects_below`` / ``power_below`` (NaN when the
+        first grid point already reaches the target).
     """
     rows = []
     for m in METRICS:
@@ -440,6 +461,7 @@ def required_subjects(curve: pd.DataFrame, target_power: float) -> pd.DataFrame:
             pw = part[f"power_{m}"].to_numpy(dtype=float)
             ok = np.flatnonzero(pw >= target_power)
             need, interp, at = math.nan, math.nan, math.nan
+            below, below_power = math.nan, math.nan
             if ok.size:
                 j = int(ok[0])
                 need, at = ns[j], pw[j]
@@ -448,7 +470,10 @@ def required_subjects(curve: pd.DataFrame, target_power: float) -> pd.DataFrame:
                     interp = float(np.exp(np.log(ns[j - 1]) + w * (np.log(ns[j]) - np.log(ns[j - 1]))))
                 else:
                     interp = ns[j]
-            rows.append({"metric": m, "images_per_subject": int(k), "subjects_needed": need, "subjects_interpolated": interp, "power_at_needed": at})
+                if j > 0:
+                    below, below_power = ns[j - 1], pw[j - 1]
+            rows.append({"metric": m, "images_per_subject": int(k), "subjects_needed": need, "subjects_interpolated": interp,
+                         "power_at_needed": at, "subjects_below": below, "power_below": below_power})
     return pd.DataFrame(rows)
 
 
@@ -583,6 +608,37 @@ def _reference_from_config(path: Path, group: str | None) -> tuple[GroupSpec, in
     return spec, int(loader["dim"]), group
 
 
+def power_answer(need: pd.DataFrame, metrics: Sequence[str], *, target_power: float, alpha: float) -> list[str]:
+    """The headline: one line per images-per-subject design, the subjects per group needed
+    to detect every hypothesised differential (the largest need over ``metrics``), with the
+    simulated grid points that bracket it.
+
+    Parameters
+    ----------
+    need : pandas.DataFrame
+        :func:`required_subjects` output.
+    metrics : sequence of str
+        The metrics with a hypothesised differential.
+    """
+    lines = []
+    for k, part in need[need["metric"].isin(list(metrics))].groupby("images_per_subject"):
+        if part["subjects_needed"].isna().any():
+            short = ", ".join(part[part["subjects_needed"].isna()]["metric"])
+            lines.append(f"fvbench-power: answer: more subjects than the largest simulated grid point are needed ({short}; "
+                         f"{k} images/subject, power {target_power:g}, alpha {alpha:g}); extend --subjects")
+            continue
+        row = part.loc[part["subjects_interpolated"].idxmax()]
+        n = math.ceil(row["subjects_interpolated"])
+        if math.isnan(row["subjects_below"]):
+            bracket = f"the smallest simulated grid point, {int(row['subjects_needed'])} subjects, already has power {row['power_at_needed']:.2f}"
+        else:
+            bracket = (f"interpolated between {int(row['subjects_below'])} subjects (power {row['power_below']:.2f}) and "
+                       f"{int(row['subjects_needed'])} (power {row['power_at_needed']:.2f})")
+        lines.append(f"fvbench-power: answer: about {n} subjects per group ({k} images/subject) detect the {row['metric']} "
+                     f"differential with power {target_power:g} at alpha {alpha:g}; {bracket}")
+    return lines
+
+
 def _write_power(out: Path, curve: pd.DataFrame, need: pd.DataFrame, scen: PowerScenario, group: str,
                  args: argparse.Namespace, arguments: dict) -> None:
     """power.csv, power.json (with the command's arguments under ``config``) and power.png into ``out``."""
@@ -619,22 +675,25 @@ def power_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--fnmr-difference", type=float, default=0.0, help="hypothesised FNMR_comparison - FNMR_reference (default 0)")
     p.add_argument("--alpha", type=float, default=0.05, help="two-sided significance level (default 0.05)")
     p.add_argument("--power", type=float, default=0.8, help="target power (default 0.8)")
-    p.add_argument("--images-per-subject", type=int, nargs="+", default=[2])
+    p.add_argument("--images-per-subject", type=int, nargs="+", default=[2],
+                   help="images per subject of the planned study; several values compare designs (default 2)")
     p.add_argument("--subjects", type=int, nargs="+", default=None, help="grid of subjects per group (default: around the normal approximation)")
     p.add_argument("--dataset-config", default=str(Path(__file__).resolve().parents[1] / "configs" / "dataset" / "synthetic_london_dlib.yaml"),
                    help="synthetic dataset config giving the reference group (default: the dlib x London calibration)")
     p.add_argument("--reference-group", default=None, help="group of that config (default: the largest)")
     p.add_argument("--replicates", type=int, default=200, help="simulated studies per design (default 200)")
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap replicates per group and study (default 500)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulation (default 0); same seed, same answer")
     p.add_argument("--truth-draws", type=int, default=400_000, help="ground-truth draws for solving the scenario (default 400000)")
-    p.add_argument("--out", default="results/power", help="folder for power.csv, power.json, power.png")
+    p.add_argument("--out", default="results/power", help="folder for power.csv, power.json, power.png (default results/power)")
     p.add_argument("--force", action="store_true", help="replace --out even when it holds another power analysis")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar (default on; --no-progress)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from bench.report.folder import check_output_path, check_replace, staged_folder
 
-    arguments = {k: v for k, v in vars(args).items() if k not in ("out", "force")}
+    # the analysis' own settings (progress is a run-time flag: not part of the recorded experiment)
+    arguments = {k: v for k, v in vars(args).items() if k not in ("out", "force", "progress")}
     try:
         out = check_output_path(args.out, key="--out")  # before any computing
         check_replace(out, config=arguments, overwrite=args.force, record="power.json", how="--force", key="--out")
@@ -662,7 +721,7 @@ def power_main(argv: Sequence[str] | None = None) -> int:
             centre = max(guesses)
             grid = sorted({max(4, int(round(centre * f))) for f in (0.5, 0.71, 1.0, 1.41, 2.0, 2.83)})
         curve = power_curve(scen, grid, args.images_per_subject, replicates=args.replicates, n_bootstrap=args.bootstrap,
-                            alpha=args.alpha, seed=args.seed)
+                            alpha=args.alpha, seed=args.seed, progress=args.progress)
         if args.subjects is None:  # extend the default grid (doubling, at most 3 times) until every target is reached
             wanted = [m for m in METRICS if abs(scen.true_rates[m][1] - scen.true_rates[m][0]) > 1e-12]
             for _ in range(3):
@@ -671,7 +730,7 @@ def power_main(argv: Sequence[str] | None = None) -> int:
                     break
                 top = int(curve["subjects"].max())
                 more = power_curve(scen, [2 * top], args.images_per_subject, replicates=args.replicates, n_bootstrap=args.bootstrap,
-                                   alpha=args.alpha, seed=args.seed + top)
+                                   alpha=args.alpha, seed=args.seed + top, progress=args.progress)
                 curve = pd.concat([curve, more], ignore_index=True).sort_values(["images_per_subject", "subjects"], ignore_index=True)
     except ConfigError as err:
         print(f"fvbench-power: {err}", file=sys.stderr)
@@ -683,16 +742,16 @@ def power_main(argv: Sequence[str] | None = None) -> int:
     except BenchError as err:
         print(f"fvbench-power: {err}", file=sys.stderr)
         return 2
-    print(f"fvbench-power: threshold {scen.threshold:.4f} (generator cosine) = reference FMR {scen.target_fmr:g}")
-    for m in METRICS:
-        r, c = scen.true_rates[m]
-        print(f"  true {m}: reference {r:.4g}, comparison {c:.4g}")
+    wanted = [m for m in METRICS if abs(scen.true_rates[m][1] - scen.true_rates[m][0]) > 1e-12]
+    for line in power_answer(need, wanted, target_power=args.power, alpha=args.alpha):
+        print(line)
+    print(f"  scenario: threshold {scen.threshold:.4f} (generator cosine) = reference FMR {scen.target_fmr:g}; "
+          + "; ".join(f"true {m} reference {scen.true_rates[m][0]:.4g}, comparison {scen.true_rates[m][1]:.4g}" for m in METRICS))
     for row in need.itertuples():
-        r, c = scen.true_rates[row.metric]
-        if abs(c - r) < 1e-12:
+        if row.metric not in wanted:
             continue
-        found = "not reached on the grid" if math.isnan(row.subjects_needed) else f"{int(row.subjects_needed)} subjects per group (interpolated {row.subjects_interpolated:.0f})"
+        found = "not reached on the grid" if math.isnan(row.subjects_needed) else f"{int(row.subjects_needed)} subjects per group (interpolated {math.ceil(row.subjects_interpolated)})"
         print(f"  {row.metric}, {row.images_per_subject} images/subject: power {args.power:g} needs {found}")
     print("  design effects (simulated): " + ", ".join(f"{m} {curve[f'deff_{m}'].median():.2f}" for m in METRICS))
-    print(f"  wrote {out / 'power.csv'}, {out / 'power.json'}, {out / 'power.png'}")
+    print(f"fvbench-power: wrote {out / 'power.csv'}, {out / 'power.json'} and {out / 'power.png'}")
     return 0

@@ -40,7 +40,7 @@ from bench.protocol.scoring import pair_scores, similarity_matrix
 
 __all__ = [
     "ENGINES", "Protocol", "RunResult", "evaluate", "fmr_threshold_name", "per_group_threshold_analysis",
-    "primary_threshold", "threshold_entries",
+    "primary_threshold", "threshold_entries", "acquire_embeddings", "reported_attributes",
 ]
 
 #: Values of ``protocol.engine``.
@@ -139,6 +139,13 @@ class Protocol:
         for f in self.target_fmrs:
             if not 0 < float(f) < 1:
                 raise ConfigError(f"protocol.target_fmrs: {f!r} is outside (0, 1)")
+        seen = [fmr_threshold_name(float(f)) for f in self.target_fmrs]
+        dup = sorted({n for n in seen if seen.count(n) > 1})
+        if dup:
+            raise ConfigError(
+                f"protocol.target_fmrs {list(self.target_fmrs)} lists {dup[0][4:]} more than once "
+                "(targets are named by 1 significant digit, e.g. FMR=1e-03); give each target once"
+            )
         if self.nonmated_policy != "same_group":
             raise ConfigError(f"protocol.nonmated_policy {self.nonmated_policy!r} is not supported; valid: ['same_group']")
         if not 0 < self.confidence < 1:
@@ -248,17 +255,27 @@ def primary_threshold(thresholds: list[dict]) -> dict:
 
 
 def _reported_attributes(manifest: Manifest, protocol: Protocol) -> list[str]:
+    from bench.suggest import did_you_mean
+
     base = list(protocol.attributes or manifest.attributes)
     unknown = [a for a in base if a not in manifest.attributes]
     if unknown:
-        raise ConfigError(f"protocol.attributes {unknown} not in dataset {manifest.name!r}; available: {list(manifest.attributes)}")
+        raise ConfigError(
+            f"protocol.attributes: {unknown[0]!r} is not an attribute of dataset {manifest.name!r}"
+            f"{did_you_mean(unknown[0], manifest.attributes) or ';'} available: {list(manifest.attributes)}"
+        )
     out = list(base)
     for combo in protocol.intersections:
-        combo = list(combo)
+        combo = [combo] if isinstance(combo, str) else list(combo)
         bad = [a for a in combo if a not in manifest.attributes]
-        if len(combo) < 2 or bad:
+        if bad:
             raise ConfigError(
-                f"protocol.intersections entry {combo} must name >= 2 attributes of the dataset; available: {list(manifest.attributes)}"
+                f"protocol.intersections entry {combo}: {bad[0]!r} is not an attribute of dataset {manifest.name!r}"
+                f"{did_you_mean(bad[0], manifest.attributes) or ';'} available: {list(manifest.attributes)}"
+            )
+        if len(combo) < 2 or len(set(combo)) != len(combo):
+            raise ConfigError(
+                f"protocol.intersections entry {combo} must name >= 2 different attributes, e.g. [[face_eth, face_gender]]"
             )
         out.append(INTERSECTION_SEPARATOR.join(combo))
     return out
@@ -297,11 +314,13 @@ def _acquire(dataset: Any, model: Any, cache_dir: Path, progress: bool) -> tuple
     key = model_cache_key(model.settings(), model.weights_sha256)
     cache = EmbeddingCache(cache_dir, key)
     ext = extract_embeddings(dataset, model, cache, progress=progress)
+    log.info("%d of %d embeddings from the cache", ext.cache_hits, len(dataset.table))
     info = {
         "name": model.name,
         "metric": model.metric,
         "nominal_threshold": model.nominal_threshold,
         "nominal_threshold_source": getattr(model, "nominal_threshold_source", None),
+        **({"nominal_threshold_overridden": True} if getattr(model, "nominal_threshold_overridden", False) else {}),
         "weights_sha256": model.weights_sha256,
         **weights_verification(model.weights_sha256),  # weights_verified, unverified_weights
         "settings": model.settings(),
@@ -373,6 +392,7 @@ def threshold_entries(
                 "kind": "nominal",
                 "threshold": float(model_info["nominal_threshold"]),
                 "source": model_info.get("nominal_threshold_source"),
+                **({"overridden": True} if model_info.get("nominal_threshold_overridden") else {}),
                 "status": "ok",
                 "bootstrap": "fixed",
             }
@@ -669,7 +689,10 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     if protocol.bootstrap_replicates:
         overall = bootstrap_overall_rates(comp, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates),
                                           seed=protocol.seed, confidence=protocol.confidence, recalibrate=recalibrate or None)
-    for attr in attributes:
+    from tqdm.auto import tqdm
+
+    what = f"rates + bootstrap ({int(protocol.bootstrap_replicates)} replicates) per attribute" if protocol.bootstrap_replicates else "rates per attribute"
+    for attr in tqdm(attributes, desc=what, unit="attr", disable=not progress):
         fta = fta_by_group(labels[attr], manifest.table["subject_id"], fta_reason, attribute=attr, confidence=protocol.confidence)
         rates = per_group_rates(comp, attribute=attr, thresholds=usable, confidence=protocol.confidence)
         reps = None
@@ -725,3 +748,9 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         engine_info=engine_info,
         mitigation=per_group_threshold_analysis(comp, attributes, protocol.target_fmrs) if protocol.per_group_thresholds else None,
     )
+
+
+#: Shared by the protocols (verification here, identification in :mod:`bench.identification_run`):
+#: manifest -> acquisition -> embeddings, and the reported attributes.
+acquire_embeddings = _acquire
+reported_attributes = _reported_attributes

@@ -658,6 +658,11 @@ def verify_run(
     from bench.report.plots import safe_name
 
     run_dir = Path(run_dir)
+    from bench.verify_identification import is_identification_run, verify_identification_run
+
+    if is_identification_run(run_dir):  # 1:N run (issue 13): recomputed from its stored searches
+        return verify_identification_run(run_dir, dataset_root=dataset_root, check_dataset=check_dataset, check_weights=check_weights,
+                                         check_bootstrap=check_bootstrap, rtol=rtol)
     metrics, comp = _load(run_dir)
     report = VerifyReport(run_dir=run_dir)
     checks = report.checks

@@ -22,3 +22,16 @@ def london() -> Path:
     if not (root / "london_info.csv").is_file():
         pytest.skip(f"FRL London set not found at {root} (set FVBENCH_DATA_DIR); it is read in place, never copied")
     return root
+
+
+# Hypothesis: no example database (a failing example saved in .hypothesis/ on one checkout
+# must never turn a later `make test` red) and derandomized, so every run draws the same
+# examples. A developer exploring locally can opt in: HYPOTHESIS_PROFILE=dev pytest ...
+try:
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("ci", database=None, derandomize=True)
+    _hyp_settings.register_profile("dev", max_examples=500)
+    _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # hypothesis is a test extra; tests that need it import it themselves
+    pass

@@ -113,7 +113,7 @@ def test_confidence_outside_unit_interval_is_refused(confidence):
 
 def test_unknown_protocol_key_lists_the_valid_keys(tmp_path):
     cfg = _compose(["debug=smoke", "++protocol.target_fmr=0.001", f"paths.results_dir={tmp_path / 'r'}", f"paths.cache_dir={tmp_path / 'c'}"])
-    with pytest.raises(ConfigError, match=r"protocol config: .*'target_fmr'.*; valid keys: \[.*'target_fmrs'.*\]"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'protocol.target_fmr'; did you mean 'target_fmrs'\? Valid keys there: \[.*'target_fmrs'.*\]"):
         run_from_config(cfg)
 
 

@@ -28,7 +28,9 @@ def _compose(overrides: list[str]):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
 def test_every_group_option_composes(group, option):
-    cfg = _compose([f"{group}={option}"])
+    # user-data configs have required (???) keys: filled here as a user would
+    required = {"csv": ["dataset.manifest=m.csv"], "folder": ["dataset.root=imgs", "dataset.subjects=s.csv"]}
+    cfg = _compose([f"{group}={option}", *required.get(option, [])])
     OmegaConf.to_container(cfg[group], resolve=True)
 
 

@@ -223,12 +223,13 @@ def test_same_experiment_replaces_and_runtime_flags_do_not_count(first_run):
 
 def test_same_experiment_with_another_data_location_replaces(tmp_path):
     """A value derived from paths (like dataset.loader.root) does not make a rerun elsewhere a new experiment."""
-    extra = "+dataset.root_like=${paths.data_dir}/some_set"
+    # a free-form node (dataset.calibration is not checked against a schema; unknown keys elsewhere are refused)
+    extra = "+dataset.calibration.root_like=${paths.data_dir}/some_set"
     out = run_from_config(_smoke(tmp_path, "run_name=r", extra, f"paths.data_dir={tmp_path / 'data_a'}"))
     run_from_config(_smoke(tmp_path, "run_name=r", extra, f"paths.data_dir={tmp_path / 'elsewhere' / 'data_b'}"))
-    assert json.loads((out / "metrics.json").read_text())["config"]["dataset"]["root_like"].endswith("some_set")
-    with pytest.raises(ConfigError, match=r"config differs in: dataset\.root_like"):
-        run_from_config(_smoke(tmp_path, "run_name=r", "+dataset.root_like=${paths.data_dir}/other_set"))
+    assert json.loads((out / "metrics.json").read_text())["config"]["dataset"]["calibration"]["root_like"].endswith("some_set")
+    with pytest.raises(ConfigError, match=r"config differs in: dataset\.calibration\.root_like"):
+        run_from_config(_smoke(tmp_path, "run_name=r", "+dataset.calibration.root_like=${paths.data_dir}/other_set"))
 
 
 def test_os_error_reaching_the_command_is_one_line(capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import warnings
 
 import numpy as np
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_curve
 
-from bench.errors import InsufficientDataWarning
+from bench.errors import InsufficientDataError, InsufficientDataWarning
 from bench.metrics.groups import ALL_GROUP, cross_group_fmr, per_group_rates
 from bench.metrics.intervals import clopper_pearson_interval, wilson_interval
 from bench.metrics.rates import det_curve, equal_error_rate, error_rates, threshold_at_fmr
@@ -44,22 +45,46 @@ def test_rates_in_unit_interval_and_monotone(mated, nonmated, t1, t2):
     st.floats(0.005, 0.995),
 )
 def test_threshold_at_fmr_never_exceeds_target_and_is_tight(scores, target):
+    # Compared as integer counts of false matches, never as products of floats
+    # (14/41 * 41 = 14.000000000000002 in binary floating point).
     arr = np.asarray(scores)
-    if arr.size * target < 1:
-        return  # refused (InsufficientDataError), tested elsewhere
+    n = arr.size
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsufficientDataWarning)
-        cal = threshold_at_fmr(arr, target)
-    achieved = np.mean(arr >= cal.threshold)
-    assert achieved == cal.achieved_fmr <= target
-    # k is floor(f*N): the largest number of false matches with k/N <= f
-    assert cal.k / arr.size <= target < (cal.k + 1) / arr.size
-    assert cal.achieved_fmr * arr.size <= cal.k
+        try:
+            cal = threshold_at_fmr(arr, target)
+        except InsufficientDataError:
+            assert n * target < 1 + 1e-9  # refused only when fewer than 1/target scores (§5.5)
+            return
+    false_matches = int(np.count_nonzero(arr >= cal.threshold))
+    assert cal.achieved_fmr == false_matches / n
+    # k is the largest count with k/N <= f (metrics-reference §0); the achieved count never exceeds it
+    assert false_matches <= cal.k
+    assert cal.k / n <= target < (cal.k + 1) / n
     # tight: the next lower observed score would exceed the target (so it is never empty:
     # a threshold at or below the minimum would give FMR 1 > target)
     lower = arr[arr < cal.threshold]
     assert lower.size
-    assert np.mean(arr >= lower.max()) > target
+    assert int(np.count_nonzero(arr >= lower.max())) > cal.k
+
+
+def test_threshold_at_fmr_regression_14_of_41():
+    """The float-rounding case that failed: 14 false matches of 41 (14/41*41 != 14 in floats)."""
+    arr = np.array([1.0] * 14 + [0.0] * 27)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsufficientDataWarning)
+        cal = threshold_at_fmr(arr, 14 / 41)
+    assert cal.k == 14 and cal.threshold == 1.0
+    assert int(np.count_nonzero(arr >= cal.threshold)) == 14
+
+
+def test_no_saved_hypothesis_example_is_replayed():
+    """The CI profile (tests/conftest.py) has no example database: a failing example saved in
+    ``.hypothesis/`` on a developer's checkout can never turn a later ``make test`` red."""
+    if os.environ.get("HYPOTHESIS_PROFILE", "ci") != "ci":
+        pytest.skip("HYPOTHESIS_PROFILE selects another profile")
+    assert settings.default.database is None
+    assert PROPS.database is None and settings.default.derandomize
 
 
 @PROPS

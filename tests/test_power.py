@@ -120,3 +120,45 @@ def test_cli_writes_curve_and_answer(tmp_path, capsys):
     assert (tmp_path / "power.png").read_bytes()[:4] == b"\x89PNG"
     assert "FMR, 2 images/subject" in capsys.readouterr().out
     assert power_main(["--target-fmr", "0.01", "--out", str(tmp_path)]) == 2  # no differential requested
+
+
+def test_cli_prints_one_answer_with_its_bracket_and_where_it_wrote(tmp_path, capsys):
+    code = power_main(["--target-fmr", "0.02", "--fmr-ratio", "4", "--subjects", "5", "10", "20", "40", "--replicates", "10",
+                       "--bootstrap", "100", "--truth-draws", "50000", "--out", str(tmp_path), "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    answers = [line for line in out.splitlines() if line.startswith("fvbench-power: answer:")]
+    assert len(answers) == 1
+    need = json.loads((tmp_path / "power.json").read_text())["required"]
+    fmr = [r for r in need if r["metric"] == "FMR"][0]
+    if not math.isnan(fmr["subjects_below"]):
+        assert f"interpolated between {int(fmr['subjects_below'])} subjects" in answers[0]
+        assert f"and {int(fmr['subjects_needed'])} (power" in answers[0]
+        assert fmr["subjects_below"] < fmr["subjects_interpolated"] <= fmr["subjects_needed"]
+    assert f"about {math.ceil(fmr['subjects_interpolated'])} subjects per group" in answers[0]
+    assert out.strip().splitlines()[-1] == f"fvbench-power: wrote {tmp_path / 'power.csv'}, {tmp_path / 'power.json'} and {tmp_path / 'power.png'}"
+
+
+def test_power_answer_brackets():
+    need = pd.DataFrame([{"metric": "FMR", "images_per_subject": 2, "subjects_needed": 400.0, "subjects_interpolated": 282.8,
+                          "power_at_needed": 0.9, "subjects_below": 200.0, "power_below": 0.7}])
+    from bench.power import power_answer
+
+    (line,) = power_answer(need, ["FMR"], target_power=0.8, alpha=0.05)
+    assert line == ("fvbench-power: answer: about 283 subjects per group (2 images/subject) detect the FMR differential with power 0.8 "
+                    "at alpha 0.05; interpolated between 200 subjects (power 0.70) and 400 (power 0.90)")
+
+
+def test_every_option_has_help():
+    import argparse
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        power_main(["--help"])
+    text = buf.getvalue()
+    for opt in ("--target-fmr", "--fmr-ratio", "--fnmr-difference", "--alpha", "--power", "--images-per-subject", "--subjects",
+                "--dataset-config", "--reference-group", "--replicates", "--bootstrap", "--seed", "--truth-draws", "--out", "--progress"):
+        block = text.split(opt, 1)[1].split("\n  -", 1)[0]
+        assert len(block.split()) > 2, f"{opt} has no help text"

@@ -22,7 +22,7 @@ import dlib
 import numpy as np
 
 from bench.acquisition.base import Acquisition
-from bench.acquisition.images import load_rgb
+from bench.acquisition.images import as_rgb_uint8, load_rgb
 from bench.errors import ImageLoadError, WeightsError
 
 __all__ = ["DlibAligner", "face_recognition_models_dir"]
@@ -129,6 +129,7 @@ class DlibAligner:
             Chip of shape (chip_size, chip_size, 3) uint8 RGB, or an FTA with reason
             ``no_face_detected``.
         """
+        image = as_rgb_uint8(image)  # greyscale, RGBA, float [0, 1], strided views (one shared rule)
         h, w = image.shape[:2]
         scale = min(1.0, self.detect_max_side / max(h, w))
         small = image

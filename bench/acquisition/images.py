@@ -95,15 +95,17 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
-from bench.errors import ConfigError, ImageLoadError
+from bench.errors import ConfigError, DataError, ImageLoadError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_LOAD_REASONS",
     "RLE_BMP_MAX_PIXELS",
     "SUPPORTED_FORMATS",
+    "as_rgb_uint8",
     "image_sha256",
     "load_rgb",
+    "reset_conversion_notes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -413,7 +415,10 @@ def _to_rgb_array(image: Image.Image, path: str) -> NDArray[np.uint8]:
             if mode == "La":  # premultiplied; Pillow converts it only to "LA"
                 image = image.convert("LA")
             rgba = np.array(image.convert("RGBA"), dtype=np.uint8)
+            _note_once("alpha", f"{path}: transparency composited onto white (mode {mode}); later images are not logged")
             return _composite_on_white(rgba[..., :3], rgba[..., 3])
+        if mode in ("1", "L"):
+            _note_once("greyscale", f"{path}: greyscale image copied to R, G and B; later images are not logged")
         if mode in _CONVERTIBLE_MODES:
             return np.array(image.convert("RGB"), dtype=np.uint8, order="C")
     except _DECODE_ERRORS as err:
@@ -440,6 +445,7 @@ def _sixteen_bit_to_rgb(
             "outside the 16-bit range 0..65535",
         )
     grey = (values >> 8).astype(np.uint8)
+    _note_once("greyscale", f"{path}: 16-bit greyscale image scaled by >> 8 and copied to R, G and B; later images are not logged")
     rgb = np.repeat(grey[:, :, np.newaxis], 3, axis=2)
     if isinstance(transparency, int) and not isinstance(transparency, bool):
         alpha = np.where(values == transparency, 0, 255).astype(np.uint8)
@@ -479,3 +485,100 @@ def _log_pillow_warnings(caught: list[warnings.WarningMessage], path: str) -> No
             logger.debug("%s: %s", path, record.message)
         else:
             logger.warning("%s: Pillow warning while decoding: %s", path, record.message)
+
+
+# ----------------------------------------------------------------------------- arrays from callers
+_NOTED: set[str] = set()
+
+
+def _note_once(kind: str, message: str) -> None:
+    """Log a conversion the first time it happens in this process (one line per kind per run)."""
+    if kind not in _NOTED:
+        _NOTED.add(kind)
+        logger.info(message)
+
+
+def reset_conversion_notes() -> None:
+    """Forget which conversions were logged (the next one of each kind is logged again)."""
+    _NOTED.clear()
+
+
+def as_rgb_uint8(image: object, *, name: str = "image") -> NDArray[np.uint8]:
+    """The one input normaliser of the acquisition functions: any array a notebook user
+    passes becomes (H, W, 3) uint8 RGB, C-contiguous, or a clear error.
+
+    Every aligner's ``acquire(image)`` calls this, so the rules are the same for every
+    backend (dlib, MTCNN, oracle landmarks) and the same as for files (:func:`load_rgb`).
+
+    Conversions
+    -----------
+    * a view with negative or non-unit strides (``img[::-1]``, ``img[..., ::-1]``) or a
+      read-only array: copied to a C-contiguous array;
+    * 2-D ``(H, W)`` or ``(H, W, 1)`` greyscale: copied to R, G and B (logged once per run);
+    * ``(H, W, 4)`` RGBA: composited onto white as for files, ``(c*a + 255*(255-a) + 127) // 255``
+      (logged once per run);
+    * float in ``[0, 1]`` (scikit-image/matplotlib convention): ``round(x * 255)``;
+    * uint16: ``x >> 8`` (the file loader's 16-bit rule); other integer types and bool:
+      used as is when every value lies in 0..255.
+
+    Channel order is assumed RGB (fvbench's convention); a BGR array from ``cv2.imread``
+    must be converted by the caller (``cv2.cvtColor(img, cv2.COLOR_BGR2RGB)``): the
+    two cannot be told apart from the values.
+
+    Parameters
+    ----------
+    image : array-like or PIL.Image.Image
+    name : str
+        Used in messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (H, W, 3), uint8, C-contiguous, values 0..255.
+
+    Raises
+    ------
+    bench.errors.DataError
+        Not an array of numbers; wrong number of dimensions or channels; empty; float
+        values outside [0, 1] or not finite; integers outside 0..255 (uint16 excepted).
+    """
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGBA") if "A" in image.mode or "transparency" in image.info else image.convert("RGB"))
+    try:
+        arr = np.asarray(image)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{name}: expected an (H, W, 3) RGB array, got {type(image).__name__} ({err})") from err
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise DataError(f"{name}: expected an array of numbers (uint8 RGB), got dtype {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise DataError(f"{name}: expected shape (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) greyscale, got {arr.shape}")
+    if arr.size == 0 or min(arr.shape[:2]) == 0:
+        raise DataError(f"{name}: empty image of shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise DataError(f"{name}: float image holds NaN or infinite values")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < 0.0 or hi > 1.0:
+            raise DataError(
+                f"{name}: float image values span {lo:g}..{hi:g}; expected [0, 1] "
+                "(or pass uint8 0..255, e.g. image.astype(np.uint8) for a float array holding 0..255)"
+            )
+        arr = np.rint(arr.astype(np.float64) * 255.0).astype(np.uint8)
+    elif arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{name}: {arr.dtype} image values span {lo}..{hi}; expected 0..255 (uint8 RGB)")
+        arr = arr.astype(np.uint8) * (255 if arr.dtype == np.bool_ else 1)
+    if arr.ndim == 2:
+        _note_once("greyscale", f"{name}: greyscale array copied to R, G and B; later images are not logged")
+        return np.ascontiguousarray(np.repeat(arr[:, :, np.newaxis], 3, axis=2))
+    if arr.shape[2] == 4:
+        _note_once("alpha", f"{name}: RGBA array composited onto white; later images are not logged")
+        return _composite_on_white(np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3]))
+    if not arr.flags.c_contiguous or not arr.flags.writeable:
+        arr = np.array(arr, dtype=np.uint8, order="C")
+    return arr

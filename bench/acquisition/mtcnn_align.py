@@ -43,8 +43,8 @@ import torch
 from PIL import Image
 
 from bench.acquisition.base import Acquisition
-from bench.acquisition.images import DEFAULT_MAX_PIXELS, load_rgb
-from bench.errors import ConfigError, ImageLoadError
+from bench.acquisition.images import DEFAULT_MAX_PIXELS, as_rgb_uint8, load_rgb
+from bench.errors import ConfigError, DataError, ImageLoadError
 from bench.models.weights import locate_weights
 
 __all__ = [
@@ -187,9 +187,44 @@ def warp_to_template(image: np.ndarray, points: np.ndarray, template: np.ndarray
     -------
     numpy.ndarray
         Shape (size, size, 3), uint8, RGB (bilinear; outside the image is black).
+
+    Raises
+    ------
+    bench.errors.DataError
+        Landmarks in another order than the template: after the fit the two eyes (points
+        0, 1) or, with 5 points, the mouth corners (3, 4) come out left-right swapped, or
+        the face would be turned by more than 90 degrees (eyes swapped in a 2-point fit);
+        a swapped pair otherwise gives a silent half-scale chip. Also shapes that differ
+        or landmarks that coincide. ``image`` is normalised by
+        :func:`bench.acquisition.images.as_rgb_uint8`.
     """
-    m = similarity_transform(points, template)
-    chip = cv2.warpAffine(np.ascontiguousarray(image), m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    image = as_rgb_uint8(image)
+    pts = np.asarray(points, dtype=np.float64)
+    tpl = np.asarray(template, dtype=np.float64)
+    if pts.shape != tpl.shape or pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 2:
+        raise DataError(f"landmarks: expected shape {tpl.shape} (x, y per template point), got {pts.shape}")
+    if not np.isfinite(pts).all():
+        raise DataError("landmarks: NaN or infinite coordinates")
+    try:
+        m = similarity_transform(pts, tpl)
+    except ValueError as err:
+        raise DataError(f"landmarks: {err}") from err
+    mapped = pts @ m[:, :2].T + m[:, 2]
+    pairs = [(0, 1)] + ([(3, 4)] if len(tpl) >= 5 else [])
+    for i, j in pairs:
+        if np.sign(mapped[j, 0] - mapped[i, 0]) != np.sign(tpl[j, 0] - tpl[i, 0]):
+            raise DataError(
+                f"landmarks: points {i} and {j} are left-right swapped relative to the template "
+                f"(template x {tpl[i, 0]:.1f} < {tpl[j, 0]:.1f}); pass them in the template's order "
+                "(ArcFace: left eye, right eye, nose, left mouth corner, right mouth corner, as seen in the image)"
+            )
+    roll = float(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
+    if abs(roll) > 90.0:
+        raise DataError(
+            f"landmarks: the fit turns the face by {roll:.0f} degrees; the eyes are probably swapped "
+            "(point 0 is the eye on the image's left)"
+        )
+    chip = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
     return np.ascontiguousarray(chip, dtype=np.uint8)
 
 
@@ -314,6 +349,7 @@ class MtcnnDetector:
         """
         from facenet_pytorch.models.utils.detect_face import detect_face
 
+        image = as_rgb_uint8(image)
         h, w = image.shape[:2]
         small = image
         if self.detect_max_side is not None and max(h, w) > self.detect_max_side:
@@ -386,12 +422,20 @@ class _MtcnnAligner:
         return self.acquire(image)
 
     def acquire(self, image: np.ndarray) -> Acquisition:
-        """Acquire a face from an RGB image (H, W, 3) uint8; FTA ``no_face_detected`` if none."""
+        """Acquire a face from an RGB image (H, W, 3) uint8; FTA ``no_face_detected`` if none.
+
+        Other arrays are normalised first by :func:`bench.acquisition.images.as_rgb_uint8`
+        (greyscale, RGBA, float in [0, 1], strided views) or refused with a DataError.
+        """
+        image = as_rgb_uint8(image)
         det = self.detector.detect(image)
         h, w = image.shape[:2]
         if det is None:
             return Acquisition(chip=None, fta_reason="no_face_detected", detail=f"MTCNN found no face in {w}x{h} image")
-        chip = self._chip(image, det)
+        try:
+            chip = self._chip(image, det)
+        except DataError as err:  # landmarks the template cannot take (e.g. mirrored): a failed detection
+            return Acquisition(chip=None, fta_reason="no_face_detected", n_faces=det.n_faces, detail=f"MTCNN {err}")
         if chip is None:
             return Acquisition(
                 chip=None,

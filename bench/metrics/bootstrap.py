@@ -625,7 +625,7 @@ def bootstrap_replicates(
     for name, f in recal.items():
         if not _supports(design.nm_score.size, f, 1.0):
             raise InsufficientDataError(
-                f"recalibrate[{name!r}]: N={design.nm_score.size} non-mated scores cannot resolve "
+                f"threshold {name!r}: N={design.nm_score.size} non-mated comparisons cannot resolve "
                 f"target FMR {f:g} (1/target = {1.0 / f:.6g})"
             )
     rng = np.random.default_rng(seed)

@@ -1209,14 +1209,14 @@ class ScoreHistogram:
         j, false_matches = _top_cut(nm, k)
         if j >= self._nb:
             raise DataError(
-                f"threshold_at_fmr: {int(nm[-1])} non-mated scores lie at or above the histogram's "
+                f"{int(nm[-1])} non-mated scores lie at or above the histogram's "
                 f"upper edge {self._edges[-1]!r} but only k={k} false matches are allowed at target "
                 f"FMR {f:g}; rebuild the histogram with a larger hi"
             )
         threshold = float(self._edges[j - 1])  # j >= 1 since sum(nm[0:]) = n > k
         if not self.lo < threshold <= self.hi:
             warnings.warn(
-                f"threshold_at_fmr: the cut for target FMR {f:g} falls outside the histogram's "
+                f"the cut for target FMR {f:g} falls outside the histogram's "
                 f"uniform range [{self.lo!r}, {self.hi!r}); the threshold {threshold!r} is "
                 "conservative but may be more than one bin width above the exact one -- rebuild "
                 "with a wider range",
@@ -1727,7 +1727,7 @@ class SubjectAggregates:
             s = s[gmask[self._group[a]] & gmask[self._group[b]]]
         if s.size < k + 1:
             raise InsufficientDataError(
-                f"threshold_at_fmr: the cut for target FMR {f:g} (k={k}) lies below the tail cutoff "
+                f"the cut for target FMR {f:g} (k={k}) lies below the tail cutoff "
                 f"{self._cutoff!r} ({s.size} retained scores in the population); rerun with a larger "
                 "tail_size"
             )

@@ -250,14 +250,14 @@ def _threshold_support(n: int, f: float) -> str:
     """
     if not _supports(n, f, 1.0) or _allowed_false_matches(f, n) == 0:  # k = 0: nothing to calibrate on
         raise InsufficientDataError(
-            f"threshold_at_fmr: N={n} non-mated scores cannot resolve target FMR {f:g}; "
+            f"N={n} non-mated comparisons cannot resolve target FMR {f:g}; "
             f"at least 1/target = {1.0 / f:.6g} non-mated scores are needed "
             f"({RULE_OF_30}/target = {RULE_OF_30 / f:.6g} for a precise estimate, rule of 30)"
         )
     if _supports(n, f, RULE_OF_30):
         return "ok"
     warnings.warn(
-        f"threshold_at_fmr: only N={n} non-mated scores for target FMR {f:g}; the rule "
+        f"only N={n} non-mated comparisons for target FMR {f:g}; the rule "
         f"of 30 asks for {RULE_OF_30}/target = {RULE_OF_30 / f:.6g} (support='low')",
         InsufficientDataWarning,
         stacklevel=3,

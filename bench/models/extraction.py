@@ -119,8 +119,11 @@ def extract_embeddings(
                 log.info("FTA %s: %s %s", manifest.table["image_id"].iloc[i], a.fta_reason, a.detail)
         todo.clear()
 
-    bar = tqdm(range(n), desc=f"{model.name} acquire+embed", disable=not progress, unit="img")
-    for i in bar:
+    # The bar counts images finished (embedded, failed to acquire, or read from the cache);
+    # smoothing=0 bases the ETA on the average rate since the start, so it stays steady
+    # although fresh images are embedded in batches of ``batch_size``.
+    bar = tqdm(total=n, desc=f"{model.name} images embedded", disable=not progress, unit="img", smoothing=0.0)
+    for i in range(n):
         path = manifest.image_path(i)
         try:
             sha = image_sha256(path)
@@ -134,9 +137,15 @@ def extract_embeddings(
                 emb[i] = cached.embedding
             else:
                 reasons[i] = cached.fta_reason or "invalid_embedding"
+            bar.update(1)
             continue
         todo.append((i, sha, model.aligner.acquire_file(path)))
         if len(todo) >= batch_size:
+            done = len(todo)
             flush()
+            bar.update(done)
+    done = len(todo)
     flush()
+    bar.update(done)
+    bar.close()
     return Extraction(embeddings=emb, fta_reason=reasons, n_faces=n_faces, cache_hits=hits)

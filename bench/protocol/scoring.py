@@ -10,12 +10,57 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, DataError
 
-__all__ = ["METRICS", "pair_scores", "similarity_matrix"]
+__all__ = ["METRICS", "check_embeddings", "pair_scores", "similarity_matrix"]
 
 #: Supported native measures of embedders.
 METRICS = ("cosine", "euclidean")
+
+
+def check_embeddings(embeddings: np.ndarray, metric: str) -> np.ndarray:
+    """Validate embeddings for scoring; return them as float64 (cosine: L2-normalised).
+
+    Parameters
+    ----------
+    embeddings : array-like
+        Shape (n, d), d >= 1, finite numbers.
+    metric : {"cosine", "euclidean"}
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n, d), float64.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``metric``.
+    DataError
+        Not 2-D, non-numeric, NaN/inf (rows named), or -- for cosine -- a zero-norm row,
+        whose cosine similarity is undefined (0/0; numpy would return NaN with a warning).
+    """
+    if metric not in METRICS:
+        raise ConfigError(f"unknown score metric {metric!r}; valid: {list(METRICS)}")
+    try:
+        x = np.asarray(embeddings, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"embeddings: expected an (n, d) array of numbers ({err})") from err
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise DataError(f"embeddings: expected shape (n_images, d), got {x.shape}")
+    bad = ~np.isfinite(x).all(axis=1)
+    if bad.any():
+        raise DataError(f"embeddings: row(s) {np.flatnonzero(bad)[:5].tolist()} hold NaN or infinite values")
+    if metric == "cosine":
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        zero = norm[:, 0] == 0
+        if zero.any():
+            raise DataError(
+                f"embeddings: row(s) {np.flatnonzero(zero)[:5].tolist()} have zero norm; their cosine similarity is "
+                "undefined (treat such a template as a failure to acquire, reason 'invalid_embedding')"
+            )
+        x = x / norm
+    return x
 
 
 def pair_scores(embeddings: np.ndarray, idx_a: np.ndarray, idx_b: np.ndarray, metric: str, *, block: int = 1 << 20) -> np.ndarray:
@@ -42,12 +87,16 @@ def pair_scores(embeddings: np.ndarray, idx_a: np.ndarray, idx_b: np.ndarray, me
     ------
     ConfigError
         For an unknown ``metric`` (valid ones listed).
+    DataError
+        Embeddings :func:`check_embeddings` refuses (zero-norm rows for cosine, NaN/inf),
+        index arrays of different lengths, or indices outside ``[0, n_images)``.
     """
-    if metric not in METRICS:
-        raise ConfigError(f"unknown score metric {metric!r}; valid: {list(METRICS)}")
-    x = np.asarray(embeddings, dtype=np.float64)
-    if metric == "cosine":
-        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    x = check_embeddings(embeddings, metric)
+    idx_a, idx_b = np.asarray(idx_a), np.asarray(idx_b)
+    if idx_a.shape != idx_b.shape or idx_a.ndim != 1:
+        raise DataError(f"pair_scores: idx_a and idx_b must be 1-D of equal length, got {idx_a.shape} and {idx_b.shape}")
+    if idx_a.size and (min(idx_a.min(), idx_b.min()) < 0 or max(idx_a.max(), idx_b.max()) >= len(x)):
+        raise DataError(f"pair_scores: indices must lie in [0, {len(x)}), got {min(idx_a.min(), idx_b.min())}..{max(idx_a.max(), idx_b.max())}")
     out = np.empty(len(idx_a), dtype=np.float64)
     for s in range(0, len(idx_a), block):
         a = x[idx_a[s : s + block]]
@@ -74,12 +123,14 @@ def similarity_matrix(embeddings: np.ndarray, metric: str) -> np.ndarray:
     numpy.ndarray
         Shape (n, n), float64; entry (i, j) is the score of images i and j.
         Uses ``n * n * 8`` bytes: large runs use :mod:`bench.protocol.streaming`.
+
+    Raises
+    ------
+    ConfigError, DataError
+        As :func:`check_embeddings`.
     """
-    if metric not in METRICS:
-        raise ConfigError(f"unknown score metric {metric!r}; valid: {list(METRICS)}")
-    x = np.asarray(embeddings, dtype=np.float64)
+    x = check_embeddings(embeddings, metric)
     if metric == "cosine":
-        x = x / np.linalg.norm(x, axis=1, keepdims=True)
         return x @ x.T
     sq = np.einsum("ij,ij->i", x, x)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0)

@@ -313,7 +313,8 @@ def _threshold_section(metrics: dict) -> str:
         if t.get("status") != "ok":
             out.append(f"| {t['name']} | {t.get('kind', '')} | refused | {_num(t.get('target_fmr')):g} | | {_txt(t.get('reason'))} |")
         elif t.get("kind") == "nominal":
-            out.append(f"| {t['name']} | published by the model's authors | {format_threshold(t['threshold'])} | | | {_txt(t.get('source'))} |")
+            origin = "set in the config (overrides the published value)" if t.get("overridden") else "published by the model's authors"
+            out.append(f"| {t['name']} | {origin} | {format_threshold(t['threshold'])} | | | {_txt(t.get('source'))} |")
         elif t.get("kind") == "external":
             out.append(f"| {t['name']} | external (held fixed) | {format_threshold(t['threshold'])} | | | {_txt(t.get('source'))} |")
         else:

@@ -174,6 +174,7 @@ def write_results(
     save_scores: bool = True,
     embeddings_exported: bool = False,
     published_dir: Path | None = None,
+    progress: bool = False,
 ) -> Path:
     """Write the result folder of ``result`` into ``out_dir`` (created if needed).
 
@@ -196,6 +197,8 @@ def write_results(
     embeddings_exported : bool
         The run also exports embeddings (opt-in ``report.export_embeddings``); recorded
         under ``privacy`` so the published provenance says biometric data left the cache.
+    progress : bool
+        A tqdm bar over the figures (one step per attribute).
 
     Returns
     -------
@@ -262,7 +265,8 @@ def write_results(
         "config": config,
         "provenance": {"code": code_version(), "packages": package_versions()},
         "dataset": result.dataset_info,
-        "model": result.model_info,
+        # cache_hits says how this run executed (cold or warm cache), not what it measured
+        "model": {k: v for k, v in result.model_info.items() if k != "cache_hits"},
         "protocol": protocol,
         "thresholds": result.thresholds,
         "per_group": per_group.to_dict(orient="records"),
@@ -291,7 +295,9 @@ def write_results(
     if figures:
         title = f"{result.model_info['name']} on {result.dataset_info['name']}"
         shown = per_group.copy()
-        for attr in result.attributes:
+        from tqdm.auto import tqdm
+
+        for attr in tqdm(result.attributes, desc="figures (per attribute)", unit="attr", disable=not progress):
             f = plan.get(attr) or {}
             if not f:
                 continue
