@@ -552,6 +552,10 @@ def _check_weights(metrics: dict) -> Check:
         return Check("weights", "skipped", f"model {node['_target_']!r} is not available here: {err}")
     if "verify_weights" in params:
         node["verify_weights"] = False  # hash whatever is installed; the comparison is below
+    if node.get("cache_dir") == "${paths.cache_dir}":  # runtime path left out of the recorded config
+        from bench.models.weights import cache_root
+
+        node["cache_dir"] = str(cache_root(None))
     try:
         built = _instantiate(node)
     except WeightsError as err:
