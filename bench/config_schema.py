@@ -51,7 +51,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 #: Top-level keys that say how a run is executed on this machine, not what is measured:
 #: kept out of the config recorded in ``metrics.json`` (so reruns are byte-identical).
-RUNTIME_KEYS = ("progress", "overwrite", "hydra")
+RUNTIME_KEYS = ("progress", "overwrite", "hydra", "shard", "allow_dirty_tree")
 #: ``paths`` entries that say where a run writes (results) and caches (embeddings): left out of
 #: the recorded config, and strings under them written as ``${paths.<key>}/...``.
 #: ``paths.data_dir`` stays recorded (where the data came from; fvbench-verify rebuilds the manifest).
@@ -62,8 +62,8 @@ _HYDRA_SPECIAL = {"_target_", "_args_", "_recursive_", "_convert_", "_partial_"}
 
 #: Config groups whose selected file lands under its own key (``dataset: frl_london`` -> ``dataset.*``).
 _PACKAGED_GROUPS = {
-    "fvbench": ("dataset", "model", "protocol", "report", "paths"),
-    "sweep": ("dataset", "model", "transforms", "report", "paths"),
+    "fvbench": ("dataset", "model", "detector", "protocol", "report", "paths"),
+    "sweep": ("dataset", "model", "detector", "transforms", "report", "paths"),
 }
 #: Groups of ``@package _global_`` files: selected by name, they add no key of their own.
 _GLOBAL_GROUPS = {"fvbench": ("experiment", "debug", "local"), "sweep": ("experiment_sweep", "local")}
@@ -107,7 +107,7 @@ def _section_keys(app: str, section: str) -> set[str] | None:
         from bench.sweep import SweepProtocol
 
         return _dataclass_keys(SweepProtocol)
-    if section in ("report", "paths", "model", "dataset"):
+    if section in ("report", "paths", "model", "dataset", "detector"):
         return _file_keys(section)
     return None
 
@@ -245,6 +245,8 @@ def validate_config(cfg: DictConfig, app: str = "fvbench") -> None:
             _check_target_node(value.get("embedder"), "model.embedder")
         elif key == "dataset":
             _check_target_node(value.get("loader"), "dataset.loader")
+        elif key == "detector":  # the detector= group (configs/detector/), also reached through model.embedder.aligner
+            _check_target_node(value.get("detector"), "detector.detector")
         elif key == "sweep" and isinstance(value.get("geometry"), dict):
             from bench.sweep import FaceGeometryLocator
 

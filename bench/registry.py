@@ -40,10 +40,18 @@ FACTORIES: dict[str, str] = {
     "bench.models.dlib_resnet.DlibResNet": "model",
     "bench.models.facenet.FaceNet": "model",
     "bench.models.onnx_arcface.OnnxArcFace": "model",
+    "bench.models.sface.SFace": "model",
     # detectors / aligners (model.embedder.aligner)
     "bench.acquisition.mtcnn_align.MtcnnArcFaceAligner": "aligner",
     "bench.acquisition.mtcnn_align.MtcnnFaceNetAligner": "aligner",
     "bench.acquisition.oracle_landmarks.OracleEyesAligner": "aligner",
+    "bench.acquisition.alignment.ArcFaceAligner": "aligner",
+    "bench.acquisition.alignment.DlibChipAligner": "aligner",
+    "bench.acquisition.alignment.MarginCropAligner": "aligner",
+    "bench.acquisition.detectors.DlibHogDetector": "aligner",
+    "bench.acquisition.detectors.DlibMmodDetector": "aligner",
+    "bench.acquisition.detectors.MtcnnDetector": "aligner",
+    "bench.acquisition.detectors.YuNetDetector": "aligner",
     # acquisition-condition transforms (configs/transforms/)
     "bench.acquisition.transforms.Exposure": "transform",
     "bench.acquisition.transforms.Gamma": "transform",
@@ -100,6 +108,6 @@ def resolve_factory(target: str, where: str = "<root>") -> Callable[..., Any]:
     except (ImportError, AttributeError) as err:
         raise ConfigError(f"{where}._target_ {target!r}: cannot load the registered factory: {err}") from err
     defined_in = getattr(obj, "__module__", "") or ""
-    if not callable(obj) or defined_in != module_name:
-        raise ConfigError(f"{where}._target_ {target!r}: registry entry does not name a class or function defined in {module_name}")
+    if not callable(obj) or not (defined_in == "bench" or defined_in.startswith("bench.")):
+        raise ConfigError(f"{where}._target_ {target!r}: registry entry does not name a class or function defined in bench")
     return obj

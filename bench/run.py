@@ -294,6 +294,15 @@ def _reported_attributes(manifest: Manifest, protocol: Protocol) -> list[str]:
     return out
 
 
+def _detector_name(model: Any) -> str | None:
+    """Name of the face detector feeding ``model`` (recorded apart from the recogniser)."""
+    aligner = getattr(model, "aligner", None)
+    name = getattr(aligner, "detector_name", None) or getattr(getattr(aligner, "detector", None), "name", None)
+    if name is None and aligner is not None:  # the dlib ResNet's built-in aligner
+        name = "dlib_hog" if type(aligner).__name__ == "DlibAligner" else None
+    return name
+
+
 def _acquire(dataset: Any, model: Any, cache_dir: Path, progress: bool) -> tuple[Manifest, np.ndarray, np.ndarray, np.ndarray | None, dict]:
     """Embeddings for every manifest row: generated (synthetic) or extracted by a model."""
     if isinstance(dataset, SyntheticPopulation):
@@ -329,6 +338,9 @@ def _acquire(dataset: Any, model: Any, cache_dir: Path, progress: bool) -> tuple
         **weights_verification(model.weights_sha256),  # weights_verified, unverified_weights
         "settings": model.settings(),
         "licence": getattr(model, "licence", None),
+        "training_data": getattr(model, "training_data", None),
+        "recogniser": model.name,
+        "detector": _detector_name(model),
         "cache_key": key,
         "cache_hits": ext.cache_hits,
     }

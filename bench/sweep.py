@@ -689,7 +689,7 @@ def _small_groups(result: SweepResult, min_subjects: int) -> dict[str, list[str]
 
 def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: dict, min_group_subjects: int = 5,
                 figures: bool = True) -> Path:
-    """Write ``sweep.csv``, ``sweep.json``, ``sweep_<transform>_<attribute>.png`` and ``report.md``.
+    """Write ``sweep.csv``, ``sweep.json``, ``sweep_<transform>_<attribute>.png``, ``report.md`` and ``report.html``.
 
     The folder is written like a run's (:func:`bench.report.folder.staged_folder`): into a
     hidden staging folder swapped in whole when every file is written, so an interrupted
@@ -804,6 +804,9 @@ def _write_sweep_files(result: SweepResult, out_dir: Path, *, run_name: str, con
 
     (out_dir / "sweep.json").write_text(json.dumps(scrub_paths(_jsonable(doc)), indent=2, allow_nan=False) + "\n")
     _write_report(out_dir / "report.md", result, rows, figs, run_name, small, min_group_subjects)
+    from bench.report.html import write_html_report
+
+    write_html_report(out_dir)  # report.html from sweep.json, sweep.csv and the figures
 
 
 def _fmt_strength(s: float) -> str:
@@ -811,6 +814,12 @@ def _fmt_strength(s: float) -> str:
 
 
 def _write_report(path: Path, result: SweepResult, rows: pd.DataFrame, figs: dict, run_name: str, small: dict, min_subjects: int) -> None:
+    path.write_text(render_sweep_report(result, rows, figs, run_name, small, min_subjects))
+
+
+def render_sweep_report(result: SweepResult, rows: pd.DataFrame, figs: dict, run_name: str, small: dict, min_subjects: int) -> str:
+    """Text of a sweep's ``report.md``: a pure function of what ``sweep.json`` and ``sweep.csv`` publish
+    (``fvbench-verify`` re-renders it from them; ``result`` is read only for fields ``sweep.json`` records)."""
     from bench.report.markdown import rate_cell
 
     usable = [t for t in result.thresholds if t.get("status") == "ok"]
@@ -878,4 +887,4 @@ def _write_report(path: Path, result: SweepResult, rows: pd.DataFrame, figs: dic
                     lines.append("| " + " | ".join(cells) + " |")
                 lines.append("")
     lines += ["All numbers: `sweep.csv`; configuration, thresholds, hashes and versions: `sweep.json`.", ""]
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)

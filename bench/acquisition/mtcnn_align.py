@@ -281,6 +281,9 @@ class MtcnnDetector:
         For out-of-range parameters.
     """
 
+    #: Detector name recorded in results (``detector=mtcnn``).
+    name = "mtcnn"
+
     def __init__(
         self,
         *,

@@ -43,6 +43,10 @@ class DlibResNet:
         ``face_recognition_models`` package.
     verify_weights : bool
         Refuse files whose SHA-256 differs from :data:`DLIB_WEIGHTS_SHA256`.
+    aligner : object or None
+        Acquisition step making 150x150 dlib chips from any detector
+        (:class:`bench.acquisition.alignment.DlibChipAligner`); None = the built-in HOG
+        :class:`~bench.acquisition.dlib_align.DlibAligner` (``detect_max_side``, ``upsample``).
 
     Attributes
     ----------
@@ -69,6 +73,7 @@ class DlibResNet:
         "Euclidean distance 0.6, davisking/dlib python_examples/face_recognition.py (LFW 99.38%)"
     )
     licence = "CC0-1.0 (face_recognition_models; dlib models by Davis King)"
+    training_data = "about 3 million faces of 7485 identities (FaceScrub, VGG and web images; davisking/dlib-models README)"
 
     def __init__(
         self,
@@ -79,6 +84,7 @@ class DlibResNet:
         batch_size: int = 32,
         models_dir: str | None = None,
         verify_weights: bool = True,
+        aligner: object | None = None,
     ) -> None:
         folder = Path(models_dir) if models_dir else face_recognition_models_dir()
         self.files = {n: folder / n for n in DLIB_WEIGHTS_SHA256}
@@ -97,9 +103,13 @@ class DlibResNet:
             self.weights_sha256[n] = digest
         self.num_jitters = int(num_jitters)
         self.batch_size = int(batch_size)
-        self.aligner = DlibAligner(
-            self.files["shape_predictor_5_face_landmarks.dat"], detect_max_side=detect_max_side, upsample=upsample
-        )
+        if aligner is None:
+            self.aligner = DlibAligner(
+                self.files["shape_predictor_5_face_landmarks.dat"], detect_max_side=detect_max_side, upsample=upsample
+            )
+        else:  # any detector, dlib's own chip (bench.acquisition.alignment.DlibChipAligner)
+            self.aligner = aligner
+            self.weights_sha256.update(getattr(aligner, "weights_sha256", {}))
         self._net = dlib.face_recognition_model_v1(str(self.files["dlib_face_recognition_resnet_model_v1.dat"]))
 
     def settings(self) -> dict:

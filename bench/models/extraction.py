@@ -71,7 +71,8 @@ def _valid(vec: np.ndarray) -> bool:
 
 
 def extract_embeddings(
-    manifest: Manifest, model: ImageEmbedder, cache: EmbeddingCache, *, batch_size: int = 32, progress: bool = True
+    manifest: Manifest, model: ImageEmbedder, cache: EmbeddingCache, *, batch_size: int = 32, progress: bool = True,
+    desc: str | None = None,
 ) -> Extraction:
     """Acquire and embed all images of ``manifest`` with ``model``, using ``cache``.
 
@@ -79,6 +80,7 @@ def extract_embeddings(
     before the next starts, so an interrupted run loses at most one batch. Cache
     entries are validated on read (:meth:`EmbeddingCache.get` with the model's
     ``embedding_dim``); an invalid one is recomputed with a warning.
+    ``desc`` labels the progress bar (default ``"<model> acquire+embed"``).
 
     Returns
     -------
@@ -123,7 +125,7 @@ def extract_embeddings(
     # The bar counts images finished (embedded, failed to acquire, or read from the cache);
     # smoothing=0 bases the ETA on the average rate since the start, so it stays steady
     # although fresh images are embedded in batches of ``batch_size``.
-    bar = tqdm(total=n, desc=f"{model.name} images embedded", disable=not progress, unit="img", smoothing=0.0)
+    bar = tqdm(total=n, desc=desc or f"{model.name} images embedded", disable=not progress, unit="img", smoothing=0.0)
     for i in range(n):
         path = manifest.image_path(i)
         try:

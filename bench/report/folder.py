@@ -81,7 +81,7 @@ RUN_NAME_MAX_CHARS = 150
 
 #: Top-level config keys that say *how* a run is executed, not *what* it measures: they are
 #: ignored when deciding whether an existing folder holds the same experiment.
-RUNTIME_KEYS = ("progress", "overwrite", "paths", "hydra", "run_name")
+RUNTIME_KEYS = ("progress", "overwrite", "paths", "hydra", "run_name", "shard", "allow_dirty_tree")
 
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,@-]*")
 _HIDDEN = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)-(?P<tag>[0-9a-f]{8})$")

@@ -13,6 +13,8 @@ Layout of ``results/<run_name>/`` (every file documented in README "Result files
   ``scores_<attribute>.png`` (score distributions per group).
 - ``report.md``: the human summary with a reading guide and generated limitations,
   rendered from the files above only (:func:`bench.report.markdown.render_report`).
+- ``report.html``: the same as a self-contained web page, also rendered from the files
+  above only (:mod:`bench.report.html`).
 - ``scores.parquet``: the comparison-score table (not published: git-ignored; it lets
   anyone recompute every metric without the model).
 - ``histograms.npz`` instead of ``scores.parquet`` for a run of the streaming engine
@@ -43,6 +45,7 @@ import pandas as pd
 from bench.errors import ConfigError
 from bench.report.export import EXPORT_FILE, EXPORT_WARNING, spreadsheet_safe
 from bench.report.folder import write_file_manifest
+from bench.report.html import write_html_report
 from bench.report.markdown import figure_plan, load_published_tables, render_report, safe_name
 from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, plot_score_histograms
 from bench.report.provenance import code_version, package_versions, scrub_paths
@@ -340,6 +343,7 @@ def write_results(
     timings["figures_s"] = time.perf_counter() - t_figures
     t_report = time.perf_counter()
     (out_dir / "report.md").write_text(render_report(published, tables))
+    write_html_report(out_dir)  # report.html, also from the files just written (metrics.json, figures)
     timings["report_s"] = time.perf_counter() - t_report
     write_file_manifest(out_dir)  # last: lists and hashes every published file
     return out_dir

@@ -1,0 +1,134 @@
+"""``fvbench-aggregate``: leaderboard from result folders; comparability; refusals; --verify.
+
+Two small synthetic runs of the same protocol and one with other target FMRs
+are made with the real CLI into tmp_path; the leaderboard must carry each run's own numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.aggregate import aggregate, aggregate_main, load_run, verify_leaderboard
+from bench.errors import ConfigError, DataError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(tmp: Path, name: str, *extra: str) -> Path:
+    cmd = [
+        sys.executable, "-m", "bench", "debug=smoke", "++protocol.bootstrap_replicates=20", f"run_name={name}",
+        f"hydra.run.dir={tmp / 'hydra' / name}", f"paths.results_dir={tmp / 'results'}", f"paths.cache_dir={tmp / 'cache'}",
+        *extra,
+    ]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return tmp / "results" / name
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("aggregate")
+    return {
+        "a": _run(tmp, "syn_a"),
+        "b": _run(tmp, "syn_b"),
+        "c": _run(tmp, "syn_c", "protocol.target_fmrs=[1.0e-1]"),
+    }
+
+
+@pytest.fixture
+def board(runs, tmp_path) -> Path:
+    results = tmp_path / "results"
+    for p in runs.values():
+        shutil.copytree(p, results / p.name)
+    out = aggregate([results / "syn_a", results / "syn_b", results / "syn_c"], results / "leaderboard")
+    return out
+
+
+def test_leaderboard_carries_each_runs_own_numbers(board, runs):
+    tidy = pd.read_csv(board / "leaderboard.csv")
+    for key in ("a", "b"):
+        m = json.loads((runs[key] / "metrics.json").read_text())
+        pg = pd.DataFrame(m["per_group"])
+        attr = m["protocol"]["attributes"][0]
+        primary = m["protocol"]["primary_threshold"]
+        want = pg[(pg.attribute == attr) & (pg.threshold_name == primary) & (pg.metric == "FMR") & (pg.group == "(all)")]
+        got = tidy[(tidy.run == runs[key].name) & (tidy.attribute == attr) & (tidy.threshold_name == primary) & (tidy.quantity == "FMR")]
+        assert len(got) == 1 and got.value.iloc[0] == pytest.approx(float(want.rate.iloc[0]), rel=1e-9)
+        # worst group = the published group with the highest FMR
+        groups = pg[(pg.attribute == attr) & (pg.threshold_name == primary) & (pg.metric == "FMR") & (pg.group != "(all)") & pg.rate.notna()]
+        worst = tidy[(tidy.run == runs[key].name) & (tidy.attribute == attr) & (tidy.threshold_name == primary) & (tidy.quantity == "worst_FMR")]
+        assert worst.value.iloc[0] == pytest.approx(groups.rate.astype(float).max())
+        assert worst.group.iloc[0] in set(groups.group) | {"tie"}
+        subjects = tidy[(tidy.run == runs[key].name) & (tidy.quantity == "subjects")].value.iloc[0]
+        assert subjects == m["dataset"]["subjects"]
+
+
+def test_other_targets_go_to_a_separate_table_with_the_reason(board):
+    src = json.loads((board / "sources.json").read_text())
+    (tables,) = src["tables"].values()
+    assert tables["T1"]["runs"] == ["syn_a", "syn_b"]
+    assert tables["T2"]["runs"] == ["syn_c"] and "target_fmrs" in tables["T2"]["reason"]
+    md = next(board.glob("leaderboard_*.md")).read_text()
+    assert "## Table T2 (not comparable with T1: protocol differs in" in md
+
+
+def test_figures_are_drawn(board):
+    assert list(board.glob("fmr_by_group_*.png")) and list(board.glob("fnmr_by_group_*.png"))
+    assert list(board.glob("score_shift_*.png"))
+
+
+def test_verify_passes_then_catches_a_changed_source_and_an_edited_table(board):
+    assert verify_leaderboard(board) == []
+    csv = board / "leaderboard.csv"
+    csv.write_text(csv.read_text().replace("syn_b", "syn_B", 1))
+    problems = verify_leaderboard(board)
+    assert any("leaderboard.csv" in p for p in problems)
+    m = board.parent / "syn_a" / "metrics.json"
+    m.write_text(m.read_text() + " ")
+    assert any("syn_a: metrics.json changed" in p for p in verify_leaderboard(board))
+
+
+def test_hostile_source_names_are_refused(board):
+    src = board / "sources.json"
+    rec = json.loads(src.read_text())
+    rec["sources"].append({"folder": "../../etc", "metrics_sha256": "x"})
+    src.write_text(json.dumps(rec))
+    assert any("not a plain folder name" in p for p in verify_leaderboard(board))
+
+
+def test_non_result_folders_are_refused_with_the_reason(runs, tmp_path):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metrics.json").write_text("{not json")
+    out = aggregate([runs["a"], junk, tmp_path / "bad"], tmp_path / "lb")
+    refused = {r["folder"]: r["reason"] for r in json.loads((out / "sources.json").read_text())["refused"]}
+    assert "no metrics.json" in refused["junk"] and "not valid JSON" in refused["bad"]
+    with pytest.raises(DataError, match="no metrics.json"):
+        load_run(junk)
+
+
+def test_output_over_a_result_folder_is_refused(runs, tmp_path):
+    target = tmp_path / "syn_copy"
+    shutil.copytree(runs["a"], target)
+    with pytest.raises(ConfigError, match="not a leaderboard folder"):
+        aggregate([runs["b"]], target)
+    assert (target / "metrics.json").is_file()
+    with pytest.raises(ConfigError, match="also a source"):
+        aggregate([runs["b"], target], target)
+
+
+def test_cli_exit_codes(runs, tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(runs["a"], results / "syn_a")
+    assert aggregate_main([str(results / "syn_*"), "--out", str(results / "lb"), "--no-figures"]) == 0
+    assert aggregate_main(["--verify", str(results / "lb")]) == 0  # sources are the leaderboard's siblings
+    assert aggregate_main([str(tmp_path / "nothing-*"), "--out", str(tmp_path / "lb2")]) == 2
+    assert "matches no folder" in capsys.readouterr().err
