@@ -192,23 +192,38 @@ def check_weights(model: dict) -> Check:
         return Check("weights", "skipped", f"model {name!r} is not in the shipped weights registry ({sorted(WEIGHTS_REGISTRY)}): custom weights cannot be checked")
     if not isinstance(stored, dict):
         return Check("weights", "mismatch", f"model.weights_sha256 is {stored!r}; expected the SHA-256 of each of {[f.filename for f in entry.files]}")
+    # Every recorded file must be a registry file (the recogniser's own, or a detector's under
+    # "<detector>/"), or a file derived deterministically from one (weights.derived_weights).
+    from bench.models.weights import derived_weights
+
+    by_name: dict[str, list[tuple[str, str | None]]] = {}
+    for entry_name, e in WEIGHTS_REGISTRY.items():
+        for f in e.files:
+            by_name.setdefault(f.filename, []).append((entry_name, f.sha256))
+    derived = derived_weights()
     expected = {f.filename: f.sha256 for f in entry.files}
     diffs, unknown = [], []
-    for fname, sha in expected.items():
-        if fname not in stored:
-            diffs.append(f"{fname}: not recorded")
-        elif sha is None:
-            unknown.append(fname)
-        elif stored[fname] != sha:
-            diffs.append(f"{fname}: recorded {stored[fname]!r}, registry {sha}")
-    extra = sorted(set(stored) - set(expected))
-    if extra:
-        diffs.append(f"recorded file(s) {extra} are not weights of {name!r}")
+    own_recorded = [k for k in stored if "/" not in k]
+    if not any(k in derived for k in own_recorded):  # a pinned conversion stands in for the model's downloadable file
+        diffs += [f"{fname}: not recorded" for fname in expected if fname not in stored]
+    for key, digest in sorted(stored.items()):
+        fname = key.rsplit("/", 1)[-1]
+        if fname in derived:
+            if digest != derived[fname]:
+                diffs.append(f"{key}: recorded {digest!r}, the pinned conversion gives {derived[fname]}")
+            continue
+        candidates = by_name.get(fname)
+        if not candidates:
+            diffs.append(f"recorded file {key!r} is not a weights file of the shipped registry")
+        elif all(sha is None for _, sha in candidates):
+            unknown.append(key)
+        elif digest not in {sha for _, sha in candidates}:
+            diffs.append(f"{key}: recorded {digest!r}, registry {[sha for _, sha in candidates if sha]}")
     if diffs:
         return Check("weights", "mismatch", "\n".join(diffs))
     if unknown:
         return Check("weights", "skipped", f"the registry publishes no SHA-256 for {unknown} (pinned on first download): not checkable")
-    return Check("weights", "ok", f"{len(expected)} weight file SHA-256 equal the registry's ({name})")
+    return Check("weights", "ok", f"{len(stored)} weight file SHA-256 equal the registry's (or its pinned conversions): {sorted(stored)}")
 
 
 

@@ -267,7 +267,12 @@ WEIGHTS_REGISTRY: dict[str, ModelWeights] = {
                 url=f"{_FACENET_BASE}/20180408-102900-casia-webface.pt",
             ),
         ),
-        licence=_FACENET_LICENCE,
+        # the same Sandberg 20180408-102900 weights as the offline ``facenet_casia_graph`` source,
+        # so the same licence statement (configs/model/facenet_casia.yaml)
+        licence=(
+            "weights MIT (David Sandberg's facenet 20180408-102900); training data CASIA-WebFace: "
+            "non-commercial research purposes only"
+        ),
         description="facenet-pytorch InceptionResnetV1 state_dict, CASIA-WebFace (Sandberg 20180408-102900, LFW 0.9905)",
     ),
     "arcface_buffalo_l": ModelWeights(
@@ -497,6 +502,18 @@ def onnx_weights_sha256(path: str | os.PathLike[str], digest: str | None = None)
     return out
 
 
+def derived_weights() -> dict[str, str]:
+    """Weight files this package derives deterministically from a registry file: file name -> SHA-256.
+
+    Today one: FaceNet CASIA-WebFace converted from the ``facenet_casia_graph`` frozen graph
+    (:mod:`bench.models.facenet_graph`; the conversion is pinned by its output hash). Such a
+    file counts as verified: its source is checked against the registry before converting.
+    """
+    from bench.models.facenet_graph import CONVERTED_FILENAME, CONVERTED_SHA256
+
+    return {CONVERTED_FILENAME: CONVERTED_SHA256} if CONVERTED_SHA256 else {}
+
+
 def weights_verification(weights_sha256: dict[str, str] | None) -> dict:
     """Whether every weight file a model loaded has a SHA-256 published in :data:`WEIGHTS_REGISTRY`.
 
@@ -514,7 +531,7 @@ def weights_verification(weights_sha256: dict[str, str] | None) -> dict:
     """
     if not weights_sha256:
         return {"weights_verified": None, "unverified_weights": []}
-    known = {f.sha256 for m in WEIGHTS_REGISTRY.values() for f in m.files if f.sha256}
+    known = {f.sha256 for m in WEIGHTS_REGISTRY.values() for f in m.files if f.sha256} | set(derived_weights().values())
     bad = sorted(name for name, digest in weights_sha256.items() if digest not in known)
     return {"weights_verified": not bad, "unverified_weights": bad}
 
