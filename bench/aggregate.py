@@ -186,7 +186,7 @@ def load_run(folder: str | Path) -> RunSummary:
             per_group=per_group,
             differentials=diffs,
             thresholds=list(m.get("thresholds") or []),
-            subjects=int(dataset.get("subjects") or 0),
+            subjects=int(dataset.get("subjects_published", dataset.get("subjects")) or 0),  # published population (after withholding)
         )
     except (KeyError, TypeError, ValueError) as err:
         raise DataError(f"{str(path)!r}: missing or malformed field {err}; not a leaderboard source") from err
@@ -340,7 +340,7 @@ def _markdown(dataset: str, tidy: pd.DataFrame, runs: list[RunSummary], reasons:
         "where the run has it, else Wilson]. Worst/best group: highest/lowest rate among groups with published "
         "rates (groups below the run's minimum size are never ranked; `tie` when all groups share one rate). "
         "Max-type differentials are biased upward; the fixed-group worst − best difference has an interval that "
-        "can include 0. Definitions: docs/metrics.md; models, detectors, licences: docs/models.md.",
+        "can include 0. Definitions: docs/protocol.md; models, detectors, licences: docs/models.md.",
         "",
     ]
     for tid, reason in reasons.items():

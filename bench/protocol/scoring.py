@@ -91,12 +91,32 @@ def pair_scores(embeddings: np.ndarray, idx_a: np.ndarray, idx_b: np.ndarray, me
         Embeddings :func:`check_embeddings` refuses (zero-norm rows for cosine, NaN/inf),
         index arrays of different lengths, or indices outside ``[0, n_images)``.
     """
-    x = check_embeddings(embeddings, metric)
+    try:
+        raw = np.asarray(embeddings, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"embeddings: expected an (n, d) array of numbers ({err})") from err
+    if raw.ndim != 2 or raw.shape[1] < 1:
+        raise DataError(f"embeddings: expected shape (n_images, d), got {raw.shape}")
     idx_a, idx_b = np.asarray(idx_a), np.asarray(idx_b)
     if idx_a.shape != idx_b.shape or idx_a.ndim != 1:
         raise DataError(f"pair_scores: idx_a and idx_b must be 1-D of equal length, got {idx_a.shape} and {idx_b.shape}")
-    if idx_a.size and (min(idx_a.min(), idx_b.min()) < 0 or max(idx_a.max(), idx_b.max()) >= len(x)):
-        raise DataError(f"pair_scores: indices must lie in [0, {len(x)}), got {min(idx_a.min(), idx_b.min())}..{max(idx_a.max(), idx_b.max())}")
+    if idx_a.size and (min(idx_a.min(), idx_b.min()) < 0 or max(idx_a.max(), idx_b.max()) >= len(raw)):
+        raise DataError(f"pair_scores: indices must lie in [0, {len(raw)}), got {min(idx_a.min(), idx_b.min())}..{max(idx_a.max(), idx_b.max())}")
+    # Only the rows the comparisons use must be valid: callers mark failures to acquire with
+    # NaN rows that no comparison names (e.g. the sweep's failed probes).
+    used = np.unique(np.concatenate([idx_a, idx_b])).astype(np.int64) if idx_a.size else np.empty(0, np.int64)
+    try:
+        checked = check_embeddings(raw[used], metric)
+    except DataError:  # name rows in the caller's numbering, not the subset's
+        sub = raw[used]
+        nonfinite = ~np.isfinite(sub).all(axis=1)
+        if nonfinite.any():
+            raise DataError(f"embeddings: row(s) {used[nonfinite][:5].tolist()} hold NaN or infinite values") from None
+        zero = np.linalg.norm(sub, axis=1) == 0
+        raise DataError(f"embeddings: row(s) {used[zero][:5].tolist()} have zero norm; their cosine similarity is undefined "
+                        "(treat such a template as a failure to acquire, reason 'invalid_embedding')") from None
+    x = np.zeros_like(raw)
+    x[used] = checked
     out = np.empty(len(idx_a), dtype=np.float64)
     for s in range(0, len(idx_a), block):
         a = x[idx_a[s : s + block]]
