@@ -42,7 +42,8 @@ def run_identification(cfg: DictConfig, dataset: Any, model: Any, pcfg: dict, pa
     check_permitted_uses(str(cfg.dataset.get("name")), uses)  # a refused dataset touches no folder
     out_dir = prepare_output(cfg, paths, config=config, record="metrics.json")  # name, folder and replacement rules first
     result = evaluate_identification(dataset, model, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress),
-                                     permitted_uses=uses, dataset_name=str(cfg.dataset.get("name")))
+                                     permitted_uses=uses, dataset_name=str(cfg.dataset.get("name")),
+                                     min_group_subjects=int(cfg.report.min_group_subjects))
     from bench.report.identification import write_identification
 
     with staged_folder(out_dir) as stage:

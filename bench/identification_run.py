@@ -10,6 +10,7 @@ cross-group FMR. :func:`evaluate_identification` computes; the writer is
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import ConfigError, DataError
+from bench.metrics.groups import withhold_small_groups
 from bench.metrics.identification import (
     INVESTIGATION,
     false_candidates,
@@ -458,7 +460,8 @@ def metrics_from_lists(cand: np.ndarray, sc: np.ndarray, kind: np.ndarray, acqui
 
 
 def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationProtocol, *, cache_dir: Any, progress: bool = True,
-                            permitted_uses: Any = None, dataset_name: str | None = None) -> IdentificationResult:
+                            permitted_uses: Any = None, dataset_name: str | None = None,
+                            min_group_subjects: int = 0) -> IdentificationResult:
     """Run the identification protocol on a dataset and model; nothing is written.
 
     Parameters
@@ -466,6 +469,12 @@ def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationPr
     dataset, model, cache_dir, progress
         As in :func:`bench.run.evaluate`.
     protocol : IdentificationProtocol
+    min_group_subjects : int
+        Subjects of any group (any reported attribute or intersection) with fewer subjects
+        are withheld before the gallery split, from every number, as in the 1:1 protocol
+        (:func:`bench.metrics.groups.withhold_small_groups`; PRIVACY.md): a small group's
+        result then cannot be read off by subtracting the other groups from ``(all)``.
+        0 withholds no one.
     permitted_uses : dict or list or None
         The dataset config's ``permitted_uses``; checked by :func:`check_permitted_uses`
         before anything is computed.
@@ -494,6 +503,12 @@ def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationPr
     timings["acquire_embed_s"] = time.perf_counter() - t0
     attributes = reported_attributes(manifest, Protocol(attributes=protocol.attributes, intersections=protocol.intersections))
     labels = manifest.group_labels(attributes)
+    full = manifest
+    keep, withheld = withhold_small_groups(manifest.table["subject_id"], labels, min_group_subjects)
+    if not keep.all():  # the published population: withheld subjects are neither enrolled nor searched
+        manifest = dataclasses.replace(manifest, table=manifest.table[keep].reset_index(drop=True), check_files=False)
+        labels = labels[keep].reset_index(drop=True)
+        emb, fta_reason = emb[keep], np.asarray(fta_reason, dtype=object)[keep]
     acquired = np.array([r is None for r in fta_reason], dtype=bool)
     subject_ids = manifest.table["subject_id"].astype(str).to_numpy()
     base = [a for a in attributes if "&" not in a]
@@ -544,8 +559,11 @@ def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationPr
         timings["gallery_size_s"] = time.perf_counter() - t3
     result.search_table, result.gallery_table = _search_table(manifest, split, labels, attributes, kind, rank, ms, cand, sc)
     result.dataset_info = {
-        **manifest.summary(),
-        "manifest_sha256": manifest.content_hash(),
+        **full.summary(),
+        "manifest_sha256": full.content_hash(),
+        "subjects_published": int(manifest.table["subject_id"].nunique()),
+        "images_published": int(len(manifest.table)),
+        "withheld": withheld,
         "images_acquired": int(acquired.sum()),
         "enrolled_subjects": int(split.enrolled.size),
         "gallery_templates": int(split.template_rows.size),
