@@ -24,7 +24,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bench import __version__
-from bench.config_schema import check_override_keys, recorded_config, validate_config
+from bench.config_schema import CONFIG_DIR as _SHIPPED_CONFIGS
+from bench.config_schema import check_hydra_targets, check_override_keys, recorded_config, validate_config
 from bench.errors import BenchError, ConfigError
 from bench.registry import check_target, resolve_factory
 from bench.report.folder import (
@@ -511,6 +512,7 @@ def _pre_hydra(prog: str, app: str) -> bool:
         print(help_text(prog, app))
         return True
     try:
+        check_hydra_targets(argv, [_SHIPPED_CONFIGS])  # Hydra builds hydra.* objects before any check of ours
         check_override_keys(argv, app)
     except ConfigError as err:
         _fail(prog, err)

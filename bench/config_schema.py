@@ -404,3 +404,91 @@ def recorded_config(cfg: DictConfig | Mapping) -> dict:
     if "paths" in plain:
         out["paths"] = {k: v for k, v in paths.items() if k not in RUNTIME_PATHS}
     return out
+
+
+#: The only objects Hydra itself may build for fvbench from a ``hydra.*`` node (callbacks,
+#: launchers, sweepers). Hydra instantiates these before fvbench's own code runs, so the
+#: factory registry (bench/registry.py) cannot guard them: :func:`check_hydra_targets` does.
+HYDRA_TARGETS = frozenset({
+    "bench.multirun.JobSummary",
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+})
+
+
+def _hydra_node_targets(node: Any, where: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            if k == "_target_":
+                found.append((where, str(v)))
+            else:
+                found += _hydra_node_targets(v, f"{where}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            found += _hydra_node_targets(v, f"{where}[{i}]")
+    return found
+
+
+def check_hydra_targets(argv: list[str], config_dirs: Iterable[Path] = ()) -> None:
+    """Refuse ``hydra.*`` nodes that would make Hydra build an object fvbench did not ship.
+
+    Hydra instantiates ``hydra.callbacks``, ``hydra.launcher`` and ``hydra.sweeper`` itself,
+    before fvbench's code runs, so a ``_target_`` there (from an override such as
+    ``+hydra.callbacks.x._target_=...`` or from a config file with a ``hydra:`` section)
+    could run any function. Allowed: :data:`HYDRA_TARGETS` (our job-summary callback and
+    the launcher/sweeper plugins fvbench documents, chosen with ``hydra/launcher=...``).
+
+    Parameters
+    ----------
+    argv : list of str
+        The command line (flags are skipped; ``--config-dir``/``-cd`` directories are scanned too).
+    config_dirs : iterable of Path
+        Config folders whose YAML files are scanned (the package's ``configs/``).
+
+    Raises
+    ------
+    ConfigError
+        Naming the override or file and the refused ``_target_``, with the allowed ones.
+    """
+    import yaml
+
+    allowed = f"allowed: {sorted(HYDRA_TARGETS)}"
+    dirs = [Path(d) for d in config_dirs]
+    it = iter(argv)
+    for a in it:
+        if a in ("--config-dir", "-cd", "--config-path", "-cp"):
+            d = next(it, None)
+            if d:
+                dirs.append(Path(d))
+            continue
+        if a.startswith(("--config-dir=", "--config-path=")):
+            dirs.append(Path(a.split("=", 1)[1]))
+            continue
+        if a in _VALUE_FLAGS or a.startswith("-"):
+            continue
+        key = a.split("=", 1)[0].lstrip("+~")
+        if not key.startswith("hydra"):
+            continue
+        if key in ("hydra", "hydra.callbacks", "hydra.launcher", "hydra.sweeper", "hydra.searchpath") or \
+                key.startswith("hydra.callbacks.") or key.endswith("_target_") or "_target_" in a:
+            raise ConfigError(f"override {a!r}: Hydra would build objects from it before fvbench's checks run; "
+                              f"hydra callbacks, launcher/sweeper targets and search paths cannot be set on the command line "
+                              f"(choose a launcher with hydra/launcher=parallel|local|slurm; {allowed})")
+    for d in dirs:
+        for path in sorted(Path(d).rglob("*.yaml")) if Path(d).is_dir() else []:
+            try:
+                doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                continue  # unreadable files are Hydra's to report
+            if not isinstance(doc, Mapping) or not isinstance(doc.get("hydra"), Mapping):
+                continue
+            hydra_node = doc["hydra"]
+            if "searchpath" in hydra_node:
+                raise ConfigError(f"{path}: hydra.searchpath would load configs from elsewhere; not allowed in fvbench configs")
+            for where, target in _hydra_node_targets(hydra_node, "hydra"):
+                if target not in HYDRA_TARGETS:
+                    raise ConfigError(f"{path}: {where}._target_ {target!r} is not an object fvbench lets Hydra build; {allowed}")
