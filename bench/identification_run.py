@@ -461,7 +461,7 @@ def metrics_from_lists(cand: np.ndarray, sc: np.ndarray, kind: np.ndarray, acqui
 
 def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationProtocol, *, cache_dir: Any, progress: bool = True,
                             permitted_uses: Any = None, dataset_name: str | None = None,
-                            min_group_subjects: int = 0) -> IdentificationResult:
+                            min_group_subjects: int = 1) -> IdentificationResult:
     """Run the identification protocol on a dataset and model; nothing is written.
 
     Parameters
@@ -474,7 +474,7 @@ def evaluate_identification(dataset: Any, model: Any, protocol: IdentificationPr
         are withheld before the gallery split, from every number, as in the 1:1 protocol
         (:func:`bench.metrics.groups.withhold_small_groups`; PRIVACY.md): a small group's
         result then cannot be read off by subtracting the other groups from ``(all)``.
-        0 withholds no one.
+        1 (the default) withholds no one.
     permitted_uses : dict or list or None
         The dataset config's ``permitted_uses``; checked by :func:`check_permitted_uses`
         before anything is computed.
