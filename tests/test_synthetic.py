@@ -137,7 +137,9 @@ def test_default_demo_is_the_calibrated_population():
     assert pop.attributes == ("face_eth",) == base.attributes
     assert pop.subjects == {g: 10 * n for g, n in base.subjects.items()}
     assert pop.specs["white"].identity_spread == base.specs["white"].identity_spread
-    assert base.subjects == {"black": 13, "east_asian": 9, "west_asian": 10, "white": 69}  # FRL London face_eth groups
+    # FRL London face_eth groups as published: the 4 east_asian&female participants (a group of
+    # fewer than 5) are withheld from every number (PRIVACY.md), so the fit sees 5 East Asian people
+    assert base.subjects == {"black": 13, "east_asian": 5, "west_asian": 10, "white": 69}
 
 
 def test_smoke_config_is_small():
