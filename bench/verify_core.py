@@ -218,7 +218,7 @@ def check_weights(model: dict) -> Check:
         elif all(sha is None for _, sha in candidates):
             unknown.append(key)
         elif digest not in {sha for _, sha in candidates}:
-            diffs.append(f"{key}: recorded {digest!r}, registry {[sha for _, sha in candidates if sha]}")
+            diffs.append(f"{key}: recorded {digest!r}, registry {' or '.join(sha for _, sha in candidates if sha)}")
     if diffs:
         return Check("weights", "mismatch", "\n".join(diffs))
     if unknown:

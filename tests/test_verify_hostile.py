@@ -135,12 +135,12 @@ def test_oc_env_interpolation_is_plain_text(folder, capsys):
 # ----------------------------------------------------------------------------- forged content, files.sha256 rewritten
 def test_forged_number_in_report_md(folder):
     text = (folder / "report.md").read_text()
-    assert "0.0609 (19/312)" in text
-    (folder / "report.md").write_text(text.replace("0.0609 (19/312)", "0.0109 (19/312)", 1))
+    assert "0.0545 (17/312)" in text
+    (folder / "report.md").write_text(text.replace("0.0545 (17/312)", "0.0145 (17/312)", 1))
     write_file_manifest(folder)
     report = _verify(folder)
     assert [c.name for c in report.mismatches] == ["report.md"]
-    assert "0.0109 (19/312)" in report.detail("report.md") and "0.0609 (19/312)" in report.detail("report.md")
+    assert "0.0145 (17/312)" in report.detail("report.md") and "0.0545 (17/312)" in report.detail("report.md")
 
 
 def test_swapped_figure(folder):
@@ -159,7 +159,7 @@ def test_edited_threshold_column_of_cross_group_table(folder):
     csv = folder / "cross_group_fmr_face_eth.csv"
     lines = csv.read_text().splitlines()
     assert lines[0].startswith("threshold_name,threshold,")
-    csv.write_text("\n".join([lines[0]] + [ln.replace("-0.5017367781", "-0.45", 1) for ln in lines[1:]]) + "\n")
+    csv.write_text("\n".join([lines[0]] + [ln.replace("-0.4991588081", "-0.45", 1) for ln in lines[1:]]) + "\n")
     _edit(folder, lambda m: [r.update(threshold=-0.45) for r in m["cross_group_fmr"]["face_eth"]])
     report = _verify(folder)
     bad = {c.name for c in report.mismatches}
@@ -168,10 +168,10 @@ def test_edited_threshold_column_of_cross_group_table(folder):
 
 
 def test_edited_dataset_counts(folder):
-    _edit(folder, lambda m: m["dataset"].update(images=2040, subjects=1020))
+    _edit(folder, lambda m: m["dataset"].update(nonmated_comparisons=186240))
     report = _verify(folder)
     assert report.status("dataset counts") == "mismatch"
-    assert "dataset.images is 2040, but per_group face_eth/(all) FTA gives 204" in report.detail("dataset counts")
+    assert "186240" in report.detail("dataset counts") and "18624" in report.detail("dataset counts")
     assert report.status("report.md") == "mismatch"  # the report printed the true counts
 
 
@@ -212,17 +212,17 @@ def test_forged_rate_with_matching_csv_is_recomputed_from_counts(folder):
     """Edit a rate consistently in metrics.json and per_group.csv: the counts give it away."""
     pg = folder / "per_group.csv"
     text = pg.read_text()
-    assert ",19,312,13,,0.0608974359," in text
-    pg.write_text(text.replace(",19,312,13,,0.0608974359,", ",19,312,13,,0.0108974359,", 1))
+    assert ",17,312,13,,0.05448717949," in text
+    pg.write_text(text.replace(",17,312,13,,0.05448717949,", ",17,312,13,,0.01448717949,", 1))
 
     def edit(m):
-        r = next(r for r in m["per_group"] if r["errors"] == 19 and r["comparisons"] == 312 and r["metric"] == "FMR")
-        r["rate"] = 0.0108974359
+        r = next(r for r in m["per_group"] if r["errors"] == 17 and r["comparisons"] == 312 and r["metric"] == "FMR")
+        r["rate"] = 0.01448717949
 
     _edit(folder, edit)
     report = _verify(folder)
     assert {"per_group", "per_group.csv"} <= {c.name for c in report.mismatches}
-    assert "rate: stored '0.0108974359', recomputed '0.060897435897435896'" in report.detail("per_group")
+    assert "rate: stored '0.01448717949', recomputed '0.05448717948717949'" in report.detail("per_group")
 
 
 # ----------------------------------------------------------------------------- malformed folders: one line, exit 2
@@ -244,13 +244,13 @@ def _damage(folder: Path, how: str, tmp_path: Path) -> str:
         _edit(folder, lambda m: m["per_group"][3].update(comparisons="26"))
         return "per_group.3.comparisons is '26'; expected an integer"
     if how == "nan":
-        mj.write_text(mj.read_text().replace('"nonmated_comparisons": 20604', '"nonmated_comparisons": NaN', 1))
+        mj.write_text(mj.read_text().replace('"nonmated_comparisons": 18624', '"nonmated_comparisons": NaN', 1))
         return "the constant NaN (fvbench writes non-finite numbers as null)"
     if how == "huge_float":
-        mj.write_text(mj.read_text().replace('"nonmated_comparisons": 20604', '"nonmated_comparisons": 1e999', 1))
+        mj.write_text(mj.read_text().replace('"nonmated_comparisons": 18624', '"nonmated_comparisons": 1e999', 1))
         return "overflows to infinity"
     if how == "huge_int":
-        mj.write_text(mj.read_text().replace('"nonmated_comparisons": 20604', '"nonmated_comparisons": ' + "9" * 5000, 1))
+        mj.write_text(mj.read_text().replace('"nonmated_comparisons": 18624', '"nonmated_comparisons": ' + "9" * 5000, 1))
         return "has more than 16 digits"
     if how == "missing_column":
         pg = folder / "per_group.csv"
@@ -360,7 +360,7 @@ def test_sweep_forged_rate_threshold_and_report(sweep):
     (sweep / "sweep.json").write_text(json.dumps(doc))
     report = verify_run(sweep)
     assert report.status("model") == "mismatch" and report.status("thresholds") == "mismatch"
-    assert "stored N=10302, k=100; the counts give N=10302, k=10" in report.detail("thresholds")
+    assert "stored N=10100, k=100; the counts give N=10100, k=10" in report.detail("thresholds")
 
 
 def test_sweep_swapped_figure(sweep):
@@ -388,7 +388,7 @@ def test_calibration_forged_counts_and_map(tmp_path):
     doc["source"]["run_name"] = "../../etc"
     (folder / "calibration.json").write_text(json.dumps(doc))
     report = verify_run(folder)
-    assert report.status("calibration") == "mismatch" and "the score map gives 0.5346" in report.detail("calibration")
+    assert report.status("calibration") == "mismatch" and "the score map gives 0.5364" in report.detail("calibration")
     assert report.status("source run") == "mismatch" and "not a plain folder name" in report.detail("source run")
     doc["source"]["run_name"] = "frl_london_dlib"
     (folder / "calibration.json").write_text(json.dumps(doc))
