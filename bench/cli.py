@@ -385,10 +385,11 @@ def run_from_config(cfg: DictConfig) -> Path | str:
         raise ConfigError(f"protocol config: {err}; valid keys: {sorted(Protocol.__dataclass_fields__)}") from err
     except ValueError as err:  # e.g. target_fmrs=[abc]
         raise ConfigError(f"protocol config: {err}") from err
+    scenario = instantiate_bench(cfg.get("scenario"), "scenario")  # issue #14: deployment scenario (configs/scenario/)
     out_dir = prepare_output(cfg, paths, config=config, record="metrics.json")  # fail before the compute, not after
     t_eval = time.perf_counter()
     result = evaluate(dataset, model, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress),
-                      min_group_subjects=int(cfg.report.min_group_subjects))  # small groups' subjects enter no published number
+                      min_group_subjects=int(cfg.report.min_group_subjects), scenario=scenario)  # small groups' subjects enter no published number
     result.timings["setup_s"] = t_eval - t0
     from bench.report.export import export_embeddings
     from bench.report.writer import stage_timings, write_results  # matplotlib only when writing

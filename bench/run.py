@@ -37,6 +37,7 @@ from bench.metrics.rates import ThresholdAtFMR, det_curve, equal_error_rate, sco
 from bench.models.cache import EmbeddingCache, model_cache_key
 from bench.models.extraction import extract_embeddings
 from bench.models.weights import weights_verification
+from bench.protocol.enrolment_probe import reference_probe_pairs, scenario_engine
 from bench.protocol.pairs import all_pairs, comparison_table
 from bench.protocol.scoring import pair_scores, similarity_matrix
 
@@ -247,6 +248,7 @@ class RunResult:
     mitigation: pd.DataFrame | None = None
     stream: Any = None
     withheld: dict = field(default_factory=lambda: {"min_group_subjects": 1, "subjects": 0, "images": 0, "groups": {}})
+    scenario: dict | None = None  # issue #14: metrics.json "scenario" (bench.acquisition.scenario.ScenarioOutcome.info)
 
     @property
     def primary_threshold(self) -> dict:
@@ -635,7 +637,7 @@ def _choose_engine(subject_ids: np.ndarray, protocol: Protocol) -> dict:
 
 
 def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | Path, progress: bool = True,
-             min_group_subjects: int = 1) -> RunResult:
+             min_group_subjects: int = 1, scenario: Any = None) -> RunResult:
     """Run one benchmark and return all its numbers (nothing is written).
 
     Parameters
@@ -655,6 +657,10 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         Subjects of groups smaller than this (in any reported attribute) are left
         out of every computed number (:func:`bench.metrics.groups.withhold_small_groups`);
         the CLI passes ``report.min_group_subjects``. 1 keeps everyone.
+    scenario : bench.acquisition.scenario.Scenario or None
+        A deployment scenario (issue #14): its enrolment and probe conditions are
+        applied to the two views' images and comparisons are reference x probe
+        (:mod:`bench.protocol.enrolment_probe`); None: the all-pairs protocol.
 
     Returns
     -------
@@ -668,6 +674,12 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     manifest, emb, fta_reason, n_faces, model_info = _acquire(dataset, model, Path(cache_dir), progress)
+    roles = None
+    if scenario is not None:  # issue #14: conditions per side, then reference x probe pairs (bench/acquisition/scenario.py)
+        from bench.acquisition.scenario import apply_scenario
+
+        sc = apply_scenario(scenario, manifest, model, emb, fta_reason, n_faces, cache_dir=Path(cache_dir), seed=protocol.seed, progress=progress)
+        emb, fta_reason, n_faces, roles = sc.embeddings, sc.fta_reason, sc.n_faces, sc.roles
     timings["acquire_embed_s"] = time.perf_counter() - t0
 
     attributes = _reported_attributes(manifest, protocol)
@@ -679,8 +691,10 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         labels = labels[keep].reset_index(drop=True)
         emb, fta_reason = emb[keep], np.asarray(fta_reason, dtype=object)[keep]
         n_faces = None if n_faces is None else np.asarray(n_faces)[keep]
-    result = _evaluate_population(manifest, emb, fta_reason, n_faces, model_info, attributes, labels, protocol, timings, progress)
+        roles = None if roles is None else roles[keep]
+    result = _evaluate_population(manifest, emb, fta_reason, n_faces, model_info, attributes, labels, protocol, timings, progress, roles=roles)
     result.withheld = withheld
+    result.scenario = None if scenario is None else sc.info
     # the dataset as given (inputs, not results): counts and hash of the whole manifest
     result.dataset_info.update({**full.summary(), "manifest_sha256": full.content_hash(),
                                 "subjects_published": int(manifest.table["subject_id"].nunique()),
@@ -690,7 +704,7 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
 
 def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.ndarray, n_faces: np.ndarray | None, model_info: dict,
                          attributes: list[str], labels: pd.DataFrame, protocol: Protocol, timings: dict,
-                         progress: bool = False) -> RunResult:
+                         progress: bool = False, roles: np.ndarray | None = None) -> RunResult:
     """:func:`evaluate` on the published population (acquisition done)."""
     ok = np.array([r is None for r in fta_reason], dtype=bool)
     if protocol.bootstrap_replicates:  # replicate counts per subject and attribute cells (bench.metrics.bootstrap)
@@ -700,7 +714,8 @@ def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.nda
     if ok.sum() < 2:
         raise DataError(f"dataset {manifest.name!r}: only {int(ok.sum())} image(s) acquired; no comparison is possible")
 
-    engine_info = _choose_engine(manifest.table["subject_id"][ok].astype(str).to_numpy(), protocol)
+    engine_info = _choose_engine(manifest.table["subject_id"][ok].astype(str).to_numpy(), protocol) if roles is None else \
+        scenario_engine(roles[ok], manifest.table["subject_id"][ok].astype(str).to_numpy(), protocol)  # issue #14
     if engine_info["engine"] == "stream":
         from bench.run_streaming import evaluate_streamed  # torch only when streaming
 
@@ -710,7 +725,10 @@ def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.nda
     t1 = time.perf_counter()
     table = manifest.table[ok].reset_index(drop=True)
     lab_ok = labels[ok].reset_index(drop=True)
-    idx_a, idx_b, mated = all_pairs(table["subject_id"].astype(str).to_numpy(), max_nonmated=protocol.max_nonmated, seed=protocol.seed)
+    if roles is None:
+        idx_a, idx_b, mated = all_pairs(table["subject_id"].astype(str).to_numpy(), max_nonmated=protocol.max_nonmated, seed=protocol.seed)
+    else:  # scenario (issue #14): reference x probe
+        idx_a, idx_b, mated = reference_probe_pairs(roles[ok], table["subject_id"].astype(str).to_numpy(), max_nonmated=protocol.max_nonmated, seed=protocol.seed)
     if ok.sum() <= 20_000:  # the full matrix fits comfortably (<= 3.2 GB float64)
         scores = similarity_matrix(emb[ok], model_info["metric"])[idx_a, idx_b]
     else:

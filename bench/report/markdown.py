@@ -562,6 +562,10 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
         f"[{PROTOCOL_DOC}]({_doc_link(metrics)}) (cited by section below); limitations of these numbers: see *Limitations*."
     )
     secs.append(Section("summary", None, summary))
+    if metrics.get("scenario"):  # issue #14: deployment scenario (bench/report/scenario.py)
+        from bench.report.scenario import scenario_section
+
+        secs.append(scenario_section(metrics))
     if m.get("weights_verified") is False:  # bench.models.weights.weights_verification
         secs.append(Section("weights", None, (
             f"**Unverified weights:** {', '.join(f'`{n}`' for n in m.get('unverified_weights', []))} "

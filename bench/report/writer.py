@@ -109,6 +109,7 @@ METRICS_SCHEMA = {
     "suppression": "min_group_subjects, the subjects and groups withheld from every published number, groups shown as counts only",
     "privacy": "whether embeddings were exported into the result folder (opt-in), with the warning shown",
     "engine": "table or stream, how it was chosen (protocol.engine, table_max_comparisons); stream: bin width, tail, tolerances",
+    "scenario": "only under scenario=...: the enrolment and probe conditions with their sources, counts per side (docs/scenarios.md)",
 }
 
 _RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95", "boot_low", "boot_high"]
@@ -310,6 +311,10 @@ def write_results(
         },
         "engine": result.engine_info or {"engine": "table"},
     }
+    if getattr(result, "scenario", None):  # issue #14: deployment scenario (bench/report/scenario.py)
+        from bench.report.scenario import scenario_metrics
+
+        scenario_metrics(metrics, result.scenario, result.protocol.max_nonmated)
     t_tables = time.perf_counter()
     metrics = scrub_paths(_jsonable(metrics), path_roots)  # no absolute path of this machine is published
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False, allow_nan=False) + "\n")
