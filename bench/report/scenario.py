@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SCENARIO_DOC", "scenario_metrics", "scenario_section", "scenario_html_section", "pairing_text"]
+__all__ = ["SCENARIO_DOC", "title_suffix", "scenario_metrics", "scenario_section", "scenario_html_section", "pairing_text"]
 
 #: The scenarios document, relative to the repository root.
 SCENARIO_DOC = "docs/scenarios.md"
+
+
+def title_suffix(info: dict | None) -> str:
+    """What figure titles of a scenario run add after "model on dataset": ``", scenario id_document"`` (or "")."""
+    return f", scenario {info.get('name')}" if isinstance(info, dict) and info.get("name") else ""
 
 
 def pairing_text(info: dict, max_nonmated: int | None = None) -> dict[str, str]:

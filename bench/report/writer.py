@@ -327,7 +327,9 @@ def write_results(
 
     t_figures = time.perf_counter()
     if figures:
-        title = f"{result.model_info['name']} on {result.dataset_info['name']}"
+        from bench.report.scenario import title_suffix  # issue #14
+
+        title = f"{result.model_info['name']} on {result.dataset_info['name']}" + title_suffix(getattr(result, "scenario", None))
         shown = per_group.copy()
         from tqdm.auto import tqdm
 
