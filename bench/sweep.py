@@ -23,6 +23,9 @@ the effect of the degradation at a fixed operating point. Per strength and group
 
 each with counts, 95% Wilson intervals (comparison-level: a floor on the uncertainty,
 §5.1) and the one-sided 95% upper bound for zero-error cells (§5.5).
+FNMR and FMR cells also get 95% subject-bootstrap intervals (``boot_low``/``boot_high``;
+subjects resampled within groups at the fixed thresholds, :mod:`bench.metrics.bootstrap_fixed`;
+``sweep.bootstrap_replicates``, null for Wilson only).
 
 Embeddings of perturbed probes are cached privately (:class:`EmbeddingCache` under
 ``<cache_dir>/sweeps``), keyed by the model cache key, the transform settings, the
@@ -114,6 +117,9 @@ class SweepProtocol:
         Seed of the random transforms (noise).
     geometry : dict
         Keyword arguments of :class:`FaceGeometryLocator`.
+    bootstrap_replicates : int or None
+        Subject-bootstrap replicates of every FMR/FNMR cell at the fixed thresholds
+        (:mod:`bench.metrics.bootstrap_fixed`); None: Wilson intervals only.
     """
 
     reference_view: str = "neutral_front"
@@ -126,8 +132,14 @@ class SweepProtocol:
     confidence: float = 0.95
     seed: int = 0
     geometry: dict = field(default_factory=dict)
+    bootstrap_replicates: int | None = 1000  # issue #14: subject bootstrap at the fixed thresholds
 
     def __post_init__(self) -> None:
+        if self.bootstrap_replicates is not None:  # issue #14
+            from bench.limits import MAX_BOOTSTRAP_REPLICATES, check_int
+
+            object.__setattr__(self, "bootstrap_replicates", check_int(
+                "sweep.bootstrap_replicates", self.bootstrap_replicates, 1, MAX_BOOTSTRAP_REPLICATES, "or null to skip the bootstrap"))
         if self.reference_view == self.probe_view:
             raise ConfigError(f"sweep: reference_view and probe_view must differ, both are {self.reference_view!r}")
         if not self.target_fmrs and not self.use_nominal_threshold:
@@ -359,7 +371,7 @@ def _comparisons(pop: _Population, emb: np.ndarray, reasons: np.ndarray, metric:
 
 
 def _rates(pop: _Population, emb: np.ndarray, reasons: np.ndarray, metric: str, thresholds: dict[str, float],
-           confidence: float) -> pd.DataFrame:
+           confidence: float, bootstrap: tuple[int, int] | None = None) -> pd.DataFrame:
     """Per-group FTA, FNMR, FNMR_incl_FTA and FMR rows for one set of probe outcomes."""
     probe_ok = np.array([r is None for r in reasons], dtype=bool)
     comp = _comparisons(pop, emb, reasons, metric)
@@ -399,7 +411,12 @@ def _rates(pop: _Population, emb: np.ndarray, reasons: np.ndarray, metric: str, 
     order = {"FTA": 0, "FNMR": 1, "FNMR_incl_FTA": 2, "FMR": 3}
     rows["_o"] = rows["metric"].map(order)
     rows["_a"] = rows["attribute"].map({a: i for i, a in enumerate(pop.attributes)})
-    return rows.sort_values(["_a", "_o"], kind="stable").drop(columns=["_o", "_a"])
+    rows = rows.sort_values(["_a", "_o"], kind="stable").drop(columns=["_o", "_a"])
+    if bootstrap:  # issue #14: subject bootstrap at the fixed thresholds (replicates, seed)
+        from bench.metrics.bootstrap_fixed import with_fixed_threshold_bootstrap
+
+        rows = with_fixed_threshold_bootstrap(rows, comp, pop.attributes, thresholds, n_replicates=bootstrap[0], seed=bootstrap[1], confidence=confidence)
+    return rows
 
 
 # ----------------------------------------------------------------------------- run
@@ -607,14 +624,16 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
     thresholds = _thresholds(model, base_comp["score"].to_numpy(), base_comp["mated"].to_numpy(), protocol)
     usable = {t["name"]: t["threshold"] for t in thresholds if t["status"] == "ok"}
     parts = []
-    rows = _rates(pop, base.embeddings, base_reasons, model.metric, usable, protocol.confidence)
+    boot = (protocol.bootstrap_replicates, protocol.seed) if protocol.bootstrap_replicates else None
+    rows = _rates(pop, base.embeddings, base_reasons, model.metric, usable, protocol.confidence, boot)
     parts.append(rows.assign(transform=UNPERTURBED, strength=np.nan))
     for si, sw in enumerate(sweeps):
         for ki, s in enumerate(sw.strengths):
             emb, reasons = outcomes[(si, ki)]
-            rows = _rates(pop, emb, reasons, model.metric, usable, protocol.confidence)
+            rows = _rates(pop, emb, reasons, model.metric, usable, protocol.confidence, boot)
             parts.append(rows.assign(transform=sw.name, strength=float(s)))
-    all_rows = pd.concat(parts, ignore_index=True)[SWEEP_COLUMNS]
+    all_rows = pd.concat(parts, ignore_index=True)
+    all_rows = all_rows[SWEEP_COLUMNS + [c for c in ("boot_low", "boot_high") if c in all_rows.columns]]  # issue #14
     timings["metrics_s"] = time.perf_counter() - t3
 
     pop_rows = np.concatenate([pop.probes, np.flatnonzero(table["role"].to_numpy() == "reference")])
@@ -741,7 +760,7 @@ def _write_sweep_files(result: SweepResult, out_dir: Path, *, run_name: str, con
     rows["errors"] = rows["errors"].astype("Int64")  # integers where published, empty where suppressed
     for attr, groups in small.items():  # as bench.report.writer: no rates and no error counts, only sizes
         m = (rows["attribute"] == attr) & rows["group"].isin(groups)
-        rows.loc[m, _RATE_COLUMNS] = np.nan
+        rows.loc[m, [c for c in (*_RATE_COLUMNS, "boot_low", "boot_high") if c in rows.columns]] = np.nan
         rows.loc[m, "errors"] = pd.NA
         rows.loc[m, "reasons"] = ""
         rows.loc[m, "flag"] = "suppressed_small_group"
@@ -768,7 +787,9 @@ def _write_sweep_files(result: SweepResult, out_dir: Path, *, run_name: str, con
         "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (docs/protocol.md §0.3)",
         "decision_rule": "match iff score >= threshold; scores are similarities (distances negated)",
         "fta": "probes without a usable template are excluded from FNMR/FMR and counted as FTA per group; FNMR_incl_FTA counts them as false non-matches",
-        "intervals": f"{p.confidence:.0%} Wilson (comparison-level: a floor on the uncertainty); zero-error cells: one-sided 95% upper bound 1 - 0.05^(1/n)",
+        "intervals": f"{p.confidence:.0%} Wilson (comparison-level: a floor on the uncertainty); zero-error cells: one-sided 95% upper bound 1 - 0.05^(1/n)"
+        + (f"; boot_low/boot_high: {p.confidence:.0%} subject bootstrap ({p.bootstrap_replicates} replicates, thresholds held fixed, "
+           "docs/protocol.md §5.2-5.3)" if p.bootstrap_replicates else ""),
         "seed": p.seed,
         "attributes": result.attributes,
         "target_fmrs": list(p.target_fmrs),
@@ -826,6 +847,7 @@ def render_sweep_report(result: SweepResult, rows: pd.DataFrame, figs: dict, run
     primary = ([t for t in usable if t["kind"] == "target_fmr"] or usable)[0]
     c = result.counts
     p = result.protocol
+    boot = "boot_low" in rows.columns and rows["boot_low"].notna().any()  # issue #14: subject bootstrap published
     lines = [
         f"# Acquisition-condition sweep: {run_name}",
         "",
@@ -855,14 +877,18 @@ def render_sweep_report(result: SweepResult, rows: pd.DataFrame, figs: dict, run
         "## How to read",
         "",
         "- Each figure: x = transform strength (units on the axis), one line per group (black dashed: all subjects); panels FTA, "
-        "then FNMR and FMR at each threshold, on log axes. Bars are 95% Wilson intervals (comparison-level: a floor on the true "
-        "uncertainty). A point with zero errors is an open triangle at its one-sided 95% upper bound, not a measured rate.",
+        "then FNMR and FMR at each threshold, on log axes. "
+        + ("Bars: FNMR and FMR 95% subject-bootstrap intervals (subjects resampled within groups, thresholds held fixed; "
+           "docs/protocol.md §5.2-5.3), FTA 95% Wilson. " if boot else
+           "Bars are 95% Wilson intervals (comparison-level: a floor on the true uncertainty). ")
+        + "A point with zero errors is an open triangle at its one-sided 95% upper bound, not a measured rate.",
         "- FNMR and FMR are over probes that were acquired; a probe that fails to acquire is an FTA. `FNMR_incl_FTA` in "
         "`sweep.csv` counts such probes as false non-matches (NIST convention).",
         "- Per-group FMR uses non-mated pairs with both subjects in the group; small groups have few such pairs.",
         f"- Groups with fewer than {min_subjects} subjects are published as counts only"
         + (": " + "; ".join(f"{a}: {', '.join(g)}" for a, g in small.items()) if small else "") + ".",
-        "- Cells: rate (errors/comparisons) [95% Wilson]; † = fewer than 30 errors; `0/n (≤ u)` = zero errors, one-sided 95% bound u.",
+        f"- Cells: rate (errors/comparisons) [95% {'subject bootstrap (FTA: Wilson)' if boot else 'Wilson'}]; † = fewer than 30 errors; "
+        "`0/n (≤ u)` = zero errors, one-sided 95% bound u. Wilson intervals are in `sweep.csv` for every cell.",
         "",
     ]
     for sw in result.sweeps:
