@@ -366,6 +366,9 @@ def run_from_config(cfg: DictConfig) -> Path | str:
                             cfg.shard, progress=bool(cfg.progress))
         return rep.line()
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
+    if cfg.protocol.get("type") == "identification" and cfg.get("scenario") is not None:  # issue #14: not wired into 1:N yet
+        raise ConfigError("scenario=... is not supported with protocol=identification yet (the 1:1 protocol applies it: "
+                          "reference x probe comparisons); drop scenario or use protocol=verification")
     config = _published_config(cfg, paths)  # paths as <data_dir>..., no environment value
     dataset = instantiate_bench(cfg.dataset.loader, "dataset.loader")
     model = instantiate_bench(cfg.model.embedder, "model.embedder")

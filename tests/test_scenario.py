@@ -315,3 +315,11 @@ def test_unknown_scenario_keys_are_refused_before_any_work():
     cfg = _compose(["experiment=frl_london_dlib", "scenario=id_document", "+scenario.enrolment_veiw=x"])
     with pytest.raises(ConfigError, match="enrolment_veiw"):
         validate_config(cfg, "fvbench")
+
+
+def test_identification_with_a_scenario_is_refused_not_ignored():
+    from bench.cli import run_from_config
+
+    cfg = _compose(["experiment=frl_london_dlib_identification", "scenario=cctv_watchlist", "run_name=_scratch/never"])
+    with pytest.raises(ConfigError, match="not supported with protocol=identification"):
+        run_from_config(cfg)
