@@ -323,3 +323,27 @@ def test_identification_with_a_scenario_is_refused_not_ignored():
     cfg = _compose(["experiment=frl_london_dlib_identification", "scenario=cctv_watchlist", "run_name=_scratch/never"])
     with pytest.raises(ConfigError, match="not supported with protocol=identification"):
         run_from_config(cfg)
+
+
+# ----------------------------------------------------------------------------- the published result
+PUBLISHED = Path(__file__).resolve().parents[1] / "results" / "frl_london_dlib_id_document"
+LONDON = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "frl_london"
+
+
+def test_published_id_document_folder_verifies_and_fnmr_is_no_longer_zero():
+    from bench.verify import verify_run
+
+    if not (PUBLISHED / "metrics.json").is_file():
+        pytest.skip(f"{PUBLISHED} is not published in this checkout")
+    report = verify_run(PUBLISHED, dataset_root=LONDON if LONDON.is_dir() else None, check_figures=False)
+    bad = [c for c in report.checks if c.status == "mismatch"]
+    assert not bad, report.to_text()
+    metrics = json.loads((PUBLISHED / "metrics.json").read_text())
+    assert metrics["scenario"]["name"] == "id_document"
+    assert metrics["dataset"]["nonmated_comparisons"] < 2 * metrics["dataset"]["mated_comparisons"] ** 2  # reference x probe
+    pg = pd.read_csv(PUBLISHED / "per_group.csv")
+    fnmr = pg[(pg["attribute"] == "face_gender") & (pg["metric"] == "FNMR") & (pg["threshold_name"] == "FMR=1e-03")]
+    assert len(fnmr) == 3 and (fnmr["errors"] > 0).all()  # (all), female, male: the studio set's zero FNMR is gone
+    assert fnmr["boot_low"].notna().all() and fnmr["boot_high"].notna().all()  # subject-bootstrap intervals
+    report_md = (PUBLISHED / "report.md").read_text()
+    assert "## Scenario: id_document" in report_md and "19794-5" in report_md
