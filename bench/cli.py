@@ -554,11 +554,12 @@ def help_text(prog: str = "fvbench", app: str = "fvbench") -> str:
             f"  {prog}                                   the calibrated synthetic population (no data, no weights)",
             f"  {prog} experiment=frl_london_dlib        dlib ResNet on the FRL London front views",
             f"  {prog} dataset=csv dataset.manifest=my.csv model=dlib_resnet   your own images (README)",
+            f"  {prog} experiment=frl_london_dlib scenario=id_document run_name=x   a deployment scenario (docs/scenarios.md)",
             "",
             "Protocol options (protocol.<key>=value), from configs/protocol/verification.yaml:",
             body(CONFIG_DIR / "protocol" / "verification.yaml"),
         ]
-        groups = ["experiment", "dataset", "model", "protocol", "report", "paths", "debug"]
+        groups = ["experiment", "dataset", "model", "protocol", "scenario", "report", "paths", "debug"]  # scenario: issue #14
     lines = [
         *head,
         "",
