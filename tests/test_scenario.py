@@ -347,3 +347,13 @@ def test_published_id_document_folder_verifies_and_fnmr_is_no_longer_zero():
     assert fnmr["boot_low"].notna().all() and fnmr["boot_high"].notna().all()  # subject-bootstrap intervals
     report_md = (PUBLISHED / "report.md").read_text()
     assert "## Scenario: id_document" in report_md and "19794-5" in report_md
+
+
+def test_a_malformed_scenario_record_still_renders_without_a_traceback():
+    from bench.report.scenario import scenario_html_section, scenario_section
+
+    for bad in ({"name": "x", "enrolment": "abc", "probe": [1, {"transform": "jpeg", "strength": "lots"}], "counts": [], "sources": "s"},
+                {"name": "x", "counts": {"probe": 3}}):
+        text = scenario_section({"run_name": "r", "scenario": bad}).body
+        assert "| probe | 1 | jpeg | lots (None) |" in text or "as captured" in text
+        assert scenario_html_section({"scenario": bad})["title"] == "Scenario: x"

@@ -61,14 +61,17 @@ def _doc_link(metrics: dict) -> str:
 
 
 def _value(step: dict) -> str:
-    s = float(step.get("strength"))
-    return f"{s:g} ({step.get('unit')})"
+    try:
+        s = f"{float(step.get('strength')):g}"
+    except (TypeError, ValueError):  # a folder written by someone else: shown as given, never trusted as a number
+        s = str(step.get("strength"))
+    return f"{s} ({step.get('unit')})"
 
 
 def _step_rows(info: dict) -> list[list[str]]:
     rows = []
     for role, label in (("enrolment", "enrolment (reference)"), ("probe", "probe")):
-        steps = info.get(role) or []
+        steps = [st for st in info.get(role) or [] if isinstance(st, dict)] if isinstance(info.get(role), list) else []
         if not steps:
             rows.append([label, "-", "as captured (no condition applied)", "", ""])
         for i, st in enumerate(steps, 1):
@@ -78,9 +81,10 @@ def _step_rows(info: dict) -> list[list[str]]:
 
 def _count_lines(info: dict) -> list[str]:
     out = []
+    counts = info.get("counts") if isinstance(info.get("counts"), dict) else {}
     for role in ("enrolment", "probe"):
-        c = (info.get("counts") or {}).get(role) or {}
-        if not c:
+        c = counts.get(role) or {}
+        if not isinstance(c, dict) or not c:
             continue
         line = (f"{role}: {c.get('images')} images, {c.get('acquired_unperturbed')} acquired as captured, "
                 f"{c.get('acquired')} acquired under the scenario ({c.get('fta_caused_by_conditions')} failure(s) to acquire caused by the conditions")
@@ -94,7 +98,7 @@ def scenario_section(metrics: dict) -> Any:
     """The Markdown ``Scenario`` section (a :class:`bench.report.markdown.Section`, id ``scenario``)."""
     from bench.report.markdown import Section
 
-    info = metrics["scenario"]
+    info = metrics["scenario"] if isinstance(metrics.get("scenario"), dict) else {}
     col = info.get("view_column")
     lines = [
         f"**{info.get('name')}**: {info.get('title')}. {info.get('purpose')}",
@@ -118,7 +122,7 @@ def scenario_section(metrics: dict) -> Any:
         "",
     ]
     lines += [f"- {x}" for x in _count_lines(info)]
-    src = info.get("sources") or []
+    src = [str(x) for x in info.get("sources") or []] if isinstance(info.get("sources"), list) else []
     if src:
         lines += ["", "Sources:", ""] + [f"- {s}" for s in src]
     lines += ["", f"Definitions and the reasoning for every value: [{SCENARIO_DOC}]({_doc_link(metrics)})."]
@@ -129,7 +133,7 @@ def scenario_html_section(metrics: dict) -> dict:
     """The same section as a :mod:`bench.report.html` section block."""
     from bench.report.html import bullets, paragraph, section, table
 
-    info = metrics["scenario"]
+    info = metrics["scenario"] if isinstance(metrics.get("scenario"), dict) else {}
     col = info.get("view_column")
     blocks = [
         paragraph(f"{info.get('name')}: {info.get('title')}. {info.get('purpose')}"),
@@ -142,7 +146,7 @@ def scenario_html_section(metrics: dict) -> dict:
                   "without scenario. Target-FMR thresholds are calibrated on this scenario's non-mated comparisons."),
         bullets(_count_lines(info)),
     ]
-    if info.get("sources"):
+    if isinstance(info.get("sources"), list) and info["sources"]:
         blocks.append(bullets([f"Source: {s}" for s in info["sources"]]))
     blocks.append(paragraph(f"Definitions and reasoning: {SCENARIO_DOC} in the fvbench repository."))
     return section(f"Scenario: {info.get('name')}", blocks, id="scenario")
