@@ -357,3 +357,15 @@ def test_a_malformed_scenario_record_still_renders_without_a_traceback():
         text = scenario_section({"run_name": "r", "scenario": bad}).body
         assert "| probe | 1 | jpeg | lots (None) |" in text or "as captured" in text
         assert scenario_html_section({"scenario": bad})["title"] == "Scenario: x"
+
+
+def test_inputs_a_scenario_cannot_run_on_are_refused_before_any_image_is_read(tmp_path):
+    from bench.acquisition.scenario import check_scenario_inputs
+    ds = _dataset(tmp_path / "img")
+    check_scenario_inputs(_scenario(), ds, _Model())
+    with pytest.raises(ConfigError, match="degrades images"):
+        check_scenario_inputs(_scenario(), object(), None)  # a generated population: no table of image files
+    with pytest.raises(ConfigError, match="probe_view 'frontal'"):
+        check_scenario_inputs(_scenario(probe_view="frontal"), ds, _Model())
+    with pytest.raises(ConfigError, match="aligner.acquire"):
+        check_scenario_inputs(_scenario(), ds, None)

@@ -55,7 +55,7 @@ from bench.acquisition.images import image_sha256, load_rgb
 from bench.acquisition.transforms import TRANSFORMS_VERSION, FaceGeometry, FaceGeometryLocator, Resolution, Transform
 from bench.errors import ConfigError, DataError, ImageLoadError
 
-__all__ = ["ScenarioStep", "ScenarioSide", "Scenario", "ScenarioOutcome", "apply_scenario", "side_cache_key", "scale_geometry"]
+__all__ = ["ScenarioStep", "ScenarioSide", "Scenario", "ScenarioOutcome", "apply_scenario", "check_scenario_inputs", "side_cache_key", "scale_geometry"]
 
 log = logging.getLogger(__name__)
 
@@ -349,6 +349,25 @@ def _read_geometry(path: Path) -> FaceGeometry | None | bool:
     except (OSError, ValueError, TypeError, KeyError) as err:
         log.warning("malformed face-geometry cache entry %s (%s): recomputing it", path, err)
         return False
+
+
+def check_scenario_inputs(scenario: Scenario, dataset: Any, model: Any) -> None:
+    """Refuse, before any image is read, a dataset or model a scenario cannot run on.
+
+    Raises
+    ------
+    ConfigError
+        A dataset without image files (synthetic populations), views that do not
+        match (:meth:`Scenario.roles`), or a model without ``aligner.acquire``.
+    """
+    table = getattr(dataset, "table", None)
+    if table is None or getattr(dataset, "root", None) is None:
+        raise ConfigError(f"scenario {scenario.name!r} degrades images: dataset {getattr(dataset, 'name', type(dataset).__name__)!r} "
+                          "has none (synthetic populations generate embeddings); use an image dataset such as dataset=frl_london")
+    scenario.roles(table, getattr(dataset, "name", "dataset"))
+    if model is None or not callable(getattr(getattr(model, "aligner", None), "acquire", None)):
+        raise ConfigError(f"scenario {scenario.name!r}: model {getattr(model, 'name', model)!r} must have aligner.acquire(image) "
+                          "(an image model such as dlib_resnet)")
 
 
 def apply_scenario(scenario: Scenario, manifest: Any, model: Any, embeddings: np.ndarray, fta_reason: np.ndarray,
