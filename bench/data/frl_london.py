@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +28,7 @@ import pandas as pd
 from bench.data.manifest import Manifest
 from bench.errors import DataError
 
-__all__ = ["load_frl_london", "read_london_info", "VIEWS"]
+__all__ = ["load_frl_london", "missing_hint", "read_london_info", "VIEWS"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,22 @@ def read_london_info(csv_path: Path) -> pd.DataFrame:
     return out
 
 
+def missing_hint(root: str | Path) -> str:
+    """One clause telling how to get the set into ``root``: layout, licence page, command.
+
+    Example: ``get it with: fvbench-download frl_london --dest 'data/frl_london' (figshare
+    doi:10.6084/m9.figshare.5047666.v5, licence CC BY 4.0 https://creativecommons.org/licenses/by/4.0/;
+    expected layout: neutral_front/NNN_03.jpg (+ .tem), smiling_front/NNN_08.jpg, london_info.csv)``.
+    """
+    from bench.data import frl_london_download as D
+
+    cmd = D.DOWNLOAD_COMMAND.format(dest=shlex.quote(str(Path(root).absolute())))
+    return (
+        f"get it with: {cmd} (figshare doi:{D.DOI}, licence {D.LICENCE} {D.LICENCE_PAGE}; expected layout: "
+        "neutral_front/NNN_03.jpg (+ .tem), smiling_front/NNN_08.jpg, london_info.csv)"
+    )
+
+
 def load_frl_london(root: str | Path, *, views: tuple[str, ...] = ("neutral_front", "smiling_front")) -> Manifest:
     """Build the manifest of the London set's front views.
 
@@ -132,15 +149,18 @@ def load_frl_london(root: str | Path, *, views: tuple[str, ...] = ("neutral_fron
     Raises
     ------
     DataError
-        If ``root`` or a view folder does not exist, a file name does not follow
+        If ``root``, ``london_info.csv`` or a view folder does not exist (the message
+        names the layout, the licence page and the download command), a file name does not follow
         ``NNN_SS.jpg``, or the CSV is malformed.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(
             f"FRL London root {str(root.absolute())!r} does not exist; set paths.data_dir "
-            "(or FVBENCH_DATA_DIR) to the folder that holds frl_london/"
+            f"(or FVBENCH_DATA_DIR) to the folder that holds frl_london/, or {missing_hint(root)}"
         )
+    if not (root / "london_info.csv").is_file():
+        raise DataError(f"FRL London info file {str(root / 'london_info.csv')!r} not found; {missing_hint(root)}")
     info = read_london_info(root / "london_info.csv")
     rows = []
     for view in views:
@@ -148,7 +168,7 @@ def load_frl_london(root: str | Path, *, views: tuple[str, ...] = ("neutral_fron
             raise DataError(f"unknown FRL London view {view!r}; valid: {sorted(VIEWS)}")
         folder = root / view
         if not folder.is_dir():
-            raise DataError(f"FRL London view folder not found: {str(folder)!r}")
+            raise DataError(f"FRL London view folder {str(folder)!r} not found; {missing_hint(root)}")
         code = VIEWS[view]
         files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in (".jpg", ".jpeg"))
         if not files:
