@@ -385,17 +385,17 @@ def fetch_file(entry: FigshareFile, folder: Path, fname: str, *, retries: int = 
                     progressbar=False,
                 )
             )
+        except _Refused as err:  # the server sent other than declared: never retried
+            raise DownloadError(str(err)) from err
+        except (DownloadError, requests.exceptions.RequestException) as err:  # before ValueError: both are ValueErrors
+            last = f"{type(err).__name__}: {err}".replace("\n", " ")
         except ValueError as err:  # pooch: hash mismatch (the temporary file is deleted)
             found = re.search(r"but got ([0-9a-f]{32})", str(err))
             raise DownloadError(
                 f"{entry.name} from {entry.download_url}: MD5 {found.group(1) if found else '?'} differs from "
                 f"figshare's computed_md5 {entry.md5}; the download was deleted"
             ) from err
-        except (DownloadError, requests.exceptions.RequestException) as err:
-            last = f"{type(err).__name__}: {err}".replace("\n", " ")
-            if isinstance(err, _Refused):
-                raise DownloadError(str(err)) from err
-            if attempt < retries:
-                log.info("%s: attempt %d failed (%s); retrying", entry.name, attempt + 1, last)
-                time.sleep(min(1.0 * (attempt + 1), 10.0))
+        if attempt < retries:
+            log.info("%s: attempt %d failed (%s); retrying", entry.name, attempt + 1, last)
+            time.sleep(min(1.0 * (attempt + 1), 10.0))
     raise DownloadError(f"{entry.name} from {entry.download_url}: download failed after {retries + 1} attempt(s): {last}")

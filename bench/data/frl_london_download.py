@@ -345,15 +345,19 @@ def download_frl_london(
         _remove(stage)  # our own leftover from an interrupted run
     stage.mkdir()
     unpacked: dict[str, dict] = {}
-    for name, (kind, local) in FILES.items():
-        if kind == "zip":
-            plan, skipped = plans[name]
-            _extract(got[name], plan, stage / local)
-            unpacked[local] = {"files": len(plan), "skipped_members": skipped}
-        else:
-            shutil.copyfile(got[name], stage / local)
-            info = read_london_info(stage / local)  # refuse a CSV the loader cannot read
-            unpacked[local] = {"rows": len(info)}
+    try:
+        for name, (kind, local) in FILES.items():
+            if kind == "zip":
+                plan, skipped = plans[name]
+                _extract(got[name], plan, stage / local)
+                unpacked[local] = {"files": len(plan), "skipped_members": skipped}
+            else:
+                shutil.copyfile(got[name], stage / local)
+                info = read_london_info(stage / local)  # refuse a CSV the loader cannot read
+                unpacked[local] = {"rows": len(info)}
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
 
     record = {
         "dataset": "frl_london",
