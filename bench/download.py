@@ -67,6 +67,10 @@ def _frl_london(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fvbench-download`` (see the module docstring); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        print("usage: fvbench-download DATASET --dest DIR [...]   datasets: " + ", ".join(DATASETS), file=sys.stderr)
+        print("       fvbench-download MODEL [MODEL ...] | --all | --list   (model weights)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] == "frl_london":
         return _frl_london(argv[1:])

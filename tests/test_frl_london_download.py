@@ -56,6 +56,7 @@ def good_files() -> dict[str, bytes]:
             "neutral_front/001_03.tem": b"189\n1\t2\n",
             "neutral_front/002_03.jpg": _jpeg(20),
             "__MACOSX/neutral_front/._001_03.jpg": b"mac metadata",
+            "neutral_front/001_08.jpg": _jpeg(50),  # another view's code: skipped, counted
         }),
         "smiling_front.zip": _zip({"smiling_front/001_08.jpg": _jpeg(30), "smiling_front/002_08.jpg": _jpeg(40)}),
         "london_faces_info.csv": CSV,
@@ -176,7 +177,7 @@ def test_good_download_unpacks_the_loader_layout_and_records_hashes(fake, tmp_pa
         assert by_name[name]["md5"] == hashlib.md5(data).hexdigest()
         assert by_name[name]["sha256"] == hashlib.sha256(data).hexdigest()
         assert by_name[name]["size"] == len(data)
-    assert rec["unpacked"]["neutral_front"] == {"files": 3, "skipped_members": 0}  # __MACOSX dropped silently
+    assert rec["unpacked"]["neutral_front"] == {"files": 3, "skipped_members": 1}  # __MACOSX dropped silently
     assert rec["unpacked"]["london_info.csv"] == {"rows": 2}
     assert str(tmp_path) not in json.dumps(rec)  # no machine path in the record
     assert D.read_download_record(dest) == rec
@@ -396,3 +397,18 @@ def test_list_names_the_dataset_and_weights_still_dispatch(capsys):
     out = capsys.readouterr().out
     assert "dataset frl_london:" in out and "fvbench-download frl_london --dest DIR" in out
     assert "facenet_vggface2" in out  # the weights registry, from bench.models.weights
+
+
+def test_command_line_refusal_is_one_line_without_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.download", "frl_london", "--dest", str(tmp_path / "d"), "--api-base", "ftp://127.0.0.1/v2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "fvbench-download: frl_london: --api-base 'ftp://127.0.0.1/v2': expected an https:// URL (got scheme 'ftp')"
+    ]
+    assert not (tmp_path / "d").exists()

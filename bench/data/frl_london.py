@@ -28,7 +28,7 @@ import pandas as pd
 from bench.data.manifest import Manifest
 from bench.errors import DataError
 
-__all__ = ["load_frl_london", "missing_hint", "read_london_info", "VIEWS"]
+__all__ = ["load_frl_london", "missing_hint", "read_london_info", "VIEWS", "DOI", "LICENCE", "LICENCE_PAGE", "DOWNLOAD_COMMAND"]
 
 log = logging.getLogger(__name__)
 
@@ -109,18 +109,24 @@ def read_london_info(csv_path: Path) -> pd.DataFrame:
     return out
 
 
-def missing_hint(root: str | Path) -> str:
-    """One clause telling how to get the set into ``root``: layout, licence page, command.
+#: Where the set is published, its licence, and the command that fetches it
+#: (:mod:`bench.data.frl_london_download`; ``{dest}`` = the dataset root).
+DOI = "10.6084/m9.figshare.5047666.v5"
+LICENCE = "CC BY 4.0"
+LICENCE_PAGE = "https://creativecommons.org/licenses/by/4.0/"
+DOWNLOAD_COMMAND = "fvbench-download frl_london --dest {dest}"
 
-    Example: ``get it with: fvbench-download frl_london --dest 'data/frl_london' (figshare
+
+def missing_hint(root: str | Path) -> str:
+    """One clause telling how to get the set into ``root``: command, licence page, layout.
+
+    Example: ``get it with: fvbench-download frl_london --dest /data/frl_london (figshare
     doi:10.6084/m9.figshare.5047666.v5, licence CC BY 4.0 https://creativecommons.org/licenses/by/4.0/;
     expected layout: neutral_front/NNN_03.jpg (+ .tem), smiling_front/NNN_08.jpg, london_info.csv)``.
     """
-    from bench.data import frl_london_download as D
-
-    cmd = D.DOWNLOAD_COMMAND.format(dest=shlex.quote(str(Path(root).absolute())))
+    cmd = DOWNLOAD_COMMAND.format(dest=shlex.quote(str(Path(root).absolute())))
     return (
-        f"get it with: {cmd} (figshare doi:{D.DOI}, licence {D.LICENCE} {D.LICENCE_PAGE}; expected layout: "
+        f"get it with: {cmd} (figshare doi:{DOI}, licence {LICENCE} {LICENCE_PAGE}; expected layout: "
         "neutral_front/NNN_03.jpg (+ .tem), smiling_front/NNN_08.jpg, london_info.csv)"
     )
 

@@ -32,8 +32,9 @@ Safety rules
   special file, encryption, more than :data:`MAX_MEMBER_BYTES`, or archives declaring
   together more than :data:`MAX_UNPACKED_BYTES` or :data:`MAX_MEMBERS` members, refuses
   the whole download. macOS metadata (``__MACOSX/``, ``._*``, ``.DS_Store``) is skipped;
-  other members that are not ``<view>/<name>.jpg|.tem`` (or ``<name>.jpg|.tem`` at the top)
-  are skipped and counted in the record.
+  other members that are not ``<view>/NNN_SS.jpg|.tem`` (or ``NNN_SS.jpg|.tem`` at the top;
+  ``SS`` the view's code) are skipped, logged and counted in the record, so the installed
+  folders hold only files the loader accepts.
 * Unpacking happens in the work folder; the info CSV is parsed with the loader's own
   reader; only then are the finished folders moved into ``DIR`` (a rename), and the
   record is written last. A refused or interrupted run therefore never leaves a
@@ -56,6 +57,7 @@ import zipfile
 from pathlib import Path
 
 from bench.data.figshare import FIGSHARE_API, FigshareFile, fetch_file, list_files
+from bench.data.frl_london import DOI, DOWNLOAD_COMMAND, LICENCE, LICENCE_PAGE, VIEWS, read_london_info
 from bench.errors import DataError, DownloadError
 
 __all__ = [
@@ -80,12 +82,7 @@ log = logging.getLogger(__name__)
 
 ARTICLE_ID = 5047666
 VERSION = 5
-DOI = "10.6084/m9.figshare.5047666.v5"
 DATASET_PAGE = f"https://doi.org/{DOI}"
-LICENCE = "CC BY 4.0"
-LICENCE_PAGE = "https://creativecommons.org/licenses/by/4.0/"
-#: How a user fetches the set (``{dest}`` = the dataset root).
-DOWNLOAD_COMMAND = "fvbench-download frl_london --dest {dest}"
 
 #: figshare file name -> (kind, name in the dataset root).
 FILES: dict[str, tuple[str, str]] = {
@@ -104,7 +101,6 @@ MAX_UNPACKED_BYTES = 4 << 30
 #: Most members in all archives together.
 MAX_MEMBERS = 20_000
 
-_KEEP = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_.-]*\.(jpe?g|tem)$", re.IGNORECASE)
 _JUNK = (".DS_Store", "Thumbs.db")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
@@ -200,9 +196,9 @@ def _member_plan(archive: Path, view: str, budget: dict) -> tuple[list[tuple[zip
             if parts[0] == "__MACOSX" or base.startswith("._") or base in _JUNK:
                 continue
             inner = parts[1:] if len(parts) == 2 and parts[0] == view else parts
-            if len(inner) != 1 or not _KEEP.fullmatch(base):
+            if len(inner) != 1 or not re.fullmatch(rf"\d{{3}}_{VIEWS[view]}\.(jpg|jpeg|tem)", base, re.IGNORECASE):
                 skipped += 1
-                log.warning("%s: skipped (expected %s/NNN_SS.jpg or .tem)", where, view)
+                log.warning("%s: skipped (expected %s/NNN_%s.jpg or .tem)", where, view, VIEWS[view])
                 continue
             key = base.lower()
             if key in seen:
@@ -303,8 +299,6 @@ def download_frl_london(
     DataError
         The downloaded info CSV cannot be read by the loader.
     """
-    from bench.data.frl_london import read_london_info
-
     dest = Path(dest)
     if retries < 0:
         raise DownloadError(f"retries={retries}: expected 0 or more")
