@@ -53,6 +53,9 @@ def _frl_london(argv: list[str]) -> int:
     except BenchError as err:
         print(f"fvbench-download: frl_london: {err}".replace("\n", " "), file=sys.stderr)
         return 1
+    except OSError as err:  # the destination cannot be written (permissions, disk full): no traceback
+        print(f"fvbench-download: frl_london: cannot write under {args.dest!r}: {err}".replace("\n", " "), file=sys.stderr)
+        return 1
     if not fetched:
         print(f"frl_london: {args.dest} already holds article {record.get('article_id')} version {record.get('version')}; nothing to do")
         return 0

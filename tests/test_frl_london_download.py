@@ -240,6 +240,14 @@ def test_more_bytes_than_declared_are_refused(fake, tmp_path, capsys):
     _no_dataset(dest)
 
 
+def test_missing_file_is_refused_without_retry(fake, tmp_path, capsys):
+    fake.overrides["smiling_front.zip"] = {"download_url": f"{fake.base}/files/gone.zip"}
+    dest = tmp_path / "frl_london"
+    assert run(fake, dest, "--retries", "3") == 1
+    _one_line_error(capsys, "gone.zip", "HTTP 404")
+    _no_dataset(dest)
+
+
 def test_malformed_info_csv_is_refused_before_install(fake, tmp_path, capsys):
     fake.files["london_faces_info.csv"] = b"face_id,face_age,face_gender,face_eth\nabc,20,male,white\n"
     dest = tmp_path / "frl_london"
@@ -288,11 +296,13 @@ def test_oversized_member_and_duplicate_targets_are_refused(fake, tmp_path, caps
     _no_dataset(tmp_path / "b")
 
 
-def test_huge_declared_size_is_refused_before_any_download(fake, tmp_path, capsys):
-    fake.overrides["neutral_front.zip"] = {"size": 10**13}
+@pytest.mark.parametrize("name,size,limit", [("neutral_front.zip", 10**13, D.MAX_FILE_BYTES),
+                                             ("london_faces_info.csv", D.MAX_CSV_BYTES + 1, D.MAX_CSV_BYTES)])
+def test_huge_declared_size_is_refused_before_any_download(fake, tmp_path, capsys, name, size, limit):
+    fake.overrides[name] = {"size": size}
     dest = tmp_path / "frl_london"
     assert run(fake, dest) == 1
-    _one_line_error(capsys, "neutral_front.zip", str(10**13), str(D.MAX_FILE_BYTES))
+    _one_line_error(capsys, name, f"declared size {size} bytes exceeds the limit of {limit} bytes")
     assert sum(fake.hits.values()) == 0
     assert not dest.exists()
 

@@ -179,8 +179,9 @@ def _get_json(url: str) -> dict:
     import requests  # lazy: only the download path needs it
 
     try:
-        with requests.get(url, timeout=_TIMEOUT_S, stream=True, headers={"Accept": "application/json"}) as r:
-            if r.status_code != 200:
+        with requests.get(url, timeout=_TIMEOUT_S, stream=True, allow_redirects=False,
+                          headers={"Accept": "application/json"}) as r:
+            if r.status_code != 200:  # a redirect included: the API answers itself
                 raise DownloadError(f"figshare API {url} answered HTTP {r.status_code} {r.reason}")
             body = bytearray()
             for chunk in r.iter_content(_CHUNK):
@@ -303,8 +304,9 @@ class _Refused(DownloadError):
 class _CappedDownloader:
     """pooch downloader: stream ``url`` into ``output_file``, exactly ``size`` bytes.
 
-    A ``Content-Length`` other than ``size``, more bytes than ``size`` or a body that
-    ends early raises :class:`DownloadError` (pooch then deletes its temporary file).
+    A 4xx answer, a ``Content-Length`` other than ``size`` or more bytes than ``size``
+    raise ``_Refused`` (not retried); a 5xx answer or a body that ends early raises
+    :class:`DownloadError` (retried). pooch deletes its temporary file either way.
     """
 
     def __init__(self, size: int) -> None:
@@ -316,6 +318,8 @@ class _CappedDownloader:
         if check_only:
             return True
         with requests.get(url, timeout=_TIMEOUT_S, stream=True) as r:
+            if 400 <= r.status_code < 500:  # the file is not there for us: retrying will not help
+                raise _Refused(f"{url} answered HTTP {r.status_code} {r.reason}")
             if r.status_code != 200:
                 raise DownloadError(f"{url} answered HTTP {r.status_code} {r.reason}")
             declared = r.headers.get("Content-Length")
@@ -354,8 +358,9 @@ def fetch_file(entry: FigshareFile, folder: Path, fname: str, *, retries: int = 
     fname : str
         Local file name chosen by the caller.
     retries : int
-        Further attempts after a connection failure (0 = one attempt). A checksum
-        mismatch is never retried.
+        Further attempts after a connection failure or a 5xx answer (0 = one attempt).
+        A checksum mismatch, a 4xx answer or a server sending other than declared is
+        never retried.
 
     Returns
     -------

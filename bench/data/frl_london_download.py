@@ -70,6 +70,7 @@ __all__ = [
     "RECORD_NAME",
     "WORK_DIR_NAME",
     "MAX_FILE_BYTES",
+    "MAX_CSV_BYTES",
     "MAX_MEMBER_BYTES",
     "MAX_UNPACKED_BYTES",
     "MAX_MEMBERS",
@@ -94,6 +95,8 @@ RECORD_NAME = "fvbench_download.json"
 WORK_DIR_NAME = ".fvbench-download"
 #: Largest declared size of one downloaded file (bytes).
 MAX_FILE_BYTES = 2 << 30
+#: Largest declared size of the info CSV (102 rows: about 2 kB).
+MAX_CSV_BYTES = 16 << 20
 #: Largest uncompressed size of one archive member (a 1350x1350 JPEG is well under 2 MB).
 MAX_MEMBER_BYTES = 64 << 20
 #: Largest total uncompressed size of all archives (bytes).
@@ -314,6 +317,10 @@ def download_frl_london(
             f"write there (pass --force to replace {', '.join(_outputs())}; other entries are never touched)"
         )
     meta, files = list_files(api_base, ARTICLE_ID, VERSION, tuple(FILES), max_bytes=MAX_FILE_BYTES)
+    for name, (kind, _) in FILES.items():
+        if kind == "csv" and files[name].size > MAX_CSV_BYTES:
+            raise DownloadError(f"figshare file {name!r}: declared size {files[name].size} bytes exceeds the limit of "
+                                f"{MAX_CSV_BYTES} bytes for the info CSV; refused")
     _check_space(dest, files)
 
     work = dest / WORK_DIR_NAME
