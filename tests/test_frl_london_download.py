@@ -181,6 +181,10 @@ def test_good_download_unpacks_the_loader_layout_and_records_hashes(fake, tmp_pa
     assert rec["unpacked"]["london_info.csv"] == {"rows": 2}
     assert str(tmp_path) not in json.dumps(rec)  # no machine path in the record
     assert D.read_download_record(dest) == rec
+    assert D.release_of(dest) == {  # what a run cites
+        "source": "figshare", "doi": D.DOI, "article_id": 5047666, "version": 5, "licence": "CC BY 4.0",
+        "files_sha256": {name: hashlib.sha256(data).hexdigest() for name, data in good_files().items()},
+    }
 
     # a rerun on the complete copy downloads nothing
     hits = dict(fake.hits)
@@ -422,3 +426,14 @@ def test_command_line_refusal_is_one_line_without_traceback(tmp_path):
         "fvbench-download: frl_london: --api-base 'ftp://127.0.0.1/v2': expected an https:// URL (got scheme 'ftp')"
     ]
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("content,needle", [("[1]", "not a JSON object"), ("{", "not JSON"),
+                                            ('{"doi": "x", "article_id": "5047666"}', "'article_id'")])
+def test_malformed_download_record_is_a_clear_error(tmp_path, content, needle):
+    from bench.errors import DataError
+
+    (tmp_path / D.RECORD_NAME).write_text(content)
+    with pytest.raises(DataError, match=needle):
+        D.release_of(tmp_path)
+    assert D.release_of(tmp_path / "elsewhere") is None

@@ -57,7 +57,9 @@ import zipfile
 from pathlib import Path
 
 from bench.data.figshare import FIGSHARE_API, FigshareFile, fetch_file, list_files
-from bench.data.frl_london import DOI, DOWNLOAD_COMMAND, LICENCE, LICENCE_PAGE, VIEWS, read_london_info
+from bench.data.frl_london import (
+    DOI, DOWNLOAD_COMMAND, LICENCE, LICENCE_PAGE, RECORD_NAME, VIEWS, read_london_info, release_of,
+)
 from bench.errors import DataError, DownloadError
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "DOWNLOAD_COMMAND",
     "download_frl_london",
     "read_download_record",
+    "release_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,7 +94,6 @@ FILES: dict[str, tuple[str, str]] = {
     "smiling_front.zip": ("zip", "smiling_front"),
     "london_faces_info.csv": ("csv", "london_info.csv"),
 }
-RECORD_NAME = "fvbench_download.json"
 WORK_DIR_NAME = ".fvbench-download"
 #: Largest declared size of one downloaded file (bytes).
 MAX_FILE_BYTES = 2 << 30
