@@ -171,6 +171,7 @@ def test_good_download_unpacks_the_loader_layout_and_records_hashes(fake, tmp_pa
 
     rec = json.loads((dest / "fvbench_download.json").read_text())
     assert (rec["article_id"], rec["version"], rec["doi"], rec["licence"]) == (5047666, 5, D.DOI, "CC BY 4.0")
+    assert rec["licence_listed_by_api"] == "CC BY 4.0"
     by_name = {f["name"]: f for f in rec["files"]}
     assert sorted(by_name) == sorted(D.FILES)
     for name, data in good_files().items():
@@ -345,6 +346,14 @@ def test_malformed_file_entries_are_refused(fake, tmp_path, capsys, field, value
     assert run(fake, tmp_path / "d") == 1
     _one_line_error(capsys, "smiling_front.zip", needle)
     assert sum(fake.hits.values()) == 0
+
+
+def test_another_licence_listed_by_the_api_is_recorded_and_warned(fake, tmp_path, caplog):
+    fake.article_overrides["license"] = {"name": "CC BY-NC 4.0"}
+    assert run(fake, tmp_path / "d") == 0
+    rec = D.read_download_record(tmp_path / "d")
+    assert (rec["licence"], rec["licence_listed_by_api"]) == ("CC BY 4.0", "CC BY-NC 4.0")
+    assert any("'CC BY-NC 4.0'" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
 
 
 def test_api_describing_another_version_is_refused(fake, tmp_path, capsys):

@@ -362,16 +362,21 @@ def download_frl_london(
         shutil.rmtree(stage, ignore_errors=True)
         raise
 
+    api_licence = (meta.get("license") or "")[:200]  # text from the API: recorded as said, never interpreted
+    if api_licence != LICENCE:
+        log.warning("figshare lists the licence of article %d v%d as %r; expected %r (check %s)",
+                    ARTICLE_ID, VERSION, api_licence, LICENCE, DATASET_PAGE)
     record = {
         "dataset": "frl_london",
-        "title": meta.get("title") or "Face Research Lab London Set",
+        "title": "Face Research Lab London Set",
         "citation": "DeBruine, L. & Jones, B. (2017). Face Research Lab London Set (Version 5). figshare.",
-        "doi": meta.get("doi") or DOI,
+        "doi": DOI,
         "dataset_page": DATASET_PAGE,
         "article_id": ARTICLE_ID,
         "version": VERSION,
-        "licence": meta.get("license") or LICENCE,
-        "licence_page": meta.get("license_url") or LICENCE_PAGE,
+        "licence": LICENCE,
+        "licence_page": LICENCE_PAGE,
+        "licence_listed_by_api": api_licence or None,
         "api": api_base.rstrip("/"),
         "files": [
             {
