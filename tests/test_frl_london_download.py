@@ -331,7 +331,9 @@ def test_host_policy_for_the_real_api():
     for ok in ("https://ndownloader.figshare.com/files/8541961", "https://figshare.com/ndownloader/files/8541961"):
         assert check_download_url(ok, api, "f") == ok
     for bad in ("https://figshare.com.evil.example/files/1", "http://ndownloader.figshare.com/files/1",
-                "https://user:pw@ndownloader.figshare.com/files/1", "https://evilfigshare.com/files/1"):
+                "https://user:pw@ndownloader.figshare.com/files/1", "https://evilfigshare.com/files/1",
+                "https://ndownloader.figshare.com@evil.example/files/1",
+                "https://evil.example\\@ndownloader.figshare.com/files/1", "https://ndownloader.figshare.com\n.evil/1"):
         with pytest.raises(DownloadError, match="refused|credentials"):
             check_download_url(bad, api, "f")
 

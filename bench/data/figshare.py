@@ -149,10 +149,14 @@ def check_download_url(url: str, api_base: str, what: str) -> str:
     Raises
     ------
     DownloadError
-        The URL is not http(s), names no host or a host outside the policy, or
-        downgrades an https API to http on another host.
+        The URL is not http(s), holds characters URL parsers disagree on (backslash,
+        space, control, non-ASCII), carries credentials, names no host or a host outside
+        the policy, or downgrades an https API to http on another host.
     """
     api = urlsplit(api_base)
+    if not url.isascii() or any(c in url for c in "\\ \t\r\n") or any(ord(c) < 32 or ord(c) == 127 for c in url):
+        # parsers disagree on such URLs (which host is meant): refuse rather than guess
+        raise DownloadError(f"{what}: the API's download_url {url!r} holds a backslash, space, control or non-ASCII character; refused")
     try:
         parts = urlsplit(url)
         host = (parts.hostname or "").lower()

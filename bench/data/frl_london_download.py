@@ -201,7 +201,7 @@ def _member_plan(archive: Path, view: str, budget: dict) -> tuple[list[tuple[zip
             if parts[0] == "__MACOSX" or base.startswith("._") or base in _JUNK:
                 continue
             inner = parts[1:] if len(parts) == 2 and parts[0] == view else parts
-            if len(inner) != 1 or not re.fullmatch(rf"\d{{3}}_{VIEWS[view]}\.(jpg|jpeg|tem)", base, re.IGNORECASE):
+            if len(inner) != 1 or not re.fullmatch(rf"\d{{3}}_{VIEWS[view]}\.(jpg|jpeg|tem)", base, re.IGNORECASE | re.ASCII):
                 skipped += 1
                 log.warning("%s: skipped (expected %s/NNN_%s.jpg or .tem)", where, view, VIEWS[view])
                 continue
