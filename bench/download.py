@@ -2,7 +2,7 @@
 
 Usage::
 
-    fvbench-download frl_london --dest DIR [--force] [--api-base URL] [--retries N] [--keep-archives]
+    fvbench-download frl_london --dest DIR [--force] [--api-base URL] [--retries N] [--keep-archives] [--no-progress]
     fvbench-download MODEL [MODEL ...]       # model weights (bench.models.weights)
     fvbench-download --list                  # models and datasets
 
@@ -45,10 +45,12 @@ def _frl_london(argv: list[str]) -> int:
     parser.add_argument("--force", action="store_true", help="replace an existing copy's neutral_front/, smiling_front/, london_info.csv and record")
     parser.add_argument("--retries", type=int, default=2, help="further attempts per file after a connection failure (default 2)")
     parser.add_argument("--keep-archives", action="store_true", help=f"keep the verified archives in DEST/{D.WORK_DIR_NAME}/")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (default: shown when stderr is a terminal)")
     args = parser.parse_args(argv)
     try:
         record, fetched = D.download_frl_london(
-            args.dest, api_base=args.api_base, force=args.force, retries=args.retries, keep_archives=args.keep_archives
+            args.dest, api_base=args.api_base, force=args.force, retries=args.retries, keep_archives=args.keep_archives,
+            progress=not args.no_progress and sys.stderr.isatty(),
         )
     except BenchError as err:
         print(f"fvbench-download: frl_london: {err}".replace("\n", " "), file=sys.stderr)

@@ -313,8 +313,10 @@ class _CappedDownloader:
     :class:`DownloadError` (retried). pooch deletes its temporary file either way.
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, label: str = "", progress: bool = False) -> None:
         self.size = size
+        self.label = label
+        self.progress = progress
 
     def __call__(self, url: str, output_file, pooch, check_only: bool = False) -> bool | None:  # noqa: ANN001
         import requests
@@ -329,16 +331,21 @@ class _CappedDownloader:
             declared = r.headers.get("Content-Length")
             if declared is not None and declared.strip() != str(self.size):
                 raise _Refused(f"{url}: Content-Length {declared!r} differs from the API's size {self.size}; refused")
+            from tqdm import tqdm
+
             got = 0
             own = not hasattr(output_file, "write")
             f = open(output_file, "wb") if own else output_file  # noqa: SIM115
+            bar = tqdm(total=self.size, unit="B", unit_scale=True, desc=self.label, disable=not self.progress, leave=False)
             try:
                 for chunk in r.iter_content(_CHUNK):
                     got += len(chunk)
                     if got > self.size:
                         raise _Refused(f"{url}: more than the declared {self.size} bytes sent; refused")
                     f.write(chunk)
+                    bar.update(len(chunk))
             finally:
+                bar.close()
                 if own:
                     f.close()
         if got != self.size:
@@ -346,7 +353,7 @@ class _CappedDownloader:
         return None
 
 
-def fetch_file(entry: FigshareFile, folder: Path, fname: str, *, retries: int = 2) -> Path:
+def fetch_file(entry: FigshareFile, folder: Path, fname: str, *, retries: int = 2, progress: bool = False) -> Path:
     """Download one listed file into ``folder/fname`` and verify its size and MD5.
 
     A file already there with the right MD5 is kept (no request). The bytes go to a
@@ -365,6 +372,8 @@ def fetch_file(entry: FigshareFile, folder: Path, fname: str, *, retries: int = 
         Further attempts after a connection failure or a 5xx answer (0 = one attempt).
         A checksum mismatch, a 4xx answer or a server sending other than declared is
         never retried.
+    progress : bool
+        Show a tqdm progress bar (bytes) on stderr.
 
     Returns
     -------
@@ -390,7 +399,7 @@ def fetch_file(entry: FigshareFile, folder: Path, fname: str, *, retries: int = 
                     known_hash=f"md5:{entry.md5}",
                     fname=fname,
                     path=folder,
-                    downloader=_CappedDownloader(entry.size),
+                    downloader=_CappedDownloader(entry.size, entry.name, progress),
                     progressbar=False,
                 )
             )

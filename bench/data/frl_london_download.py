@@ -267,6 +267,7 @@ def download_frl_london(
     force: bool = False,
     retries: int = 2,
     keep_archives: bool = False,
+    progress: bool = False,
 ) -> tuple[dict, bool]:
     """Download, verify and unpack the FRL London front views into ``dest``.
 
@@ -286,6 +287,8 @@ def download_frl_london(
         Further attempts per file after a connection failure (>= 0).
     keep_archives : bool
         Keep the verified archives in ``dest/.fvbench-download/`` afterwards.
+    progress : bool
+        Show a progress bar per file (stderr).
 
     Returns
     -------
@@ -332,7 +335,7 @@ def download_frl_london(
     got: dict[str, Path] = {}
     for name in FILES:
         log.info("fetching %s (%d bytes, md5 %s)", name, files[name].size, files[name].md5)
-        got[name] = fetch_file(files[name], work, name, retries=retries)
+        got[name] = fetch_file(files[name], work, name, retries=retries, progress=progress)
 
     # check every archive before unpacking any of them
     budget = {"members": 0, "bytes": 0}
