@@ -888,7 +888,7 @@ def render_sweep_report(result: SweepResult, rows: pd.DataFrame, figs: dict, run
         f"- Groups with fewer than {min_subjects} subjects are published as counts only"
         + (": " + "; ".join(f"{a}: {', '.join(g)}" for a, g in small.items()) if small else "") + ".",
         f"- Cells: rate (errors/comparisons) [95% {'subject bootstrap (FTA: Wilson)' if boot else 'Wilson'}]; † = fewer than 30 errors; "
-        "`0/n (≤ u)` = zero errors, one-sided 95% bound u. Wilson intervals are in `sweep.csv` for every cell.",
+        "`0/n (≤ u)` = zero errors, one-sided 95% bound u." + (" Wilson intervals are in `sweep.csv` for every cell." if boot else ""),
         "",
     ]
     for sw in result.sweeps:
