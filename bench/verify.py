@@ -843,9 +843,9 @@ def _cross_consistency(run: RunFolder, attr: str, primary: str | None, small: di
 # ----------------------------------------------------------------------------- differentials
 def _differential_rows(rates_by_attr: dict[str, pd.DataFrame], attributes: list[str], usable: dict[str, float], protocol: Any,
                        reps_by_attr: dict[str, Any], small: dict[str, list[str]], redraw: bool) -> pd.DataFrame:
-    from bench.run import _differentials  # the pipeline's own §4 summary of the per-group rates
+    from bench.metrics.differentials_table import differentials_table  # the pipeline's own §4 summary of the per-group rates
 
-    parts = [_differentials(rates_by_attr[a], a, usable, protocol, reps_by_attr.get(a)) for a in attributes]
+    parts = [differentials_table(rates_by_attr[a], a, usable, protocol, reps_by_attr.get(a)) for a in attributes]
     diff = _suppress_differentials(pd.concat(parts, ignore_index=True), small)
     if not redraw:
         diff = diff.drop(columns=[c for c in diff.columns if c.startswith("boot_") or c in ("n_replicates", "n_undefined", "includes_parity")])
@@ -1158,9 +1158,9 @@ def verify_run(
             parts.append(rates)
         expected_pg = pd.concat(parts, ignore_index=True)
         eer = _suppress(_eer_rows(comp, attributes), small, _EER_VALUES, flag=False)
-        from bench.run import _eer_table
+        from bench.scores.table import eer_table
 
-        _, dets = _eer_table(comp, attributes)
+        _, dets = eer_table(comp, attributes)
         det_source = (dets, _typed(_json_table(m["eer"]), ["n_mated", "n_nonmated"]))
         from bench.report.plots import plot_score_distributions
 
@@ -1328,11 +1328,11 @@ def _histogram_checks(run: RunFolder, usable: dict[str, float], rtol: float) -> 
     bracketed. Not establishable: exact thresholds and error counts between edges (they
     come from the exact tail, not stored) and the bootstrap.
 
-    Returns the checks, the :class:`~bench.run_streaming.StreamedScores` (None if the file
+    Returns the checks, the :class:`~bench.scores.stream.StreamedScores` (None if the file
     is unusable) and the DET curves per (attribute, group).
     """
     from bench.metrics.histogram import ScoreHistogram
-    from bench.run_streaming import StreamedScores, _eer_table, _triu_cells
+    from bench.scores.stream import StreamedScores, eer_table, triu_cells
 
     m = run.metrics
     checks: list[Check] = []
@@ -1344,7 +1344,7 @@ def _histogram_checks(run: RunFolder, usable: dict[str, float], rtol: float) -> 
     attributes = run.attributes
     labels = hist.cell_labels
     joint = [lab[0] for lab in labels if isinstance(lab, tuple) and len(lab) == 2 and lab[0] == lab[1]]
-    a, b, _ = _triu_cells(len(joint))
+    a, b, _ = triu_cells(len(joint))
     if labels != [(joint[i], joint[j]) for i, j in zip(a, b)] or any(not isinstance(j, tuple) or len(j) != len(attributes) for j in joint):
         return [Check("histograms", "mismatch", f"cells are not the pairs of joint groups of {attributes}")], None, {}
     ds = m["dataset"]
@@ -1448,7 +1448,7 @@ def _histogram_checks(run: RunFolder, usable: dict[str, float], rtol: float) -> 
                 if not lo <= e <= hi:
                     diffs.append(f"{ga}/{gb} false matches: stored {e}, histograms bracket [{lo}, {hi}]")
         checks.append(_result(f"cross_group_fmr[{attr}] (histograms)", diffs, "counts consistent with the bins"))
-    _, dets = _eer_table(scores)
+    _, dets = eer_table(scores)
     return checks, scores, dets
 
 

@@ -308,7 +308,7 @@ def run_ties(n_rows: int) -> dict:
 
     import pandas as pd
 
-    import bench.run_streaming as rs
+    import bench.run as rs
     from bench.data.manifest import Manifest
     from bench.run import Protocol
 
@@ -324,10 +324,10 @@ def run_ties(n_rows: int) -> dict:
     def go():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return rs.evaluate_streamed(manifest, emb, np.full(n_rows, None, dtype=object), None,
+            return rs.evaluate_acquired(manifest, emb, np.full(n_rows, None, dtype=object), None,
                                         {"name": "ties", "metric": "euclidean", "nominal_threshold": None}, ["g"], labels,
                                         Protocol(target_fmrs=[1e-3], bootstrap_replicates=100),
-                                        engine_info={"engine": "stream"}, timings={})
+                                        engine="stream")
 
     res, wall, cpu, extra, peak = timed(go)
     t = res.thresholds[0]
