@@ -378,7 +378,7 @@ def _protocol_object(protocol_cfg: dict) -> Any:
     ``Protocol`` is this package's own dataclass, chosen here, not by the folder; the folder
     supplies plain values only, which the dataclass validates.
     """
-    from bench.run import Protocol
+    from bench.protocol.verification import Protocol
 
     try:
         return Protocol(**protocol_cfg)
@@ -396,7 +396,7 @@ def _primary(stored: list[dict], usable: dict[str, float]) -> str | None:
 
 
 def _expected_threshold_names(model: dict, protocol: dict) -> list[str]:
-    from bench.run import fmr_threshold_name
+    from bench.protocol.verification import fmr_threshold_name
 
     names = []
     if protocol.get("use_nominal_threshold", True) and model.get("nominal_threshold") is not None:

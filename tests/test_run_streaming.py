@@ -112,9 +112,9 @@ def test_stream_equals_table_with_several_attributes_and_intersection():
 
 def test_binned_mode_within_one_bin_width(monkeypatch):
     """Tiny tail and no exact mode: thresholds fall back to bin edges, EER is binned."""
-    monkeypatch.setattr(stream_store, "_TAIL_MIN", 64)
-    monkeypatch.setattr(stream_store, "_TAIL_FACTOR", 0)
-    monkeypatch.setattr(stream_store, "_KEEP_SCORES_LIMIT", 0)
+    monkeypatch.setattr(stream_store, "TAIL_MIN", 64)
+    monkeypatch.setattr(stream_store, "TAIL_FACTOR", 0)
+    monkeypatch.setattr(stream_store, "KEEP_SCORES_LIMIT", 0)
     table, stream = _run(ONE_ATTRIBUTE, "table"), _run(ONE_ATTRIBUTE, "stream")
     w = stream.engine_info["histogram"]["bin_width"]
     assert not stream.engine_info["histogram"]["exact_mode"]
@@ -138,8 +138,8 @@ def test_binned_mode_within_one_bin_width(monkeypatch):
 
 def test_external_threshold_is_an_exact_extra_edge(monkeypatch):
     """A fixed threshold below the retained tail: rates exact from the extra edge, no bootstrap interval."""
-    monkeypatch.setattr(stream_store, "_TAIL_MIN", 64)
-    monkeypatch.setattr(stream_store, "_KEEP_SCORES_LIMIT", 0)
+    monkeypatch.setattr(stream_store, "TAIL_MIN", 64)
+    monkeypatch.setattr(stream_store, "KEEP_SCORES_LIMIT", 0)
     ext = {"ext": 0.3141592653589793}
     table, stream = _run(ONE_ATTRIBUTE, "table", external_thresholds=ext), _run(ONE_ATTRIBUTE, "stream", external_thresholds=ext)
     assert stream.engine_info["histogram"]["extra_edges"] == [ext["ext"]]
@@ -200,7 +200,7 @@ def _mixed_label_run(bootstrap: int | None, metric: str = "cosine"):
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_image_level_labels_pool_image_cells_and_refuse_the_bootstrap(monkeypatch, metric):
-    monkeypatch.setattr(stream_store, "_KEEP_SCORES_LIMIT", 0)  # binned: the threshold is a bin edge, not a (float32) score
+    monkeypatch.setattr(stream_store, "KEEP_SCORES_LIMIT", 0)  # binned: the threshold is a bin edge, not a (float32) score
     result, comp = _mixed_label_run(None, metric)
     h = result.stream.histogram
     assert h.counts(mated=False)[[0, -1]].sum() == 0  # nothing outside the stated score range

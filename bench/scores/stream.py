@@ -73,7 +73,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -82,15 +81,17 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from bench.data.manifest import Manifest
-from bench.errors import ConfigError, DataError, InsufficientDataError, ScoreSanityWarning
+from bench.errors import ConfigError, InsufficientDataError
 from bench.metrics.bootstrap import BootstrapReplicates, bootstrap_group_rates
 from bench.metrics.groups import ALL_GROUP, CROSS_GROUP_COLUMNS, PER_GROUP_COLUMNS, _flag
 from bench.metrics.histogram import ScoreHistogram, SubjectAggregates
 from bench.metrics.intervals import clopper_pearson_interval, wilson_interval, zero_error_upper_bound
 from bench.metrics.rates import ThresholdAtFMR, _supports
 
-__all__ = ["STREAM_BINS", "StreamedScores", "HistogramStore", "HISTOGRAM_FILE", "eer_table", "triu_cells"]
+__all__ = [
+    "STREAM_BINS", "STREAM_BLOCK", "StreamedScores", "HistogramStore", "HISTOGRAM_FILE", "eer_table", "triu_cells", "joint_groups",
+    "score_range", "hist_mean", "TAIL_MIN", "TAIL_MAX", "TAIL_FACTOR", "KEEP_SCORES_LIMIT",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +100,14 @@ STREAM_BINS = 1 << 16
 #: Result file of a streamed run's histograms (git-ignored, like scores.parquet).
 HISTOGRAM_FILE = "histograms.npz"
 #: Bounds on the retained non-mated tail (entries of 16 bytes, twice that transiently).
-_TAIL_MIN = 1 << 16
-_TAIL_MAX = 1 << 24
+TAIL_MIN = 1 << 16
+TAIL_MAX = 1 << 24
 #: Retained tail per allowed false match of the largest target FMR (room for the bootstrap).
-_TAIL_FACTOR = 4
+TAIL_FACTOR = 4
 #: Runs with at most this many comparisons keep their raw scores (histogram exact mode: exact EER/DET).
-_KEEP_SCORES_LIMIT = 1_000_000
+KEEP_SCORES_LIMIT = 1_000_000
 #: Rows/columns per scored block (3 x 4 x 4096^2 bytes = 200 MB of work arrays).
-_BLOCK = 4096
+STREAM_BLOCK = 4096
 
 
 # ----------------------------------------------------------------------------- cells
@@ -193,7 +194,7 @@ class StreamedScores:
         return out
 
 
-def _joint_groups(labels: pd.DataFrame, attributes: list[str]) -> tuple[list[tuple[str, ...]], NDArray[np.int64]]:
+def joint_groups(labels: pd.DataFrame, attributes: list[str]) -> tuple[list[tuple[str, ...]], NDArray[np.int64]]:
     """Sorted joint label tuples and the code of every row."""
     frame = labels[attributes].astype(str).reset_index(drop=True)
     grouped = frame.groupby(attributes, sort=True)
@@ -397,7 +398,7 @@ def _bootstrap(
 
 
 # ----------------------------------------------------------------------------- thresholds
-def _hist_mean(hist: ScoreHistogram, mated: bool) -> float:
+def hist_mean(hist: ScoreHistogram, mated: bool) -> float:
     """Mean score of a class from bin midpoints (under/overflow at the range ends): within w/2 in range."""
     c = hist.counts(mated=mated)
     if not c.sum():
@@ -407,7 +408,7 @@ def _hist_mean(hist: ScoreHistogram, mated: bool) -> float:
     return float((c * mid).sum() / c.sum())
 
 
-def _score_range(emb: NDArray, metric: str) -> tuple[float, float]:
+def score_range(emb: NDArray, metric: str) -> tuple[float, float]:
     """Histogram range ``[lo, hi)`` holding every possible score strictly inside.
 
     The largest possible score (1 for cosine, 0 for negated distance: identical images)
@@ -427,7 +428,7 @@ def _score_range(emb: NDArray, metric: str) -> tuple[float, float]:
 class HistogramStore:
     """Score store of a streamed run (module docstring): histograms, exact tail, subject aggregates.
 
-    Built by :meth:`from_embeddings`; implements :class:`bench.scores.store.ScoreStore`.
+    Filled by :func:`bench.protocol.verification.histogram_store`; implements :class:`bench.scores.store.ScoreStore`.
 
     Attributes
     ----------
@@ -464,97 +465,6 @@ class HistogramStore:
     def histogram(self) -> ScoreHistogram:
         """The run's :class:`ScoreHistogram`."""
         return self.scores.histogram
-
-    @classmethod
-    def from_embeddings(cls, manifest: Manifest, emb: NDArray, acquired: NDArray[np.bool_], labels: pd.DataFrame,
-                        attributes: list[str], model_info: dict, protocol: Any, *, n_bins: int = STREAM_BINS,
-                        block_size: int = _BLOCK) -> HistogramStore:
-        """Score every unordered pair of acquired images once, in blocks, into the store.
-
-        Parameters
-        ----------
-        manifest : Manifest
-            The dataset's images (all of them, failures to acquire included).
-        emb : numpy.ndarray
-            Shape (n_images, d): embeddings (rows of failed images are ignored).
-        acquired : numpy.ndarray
-            Shape (n_images,) bool.
-        labels : pandas.DataFrame
-            Shape (n_images, n_attributes): group label per image.
-        attributes : list of str
-            Reported attributes (intersections included).
-        model_info : dict
-            Model provenance (``metric``, ``nominal_threshold``, ...).
-        protocol : bench.run.Protocol
-            Read: ``target_fmrs`` (tail size), ``use_nominal_threshold`` and
-            ``external_thresholds`` (extra bin edges), ``bootstrap_replicates``.
-        n_bins : int, default 65536
-            Requested uniform histogram bins (bin width ``2**-15`` for cosine).
-        block_size : int, default 4096
-            Rows/columns per scored block.
-
-        Raises
-        ------
-        ConfigError
-            Bootstrap requested while a subject's labels vary between images.
-        DataError
-            No non-mated comparison.
-        """
-        from bench.protocol.streaming import score_all_vs_all  # torch
-
-        ok = acquired
-        subj_str = manifest.table["subject_id"][ok].astype(str).to_numpy(dtype=object)
-        lab_ok = labels[ok].reset_index(drop=True)
-        subject_ids, subj_code = np.unique(subj_str, return_inverse=True)
-        subj_code = subj_code.reshape(-1).astype(np.int64)
-        S, n = subject_ids.size, subj_code.size
-        joint, img_group = _joint_groups(lab_ok, attributes)
-        G = len(joint)
-        pairs = np.unique(subj_code * G + img_group)
-        per_subject_labels = pairs.size == S
-        subject_group = np.zeros(S, dtype=np.intp)
-        subject_group[pairs // G] = pairs % G
-        m = np.bincount(subj_code, minlength=S).astype(np.int64)
-        n_mated = int((m * (m - 1) // 2).sum())
-        n_nonmated = n * (n - 1) // 2 - n_mated
-        if n_nonmated == 0:
-            raise DataError(f"dataset {manifest.name!r}: no non-mated comparisons (only one subject acquired)")
-        if protocol.bootstrap_replicates and not per_subject_labels:
-            raise ConfigError(
-                f"dataset {manifest.name!r}: the labels of some subjects differ between their images (attributes {attributes}); "
-                "the streaming engine's subject bootstrap needs one group per subject: set protocol.bootstrap_replicates: null, "
-                "or protocol.engine: table"
-            )
-
-        fixed_values = []
-        if protocol.use_nominal_threshold and model_info.get("nominal_threshold") is not None:
-            fixed_values.append(float(model_info["nominal_threshold"]))
-        fixed_values += [float(v) for v in (protocol.external_thresholds or {}).values()]
-        a_cell, b_cell, cell_index = triu_cells(G)
-        lo, hi = _score_range(emb[ok], model_info["metric"])
-        hist = ScoreHistogram(a_cell.size, lo=lo, hi=hi, n_bins=int(n_bins), extra_edges=fixed_values,
-                              cell_labels=[(joint[i], joint[j]) for i, j in zip(a_cell, b_cell)],
-                              keep_scores_limit=_KEEP_SCORES_LIMIT, threads=max(1, min(4, os.cpu_count() or 1)))
-        f_max = max((float(f) for f in protocol.target_fmrs), default=0.0)
-        tail_size = int(min(_TAIL_MAX, _TAIL_MIN + math.ceil(_TAIL_FACTOR * f_max * n_nonmated)))
-        agg = SubjectAggregates(subject_group, m, group_labels=joint, tail_size=tail_size) if per_subject_labels else None
-        x = emb[ok].astype(np.float64)
-        if model_info["metric"] == "cosine":  # as bench.protocol.scoring.pair_scores
-            x = x / np.linalg.norm(x, axis=1, keepdims=True)
-        stats = score_all_vs_all(x.astype(np.float32), subj_code, img_group, hist, metric=model_info["metric"],
-                                 aggregates=agg, cell_map=cell_index, block_size=int(block_size))
-        if stats.n_mated != n_mated or stats.n_nonmated != n_nonmated:  # pragma: no cover - engine invariant
-            raise DataError(f"streaming engine scored {stats.n_mated}/{stats.n_nonmated} comparisons, expected {n_mated}/{n_nonmated}")
-        if n_mated:
-            m_mean, nm_mean = _hist_mean(hist, True), _hist_mean(hist, False)
-            if m_mean <= nm_mean:
-                warnings.warn(f"mean mated score {m_mean:.6g} <= mean non-mated score {nm_mean:.6g} (from the histogram): the scores "
-                              "look like distances or the mated labels are wrong; fvbench expects similarities", ScoreSanityWarning,
-                              stacklevel=2)
-        scoring = {"comparisons": stats.n_comparisons, "blocks": stats.n_blocks, "block_size": int(block_size), "device": stats.device}
-        return cls(StreamedScores(hist, list(attributes), joint), agg, subject_ids=subject_ids, subject_group=subject_group,
-                   images_per_subject=m, subject_code=subj_code, image_labels=lab_ok, n_mated=n_mated, n_nonmated=n_nonmated,
-                   scoring=scoring)
 
     # -- thresholds
     def calibration(self, calibration_group: dict | None) -> tuple[Callable[[float], ThresholdAtFMR], str]:

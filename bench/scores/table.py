@@ -8,7 +8,8 @@ DET are computed from all scores, the subject bootstrap resamples the rows
 (:mod:`bench.metrics.bootstrap`).
 
 :class:`TableStore` implements :class:`bench.scores.store.ScoreStore`; the streamed
-counterpart is :class:`bench.scores.stream.HistogramStore`.
+counterpart is :class:`bench.scores.stream.HistogramStore`. The store is filled by the
+verification protocol (:func:`bench.protocol.verification.score_into_store`).
 """
 
 from __future__ import annotations
@@ -19,19 +20,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from bench.data.manifest import Manifest
-from bench.errors import ConfigError, DataError, InsufficientDataError
+from bench.errors import ConfigError, InsufficientDataError
 from bench.metrics.bootstrap import BootstrapReplicates, bootstrap_overall_rates, bootstrap_replicates
 from bench.metrics.groups import cross_group_fmr, per_group_rates
-from bench.metrics.rates import ThresholdAtFMR, det_curve, equal_error_rate, score_sanity_check, threshold_at_fmr
-from bench.protocol.pairs import all_pairs, comparison_table
-from bench.protocol.scoring import pair_scores, similarity_matrix
+from bench.metrics.rates import ThresholdAtFMR, det_curve, equal_error_rate, threshold_at_fmr
 
 __all__ = ["TableStore", "eer_table", "per_group_threshold_analysis"]
-
-#: Largest number of acquired images whose full similarity matrix is formed (<= 3.2 GB float64).
-_FULL_MATRIX_MAX = 20_000
-
 
 def eer_table(comp: pd.DataFrame, attributes: list[str]) -> tuple[pd.DataFrame, dict]:
     """EER and DET per (attribute, group) from the comparison table (``(all)``: every row).
@@ -138,44 +132,6 @@ class TableStore:
         mated = comparisons["mated"].to_numpy()
         self.n_mated = int(mated.sum())
         self.n_nonmated = int((~mated).sum())
-
-    @classmethod
-    def from_embeddings(cls, manifest: Manifest, emb: np.ndarray, acquired: np.ndarray, labels: pd.DataFrame,
-                        attributes: list[str], metric: str, *, max_nonmated: int | None, seed: int) -> TableStore:
-        """Score every mated pair and the (sampled) non-mated pairs of the acquired images.
-
-        Parameters
-        ----------
-        manifest : Manifest
-            All images (failures to acquire included).
-        emb : numpy.ndarray
-            Shape (n_images, d).
-        acquired : numpy.ndarray
-            Shape (n_images,) bool: images whose embedding exists.
-        labels : pandas.DataFrame
-            Shape (n_images, n_attributes).
-        attributes : list of str
-        metric : {"cosine", "euclidean"}
-        max_nonmated, seed : as ``protocol.max_nonmated`` / ``protocol.seed``.
-
-        Raises
-        ------
-        DataError
-            When there is no non-mated comparison.
-        """
-        table = manifest.table[acquired].reset_index(drop=True)
-        lab_ok = labels[acquired].reset_index(drop=True)
-        idx_a, idx_b, mated = all_pairs(table["subject_id"].astype(str).to_numpy(), max_nonmated=max_nonmated, seed=seed)
-        if acquired.sum() <= _FULL_MATRIX_MAX:
-            scores = similarity_matrix(emb[acquired], metric)[idx_a, idx_b]
-        else:
-            scores = pair_scores(emb[acquired], idx_a, idx_b, metric)
-        comp = comparison_table(table, lab_ok, idx_a, idx_b, mated, scores)
-        if not (~mated).any():
-            raise DataError(f"dataset {manifest.name!r}: no non-mated comparisons (only one subject acquired)")
-        if mated.any():
-            score_sanity_check(scores[mated], scores[~mated])
-        return cls(comp, attributes)
 
     # -- thresholds
     def calibration(self, calibration_group: dict | None) -> tuple[Callable[[float], ThresholdAtFMR], str]:
