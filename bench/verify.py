@@ -1331,7 +1331,7 @@ def _histogram_checks(run: RunFolder, usable: dict[str, float], rtol: float) -> 
     Returns the checks, the :class:`~bench.scores.stream.StreamedScores` (None if the file
     is unusable) and the DET curves per (attribute, group).
     """
-    from bench.metrics.histogram import ScoreHistogram
+    from bench.scores.histogram import ScoreHistogram
     from bench.scores.stream import StreamedScores, eer_table, triu_cells
 
     m = run.metrics

@@ -235,7 +235,7 @@ def test_cli_stream_smoke_writes_histograms(tmp_path):
     assert m["engine"]["engine"] == "stream" and m["engine"]["selected_by"] == "protocol.engine"
     assert m["engine"]["histogram"]["bin_width"] == 2.0**-15
     assert m["dataset"]["mated_comparisons"] + m["dataset"]["nonmated_comparisons"] == m["engine"]["comparisons"]
-    from bench.metrics.histogram import ScoreHistogram
+    from bench.scores.histogram import ScoreHistogram
 
     hist = ScoreHistogram.load(out / "histograms.npz")
     assert hist.n_comparisons(mated=False) == m["dataset"]["nonmated_comparisons"]

@@ -20,7 +20,7 @@ import pytest
 
 import bench.run as rs
 from bench.data.manifest import Manifest
-from bench.metrics.histogram import SubjectAggregates
+from bench.scores.subjects import SubjectAggregates
 from bench.run import Protocol
 
 

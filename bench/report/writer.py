@@ -19,7 +19,7 @@ Layout of ``results/<run_name>/`` (every file documented in README "Result files
   anyone recompute every metric without the model).
 - ``histograms.npz`` instead of ``scores.parquet`` for a run of the streaming engine
   (``metrics.json`` ``engine``): its score histograms (:meth:`ScoreHistogram.save
-  <bench.metrics.histogram.ScoreHistogram.save>`; git-ignored too).
+  <bench.scores.histogram.ScoreHistogram.save>`; git-ignored too).
 
 Privacy of small groups: the subjects of every group with fewer than
 ``min_group_subjects`` subjects (any reported attribute, intersections included)

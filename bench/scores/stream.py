@@ -7,9 +7,9 @@ comparisons); it implements :class:`bench.scores.store.ScoreStore` as
 :mod:`bench.run` reads both the same way. Every unordered pair of acquired images is scored once, in blocks
 (:func:`bench.protocol.streaming.score_all_vs_all`), straight into
 
-* a :class:`~bench.metrics.histogram.ScoreHistogram`: mated and non-mated counts in
+* a :class:`~bench.scores.histogram.ScoreHistogram`: mated and non-mated counts in
   fine fixed bins per cell (memory independent of the number of comparisons), and
-* :class:`~bench.metrics.histogram.SubjectAggregates`: every mated score with its
+* :class:`~bench.scores.subjects.SubjectAggregates`: every mated score with its
   subject and the exact top tail of the non-mated scores with their subject pairs.
 
 The run's :class:`~bench.run.RunResult` has the same tables as the table
@@ -84,7 +84,8 @@ from numpy.typing import NDArray
 from bench.errors import ConfigError, InsufficientDataError
 from bench.metrics.bootstrap import BootstrapReplicates, bootstrap_group_rates
 from bench.metrics.groups import ALL_GROUP, CROSS_GROUP_COLUMNS, PER_GROUP_COLUMNS, _flag
-from bench.metrics.histogram import ScoreHistogram, SubjectAggregates
+from bench.scores.histogram import ScoreHistogram
+from bench.scores.subjects import SubjectAggregates
 from bench.metrics.intervals import clopper_pearson_interval, wilson_interval, zero_error_upper_bound
 from bench.metrics.rates import ThresholdAtFMR, _supports
 
