@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.metrics.bootstrap import bootstrap_differentials
+from bench.metrics.bootstrap_differentials import bootstrap_differentials
 from bench.metrics.differentials import differential_summary
 
 __all__ = ["differentials_table"]

@@ -9,7 +9,7 @@ What is written once, against this interface (in :mod:`bench.run`): the threshol
 entries (nominal, external, target FMR with their §0 support and refusals), the
 per-attribute loop (FTA, rates, bootstrap intervals merged with the run's ``(all)``
 interval, generalized rates), differentials and their bootstrap intervals
-(:mod:`bench.metrics.differentials`, :func:`bench.metrics.bootstrap.bootstrap_differentials`,
+(:mod:`bench.metrics.differentials`, :func:`bench.metrics.bootstrap_differentials.bootstrap_differentials`,
 both reading :class:`~bench.metrics.bootstrap.BootstrapReplicates` whichever store drew
 them), the extreme-group tests, and the result's assembly.
 
