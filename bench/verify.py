@@ -73,10 +73,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench.errors import BenchError, DataError  # noqa: E402
-from bench.metrics.groups import cross_group_fmr, per_group_rates, validate_comparisons  # noqa: E402
+from bench.metrics.groups import validate_comparisons  # noqa: E402
+from bench.scores.table import TableStore  # noqa: E402
 from bench.verify_core import (  # noqa: E402
     CHECK_STATUSES, Check, VerifyReport, _compare_tables, _json_table, _listing, _result, _table_check, check_file_manifest,
-    check_weights, compare_png, folder_file, require,
+    check_weights, compare_png, folder_file,
 )
 from bench.verify_folder import (  # noqa: E402
     _CROSS_KEY, _DIFF_KEY, _EER_KEY, _EER_VALUES, _GEN_KEY, _GEN_RATES, _PER_GROUP_KEY, _RATE_COLUMNS, NEEDS_SCORES, RunFolder,
@@ -312,8 +313,10 @@ def verify_run(
         th_check, usable, recalibrate = _thresholds_from_scores(comp, m["thresholds"], m["model"], protocol_cfg, rtol)
         checks.append(th_check)
         checks.append(_scores_vs_counts(run, comp, small))
-        # per group (+ bootstrap)
-        from bench.metrics.bootstrap import bootstrap_group_rates, bootstrap_overall_rates, bootstrap_replicates, with_overall_rows
+        # per group (+ bootstrap), read through the score-store interface as the pipeline reads them
+        from bench.metrics.bootstrap import bootstrap_group_rates, with_overall_rows
+
+        store = TableStore(comp, attributes)
 
         stored_has_boot = "boot_low" in stored_pg.columns
         redraw = stored_has_boot and check_bootstrap and protocol is not None and bool(protocol.bootstrap_replicates) and bool(usable)
@@ -326,16 +329,14 @@ def verify_run(
         fta_stored = stored_pg[stored_pg["metric"] == "FTA"]
         overall = None  # the (all) interval, drawn once per run as the pipeline does
         if redraw:
-            overall = bootstrap_overall_rates(comp, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates), seed=int(protocol.seed),
-                                              confidence=confidence, recalibrate=recalibrate or None)
+            overall = store.bootstrap_overall(usable, recalibrate, int(protocol.bootstrap_replicates), int(protocol.seed), confidence)
         for attr in attributes:
             parts.append(_rows_from_counts(fta_stored[fta_stored["attribute"] == attr], confidence, {}))
             if not usable:
                 continue
-            rates = per_group_rates(comp, attribute=attr, thresholds=usable, confidence=confidence)
+            rates = store.group_rates(attr, usable, confidence)
             if redraw:
-                reps = bootstrap_replicates(comp, attribute=attr, thresholds=usable, n_replicates=int(protocol.bootstrap_replicates), seed=int(protocol.seed),
-                                            recalibrate=recalibrate or None)
+                reps = store.bootstrap(attr, usable, recalibrate, int(protocol.bootstrap_replicates), int(protocol.seed))
                 boot = with_overall_rows(bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=confidence, replicates=reps), overall)
                 rates = rates.merge(boot, on=_PER_GROUP_KEY, how="left")
                 reps_by_attr[attr] = reps
@@ -343,9 +344,7 @@ def verify_run(
             parts.append(rates)
         expected_pg = pd.concat(parts, ignore_index=True)
         eer = _suppress(_eer_rows(comp, attributes), small, _EER_VALUES, flag=False)
-        from bench.scores.table import eer_table
-
-        _, dets = eer_table(comp, attributes)
+        _, dets = store.eer_det()
         det_source = (dets, _typed(_json_table(m["eer"]), ["n_mated", "n_nonmated"]))
         from bench.report.plots import plot_score_distributions
 
@@ -415,7 +414,7 @@ def verify_run(
     for attr in attributes:
         name = f"cross_group_fmr[{attr}]"
         if run.scores is not None and primary is not None:
-            c = cross_group_fmr(run.scores, attribute=attr, threshold=usable[primary])
+            c = TableStore(run.scores, attributes).cross_group(attr, primary, usable[primary])
             c.insert(0, "threshold", usable[primary])
             c.insert(0, "threshold_name", primary)
             hide = c["group_a"].isin(small.get(attr, [])) | c["group_b"].isin(small.get(attr, []))

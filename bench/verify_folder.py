@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError, DataError
-from bench.metrics.groups import ALL_GROUP, cross_group_fmr
+from bench.metrics.groups import ALL_GROUP
 from bench.verify_core import (
     Bool, Check, Dict, Int, List, Number, OptInt, OptNumber, OptStr, Str, _MAX_LISTED, _compare_tables, _json_table, _result, check_model, check_weights, folder_file, read_csv, read_json, require, require_row_fields,
 )

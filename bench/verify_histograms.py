@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import BenchError
-from bench.metrics.groups import ALL_GROUP, cross_group_fmr
+from bench.metrics.groups import ALL_GROUP
 from bench.metrics.rates import _allowed_false_matches
 from bench.verify_core import (
     Check, _as_float, _result, _same_cell,

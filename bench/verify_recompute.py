@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError, InsufficientDataError
-from bench.metrics.groups import ALL_GROUP, cross_group_fmr
+from bench.metrics.groups import ALL_GROUP
 from bench.metrics.intervals import clopper_pearson_interval, wilson_interval, zero_error_upper_bound
 from bench.metrics.rates import _allowed_false_matches, _supports, _threshold_support, equal_error_rate, threshold_at_fmr
 from bench.verify_core import (
