@@ -99,8 +99,8 @@ def _dataclass_keys(cls: Any) -> set[str]:
 def _section_keys(app: str, section: str) -> set[str] | None:
     """Known keys directly under a top-level ``section`` (None: not checked statically)."""
     if section == "protocol":  # verification or identification (protocol.type); the dataclass refuses the other's keys
-        from bench.identification_run import IdentificationProtocol
-        from bench.run import Protocol
+        from bench.protocol.identification import IdentificationProtocol
+        from bench.protocol.verification import Protocol
 
         return _dataclass_keys(Protocol) | _dataclass_keys(IdentificationProtocol)
     if section == "sweep":
