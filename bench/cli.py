@@ -588,7 +588,9 @@ def main() -> None:
 
 def sweep_from_config(cfg: DictConfig) -> Path:
     """Run the acquisition-condition sweep of a composed ``sweep`` config (issue #5); return the result folder."""
-    from bench.sweep import SweepProtocol, make_sweeps, run_sweep, write_sweep
+    from bench.protocol.sweep_spec import SweepProtocol, make_sweeps
+    from bench.report.sweep import write_sweep
+    from bench.sweep import run_sweep
 
     check_config_name(cfg)  # first: resolving a bad name must not fail later with a traceback
     validate_config(cfg, "sweep")

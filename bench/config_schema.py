@@ -9,7 +9,7 @@ schema of known keys, derived from the sources of truth rather than written twic
   ``configs/sweep.yaml``) plus the config groups it composes;
 - ``protocol`` / ``sweep``: the fields of :class:`bench.run.Protocol` (and of
   :class:`bench.identification_run.IdentificationProtocol`, ``protocol.type:
-  identification``) / :class:`bench.sweep.SweepProtocol`;
+  identification``) / :class:`bench.protocol.sweep_spec.SweepProtocol`;
 - ``report``, ``paths``, and the top level of ``model`` and ``dataset``: the union of the
   keys of the files of that group in ``configs/``;
 - every node with a ``_target_`` (``model.embedder``, ``dataset.loader``, aligners,
@@ -104,7 +104,7 @@ def _section_keys(app: str, section: str) -> set[str] | None:
 
         return _dataclass_keys(Protocol) | _dataclass_keys(IdentificationProtocol)
     if section == "sweep":
-        from bench.sweep import SweepProtocol
+        from bench.protocol.sweep_spec import SweepProtocol
 
         return _dataclass_keys(SweepProtocol)
     if section in ("report", "paths", "model", "dataset", "detector"):
@@ -248,7 +248,7 @@ def validate_config(cfg: DictConfig, app: str = "fvbench") -> None:
         elif key == "detector":  # the detector= group (configs/detector/), also reached through model.embedder.aligner
             _check_target_node(value.get("detector"), "detector.detector")
         elif key == "sweep" and isinstance(value.get("geometry"), dict):
-            from bench.sweep import FaceGeometryLocator
+            from bench.acquisition.transforms import FaceGeometryLocator
 
             _check_target_node({"_target_": f"{FaceGeometryLocator.__module__}.{FaceGeometryLocator.__qualname__}", **value["geometry"]}, "sweep.geometry")
     if app == "sweep" and isinstance(plain.get("transforms"), dict):

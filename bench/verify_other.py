@@ -10,7 +10,7 @@ sweep (``sweep.json`` + ``sweep.csv``)
     count; the unperturbed run's counts equal ``counts`` and the calibrated thresholds'
     ``N``, ``k`` and achieved FMR (metrics-reference §0); model facts and weights against
     the shipped config and registry; ``report.md`` re-rendered by
-    :func:`bench.sweep.render_sweep_report` from ``sweep.json`` / ``sweep.csv``; every
+    :func:`bench.report.sweep.render_sweep_report` from ``sweep.json`` / ``sweep.csv``; every
     figure re-rendered by :func:`bench.report.sweep_plots.plot_sweep` from ``sweep.csv``
     and the transform's published name (looked up among this package's transform
     classes for its axis conventions) and compared.
@@ -76,7 +76,7 @@ def _files_check(folder: Path) -> Check:
 
 # ----------------------------------------------------------------------------- sweep
 def _verify_sweep(folder: Path, report: VerifyReport, rtol: float, weights: bool) -> None:
-    from bench.sweep import SWEEP_COLUMNS
+    from bench.protocol.sweep_spec import SWEEP_COLUMNS
 
     jpath = folder_file(folder, "sweep.json")
     doc = read_json(jpath, what="the sweep.json fvbench-sweep writes (a JSON object)")
@@ -238,7 +238,7 @@ def _sweep_figures(folder: Path, doc: dict, rows: pd.DataFrame, small: dict) -> 
 
 def _sweep_report(folder: Path, doc: dict, rows: pd.DataFrame, small: dict, min_subjects: int) -> Check:
     from bench.report.plots import safe_name
-    from bench.sweep import render_sweep_report
+    from bench.report.sweep import render_sweep_report
 
     try:
         stored = read_text(folder_file(folder, "report.md"), what="the report.md fvbench-sweep writes")

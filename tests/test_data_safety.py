@@ -437,7 +437,7 @@ def test_storage_error_names_path_and_reason():
 
 # ----------------------------------------------------------------------------- the sweep writer
 def test_sweep_writer_stages_and_swaps(tmp_path, monkeypatch):
-    import bench.sweep as sweep
+    import bench.report.sweep as sweep
 
     def files(names, fail=False):
         def write(result, out_dir, **kw):
