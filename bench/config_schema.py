@@ -16,7 +16,7 @@ schema of known keys, derived from the sources of truth rather than written twic
   transforms): the keyword parameters of the target's signature (targets outside
   ``bench.*`` are not looked at here; :func:`bench.cli.instantiate_bench` refuses them);
 - ``dataset.loader.groups.<group>`` of the synthetic population: the fields of
-  :class:`bench.data.synthetic.GroupSpec`.
+  :class:`bench.synthetic.generator.GroupSpec`.
 
 Free-form nodes (``dataset.calibration``, ``protocol.reference_groups`` ...) are not
 checked. Every refusal is a :class:`~bench.errors.ConfigError` whose one-line message
@@ -156,7 +156,7 @@ def _check_target_node(node: Any, path: str) -> None:
         for k in node:
             if k not in valid:
                 raise unknown_key(f"{path}.{k}", k, sorted(names), where=f"a parameter of {node['_target_']}")
-    from bench.data.synthetic import GroupSpec, SyntheticPopulation
+    from bench.synthetic.generator import GroupSpec, SyntheticPopulation
 
     for k, v in node.items():
         if k == "_target_":

@@ -20,7 +20,7 @@ calibration (``calibration.json``)
     dataset and weights hashes, the model and each fitted group's subjects, mated and
     non-mated counts equal that run's; refitting needs its ``scores.parquet`` (skipped).
 power (``power.json`` + ``power.csv``)
-    The ``required`` table equals :func:`bench.power.required_subjects` of ``power.csv``
+    The ``required`` table equals :func:`bench.synthetic.power.required_subjects` of ``power.csv``
     at the recorded target power; powers are probabilities.
 """
 
@@ -272,7 +272,7 @@ def _sweep_report(folder: Path, doc: dict, rows: pd.DataFrame, small: dict, min_
 
 # ----------------------------------------------------------------------------- calibration
 def _generator_threshold(score: float, score_map: dict) -> float:
-    """bench.calibrate's map: generator cosine = 1 - delta / scale; delta = score^2 (euclidean) or 1 - score (cosine)."""
+    """bench.synthetic.calibrate's map: generator cosine = 1 - delta / scale; delta = score^2 (euclidean) or 1 - score (cosine)."""
     delta = score * score if score_map.get("metric") == "euclidean" else 1.0 - score
     return 1.0 - delta / float(score_map["dissimilarity_scale"])
 
@@ -337,7 +337,7 @@ def _verify_calibration(folder: Path, report: VerifyReport, rtol: float) -> None
 
 # ----------------------------------------------------------------------------- power
 def _verify_power(folder: Path, report: VerifyReport, rtol: float) -> None:
-    from bench.power import METRICS, required_subjects
+    from bench.synthetic.power import METRICS, required_subjects
 
     jpath = folder_file(folder, "power.json")
     doc = read_json(jpath, what="the power.json fvbench-power writes (a JSON object)")

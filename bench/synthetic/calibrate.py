@@ -2,7 +2,7 @@
 
 ``fvbench-calibrate results/<run>`` reads the run's comparison scores
 (``scores.parquet``) and ``metrics.json``, fits the parameters of
-:class:`bench.data.synthetic.SyntheticPopulation` per demographic group, and writes a
+:class:`bench.synthetic.generator.SyntheticPopulation` per demographic group, and writes a
 dataset config (``configs/dataset/<name>.yaml``) plus a figure of fitted vs real
 score distributions. The synthetic population then stands in for "this model on
 this kind of population", at any size, with known ground truth.
@@ -29,7 +29,7 @@ Method
 2. **Fit.** Minimum-Wasserstein-distance estimation: for each group ``g``, the squared
    2-Wasserstein distance between the empirical distribution and the model's
    (estimated with common random numbers from the exact reduction of
-   :mod:`bench.synthetic_truth`, ``n_draws`` draws) is minimised --
+   :mod:`bench.synthetic.truth`, ``n_draws`` draws) is minimised --
    ``image_noise_g`` from the group's mated scores, then ``identity_spread_g`` from
    its same-group non-mated scores given ``image_noise_g``. The shared effective
    dimension ``dim`` and per-subject noise heterogeneity ``image_noise_sd`` minimise
@@ -65,10 +65,10 @@ import pandas as pd
 from scipy import optimize, special
 
 from bench.data.manifest import INTERSECTION_SEPARATOR
-from bench.data.synthetic import GroupSpec
+from bench.synthetic.generator import GroupSpec
 from bench.errors import BenchError, ConfigError, DataError
 from bench.report.provenance import scrub_paths
-from bench.synthetic_truth import ReducedDraws, mated_law, nonmated_law
+from bench.synthetic.truth import ReducedDraws, mated_law, nonmated_law
 
 __all__ = [
     "ScoreMap",
@@ -152,7 +152,7 @@ class GroupFit:
     fta_rate : float
         FTA rate of the group in the source run.
     identity_spread, image_noise : float
-        Fitted parameters (see :class:`bench.data.synthetic.GroupSpec`).
+        Fitted parameters (see :class:`bench.synthetic.generator.GroupSpec`).
     n_mated, n_nonmated : int
         Comparisons the fit used.
     w2_mated, w2_nonmated : float
@@ -610,7 +610,7 @@ def dataset_config(result: CalibrationResult, *, name: str, subjects_scale: floa
             "not_fitted": dict(result.excluded),
         },
         "loader": {
-            "_target_": "bench.data.synthetic.SyntheticPopulation",
+            "_target_": "bench.synthetic.generator.SyntheticPopulation",
             "name": name,
             "dim": result.dim,
             "seed": "${seed}",
@@ -618,7 +618,7 @@ def dataset_config(result: CalibrationResult, *, name: str, subjects_scale: floa
             "groups": result.population_groups(),
         },
         # generated embeddings of no real person: no licence restriction (protocol=identification checks this)
-        "permitted_uses": {"uses": ["verification_research", "identification_research"], "source": "synthetic (bench.data.synthetic)"},
+        "permitted_uses": {"uses": ["verification_research", "identification_research"], "source": "synthetic (bench.synthetic.generator)"},
     }
 
 
@@ -635,7 +635,7 @@ def write_dataset_config(result: CalibrationResult, path: str | Path, *, name: s
         f"# conditioning attributes fitted to the run's {result.attribute!r} groups (label_source = generator).\n"
         "# Scores are generator cosines; calibration.score_map translates the model's thresholds.\n"
         f"# Fitted: dim={result.dim} (effective), image_noise_sd={result.image_noise_sd:.3g}, per group identity_spread and\n"
-        "# image_noise (minimum 2-Wasserstein fit, bench/calibrate.py). subjects_scale multiplies every group.\n"
+        "# image_noise (minimum 2-Wasserstein fit, bench/synthetic/calibrate.py). subjects_scale multiplies every group.\n"
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -659,7 +659,7 @@ def plot_calibration(result: CalibrationResult, scores: pd.DataFrame, path: str 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from bench.synthetic_truth import group_truth
+    from bench.synthetic.truth import group_truth
 
     smap = result.score_map
     attr = result.attribute
@@ -752,7 +752,7 @@ def _threshold_lines(ax: Any, result: CalibrationResult) -> None:
 def _expected_cross_law(result: CalibrationResult, n: int, rng: np.random.Generator) -> Any:
     """Cross-group score law, pooled over group pairs (weights: subjects x subjects) and
     averaged over random centres (cosine of two random unit vectors in ``dim``)."""
-    from bench.synthetic_truth import ReducedDraws, ScoreLaw
+    from bench.synthetic.truth import ReducedDraws, ScoreLaw
 
     fits = list(result.groups.values())
     pairs = [(a, b) for i, a in enumerate(fits) for b in fits[i + 1 :]]

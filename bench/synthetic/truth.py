@@ -1,6 +1,6 @@
 """Ground truth of a synthetic population: the true FMR and FNMR per group at any threshold.
 
-The generator of :mod:`bench.data.synthetic` draws, per group ``g`` in dimension ``d``::
+The generator of :mod:`bench.synthetic.generator` draws, per group ``g`` in dimension ``d``::
 
     m_i  = normalize(c_g + s_g z_i),          s_g = identity_spread_g / sqrt(d)
     x_ij = normalize(m_i + a_i e_ij),         a_i = image_noise_g * exp(image_noise_sd_g * eta_i) / sqrt(d)
@@ -75,7 +75,7 @@ from scipy import special
 from bench.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bench.data.synthetic import GroupSpec, SyntheticPopulation
+    from bench.synthetic.generator import GroupSpec, SyntheticPopulation
 
 __all__ = [
     "ReducedDraws",
@@ -735,7 +735,7 @@ def bootstrap_coverage(
         Per ``group, threshold_name, metric``: ``true_rate, mean_estimate,
         mean_errors, coverage, replicates, zero_error_share, mean_width``.
     """
-    from bench.data.synthetic import GroupSpec, SyntheticPopulation
+    from bench.synthetic.generator import GroupSpec, SyntheticPopulation
     from bench.metrics.bootstrap import bootstrap_group_rates
 
     d = _check_dim(dim)
