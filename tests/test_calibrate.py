@@ -11,7 +11,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from bench.synthetic.calibrate import ScoreMap, calibrate, calibrate_main, plot_calibration, read_run
+from bench.synthetic.calibrate import ScoreMap, calibrate, read_run
+from bench.synthetic.calibrate_cli import calibrate_main
+from bench.synthetic.calibration_figure import plot_calibration
 from bench.cli import instantiate_bench
 from bench.synthetic.generator import SyntheticPopulation
 from bench.errors import ConfigError, DataError

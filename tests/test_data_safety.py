@@ -183,7 +183,7 @@ def _fake_calibration_run(folder_: Path, run_name: str) -> None:
     (["--figure-dir", ".."], "--figure-dir"),
 ])
 def test_calibrate_refuses_bad_names_before_fitting(tmp_path, capsys, args, expected):
-    from bench.synthetic.calibrate import calibrate_main
+    from bench.synthetic.calibrate_cli import calibrate_main
 
     _fake_calibration_run(tmp_path / "run", "ok_run")
     assert calibrate_main([str(tmp_path / "run"), "--output", str(tmp_path / "o.yaml"), *args]) == 2
@@ -194,7 +194,7 @@ def test_calibrate_refuses_bad_names_before_fitting(tmp_path, capsys, args, expe
 
 def test_calibrate_refuses_a_hostile_run_name_recorded_in_metrics_json(tmp_path, capsys, monkeypatch):
     """The default figure folder is results/calibration_<run_name>, and run_name comes from a file."""
-    from bench.synthetic.calibrate import calibrate_main
+    from bench.synthetic.calibrate_cli import calibrate_main
 
     monkeypatch.chdir(tmp_path)
     _fake_calibration_run(tmp_path / "run", "../../../victim")

@@ -778,3 +778,7 @@ def power_main(argv: Sequence[str] | None = None) -> int:
     print("  design effects (simulated): " + ", ".join(f"{m} {curve[f'deff_{m}'].median():.2f}" for m in METRICS))
     print(f"fvbench-power: wrote {out / 'power.csv'}, {out / 'power.json'} and {out / 'power.png'}")
     return 0
+
+
+if __name__ == "__main__":  # python -m bench.synthetic.power ...
+    sys.exit(power_main())
