@@ -27,7 +27,8 @@ from bench.config_schema import CONFIG_DIR as _SHIPPED_CONFIGS
 from bench.config_schema import check_hydra_targets, check_override_keys, validate_config
 from bench.errors import BenchError, ConfigError
 from bench.registry import check_target, resolve_factory
-from bench.report.folder import staged_folder, storage_error
+from bench.files import storage_error
+from bench.report.folder import staged_folder
 from bench.cli_output import check_config_name, check_multirun_names, prepare_output, published_config
 from bench.run import Protocol, evaluate
 

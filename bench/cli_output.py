@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench.config_schema import recorded_config
 from bench.errors import ConfigError
+from bench.files import storage_error
 from bench.report.folder import (
     check_raw_name,
     check_replace,
@@ -25,7 +26,6 @@ from bench.report.folder import (
     check_writable,
     recover_folder,
     result_folder,
-    storage_error,
 )
 from bench.report.provenance import recorded_config as machine_free_config
 from bench.report.provenance import scrub_paths

@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
+from bench.files import paths_as_references
 from bench.suggest import did_you_mean
 
 __all__ = [
@@ -384,23 +385,8 @@ def recorded_config(cfg: DictConfig | Mapping) -> dict:
     """
     plain = _resolve(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
     paths = dict(plain.get("paths") or {})
-    roots = sorted(
-        ((k, str(paths[k]).rstrip("/")) for k in RUNTIME_PATHS if isinstance(paths.get(k), str) and str(paths[k]).strip("/")),
-        key=lambda kv: -len(kv[1]),
-    )
-
-    def norm(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: norm(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [norm(x) for x in v]
-        if isinstance(v, str):
-            for k, root in roots:
-                if v == root or v.startswith(root + "/"):
-                    return "${paths." + k + "}" + v[len(root):]
-        return v
-
-    out = {k: norm(v) for k, v in plain.items() if k not in RUNTIME_KEYS and k != "paths"}
+    roots = {k: paths[k] for k in RUNTIME_PATHS if k in paths}
+    out = {k: paths_as_references(v, roots) for k, v in plain.items() if k not in RUNTIME_KEYS and k != "paths"}
     if "paths" in plain:
         out["paths"] = {k: v for k, v in paths.items() if k not in RUNTIME_PATHS}
     return out

@@ -25,6 +25,7 @@ from hydra import compose, initialize_config_dir
 import bench.report.folder as folder
 from bench.cli import run_from_config, sweep_from_config
 from bench.errors import ConfigError, StorageError
+from bench.files import storage_error
 from bench.report.folder import (
     RUN_NAME_MAX_CHARS,
     check_output_path,
@@ -431,7 +432,7 @@ def test_results_folder_that_is_a_file_is_refused_before_computing(tmp_path):
 
 
 def test_storage_error_names_path_and_reason():
-    err = folder.storage_error(OSError(errno.EROFS, "Read-only file system", "/data/x"), "the cache", "kept")
+    err = storage_error(OSError(errno.EROFS, "Read-only file system", "/data/x"), "the cache", "kept")
     assert str(err) == "cannot write the cache: '/data/x': Read-only file system (not writable: choose a writable location); kept"
 
 
