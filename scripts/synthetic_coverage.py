@@ -39,7 +39,8 @@ import pandas as pd
 import yaml
 
 from bench.synthetic.generator import GroupSpec, SyntheticPopulation
-from bench.synthetic.truth import bootstrap_coverage, group_truth
+from bench.synthetic.coverage import bootstrap_coverage
+from bench.synthetic.truth import group_truth
 
 REPO = Path(__file__).resolve().parents[1]
 
