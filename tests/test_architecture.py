@@ -211,13 +211,34 @@ def test_rule_examples_hold(low, high):
     assert names.index(low) < names.index(high)
 
 
-def test_no_import_from_a_lower_layer_to_a_higher_one():
-    _, edges = import_graph()
+def layer_breaks(edges: dict[str, set[str]]) -> list[str]:
+    """Every import from a module to one in a higher layer, as ``"a (layer) imports b (layer)"``."""
     bad = []
     for m, targets in sorted(edges.items()):
         for t in sorted(targets):
             if layer_of(t) > layer_of(m) and (m, t) not in KNOWN_LAYER_BREAKS:
                 bad.append(f"{m} ({LAYERS[layer_of(m)][0]}) imports {t} ({LAYERS[layer_of(t)][0]})")
+    return bad
+
+
+def test_layer_check_finds_planted_breaks(tmp_path):
+    """A lazy import of the report from metrics, and of a driver from the report, are both caught."""
+    pkg = tmp_path / "bench"
+    for d in ("metrics", "report"):
+        (pkg / d).mkdir(parents=True)
+        (pkg / d / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sweep.py").write_text("from bench.metrics import rates\n")
+    (pkg / "metrics" / "rates.py").write_text("def f():\n    from bench.report.plots import g\n")
+    (pkg / "report" / "plots.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from bench.sweep import X\n")
+    _, edges = import_graph(pkg)
+    assert layer_breaks(edges) == ["bench.metrics.rates (metrics) imports bench.report.plots (report)",
+                                   "bench.report.plots (report) imports bench.sweep (drivers)"]
+
+
+def test_no_import_from_a_lower_layer_to_a_higher_one():
+    _, edges = import_graph()
+    bad = layer_breaks(edges)
     assert not bad, "imports against the layer rule (docs/architecture.md):\n" + "\n".join(bad)
 
 
