@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("drivers", ("bench.run", "bench.run_streaming", "bench.identification_run", "bench.sweep", "bench.aggregate",
                  "bench.shard", "bench.multirun", "bench.verify", "bench.verify_core", "bench.verify_other",
                  "bench.verify_identification", "bench.verify_streaming", "bench.synthetic")),
-    ("cli", ("bench.cli", "bench.cli_output", "bench.identification_cli", "bench.config_schema", "bench.__main__",
+    ("cli", ("bench.cli", "bench.cli_output", "bench.identification_cli", "bench.config_schema", "bench.__main__", "bench.download",
              "bench.synthetic.calibrate_cli")),
 ]
 
