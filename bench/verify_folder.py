@@ -347,9 +347,9 @@ _MAX_SYNTHETIC_VALUES = 5e7
 def _dataset_loaders() -> dict[str, Any]:
     """The dataset loaders verify may call, keyed by their recorded ``_target_`` string (plain lookup, no import by name)."""
     from bench.data.frl_london import load_frl_london
-    from bench.data.synthetic import SyntheticPopulation
+    from bench.synthetic.generator import SyntheticPopulation
 
-    return {"bench.data.frl_london.load_frl_london": load_frl_london, "bench.data.synthetic.SyntheticPopulation": SyntheticPopulation}
+    return {"bench.data.frl_london.load_frl_london": load_frl_london, "bench.synthetic.generator.SyntheticPopulation": SyntheticPopulation}
 
 
 def _plain(value: Any) -> bool:

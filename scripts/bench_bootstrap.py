@@ -2,7 +2,7 @@
 """Time the subject-level bootstrap (``bench.metrics.bootstrap``) on large comparison tables.
 
 Cases (each built the way ``bench.run.evaluate`` builds its table: seeded
-:class:`bench.data.synthetic.SyntheticPopulation`, simulated failures to acquire
+:class:`bench.synthetic.generator.SyntheticPopulation`, simulated failures to acquire
 dropped, ``all_pairs`` + ``similarity_matrix`` (cosine) + ``comparison_table``):
 
 ``demo``  -- the default ``fvbench`` population of commit 5fd38f5 (4 groups x 200
@@ -43,7 +43,7 @@ import time
 
 import numpy as np
 
-from bench.data.synthetic import SyntheticPopulation
+from bench.synthetic.generator import SyntheticPopulation
 from bench.metrics import bootstrap as bs
 from bench.metrics import bootstrap_design as bsd
 from bench.metrics.rates import _allowed_false_matches, threshold_at_fmr

@@ -24,7 +24,7 @@ import pytest
 import bench.run as rs
 import bench.scores.stream as stream_store
 from bench.data.manifest import Manifest
-from bench.data.synthetic import SyntheticPopulation
+from bench.synthetic.generator import SyntheticPopulation
 from bench.errors import ConfigError
 from bench.metrics.groups import per_group_rates
 from bench.protocol.pairs import all_pairs, comparison_table
