@@ -105,6 +105,10 @@ class Protocol:
         (:mod:`bench.run_streaming`; memory independent of the number of
         comparisons). ``auto``: table up to ``table_max_comparisons`` comparisons,
         else stream.
+    pair_list : str or list of str or None
+        Pair-list protocol (docs/protocol.md §10): compare exactly the pairs listed in
+        this file (or files): fvbench ``pairs.csv.gz``, RFW ``<Race>_pairs.txt`` or a BFW
+        datatable (:mod:`bench.protocol.pair_list`). None: all pairs.
     table_max_comparisons : int
         Largest run (mated + non-mated comparisons) that ``engine: auto`` keeps in a
         table (default 5e6; measured at 1.96e7 on 2 cores: table engine 146 s and
@@ -128,8 +132,13 @@ class Protocol:
     per_group_thresholds: bool = False
     engine: str = "auto"
     table_max_comparisons: int = 5_000_000
+    pair_list: str | list[str] | None = None  # pair-list protocol (bench/protocol/pair_list.py): the comparisons of FILE(s)
 
     def __post_init__(self) -> None:
+        if self.pair_list is not None:  # pair-list protocol: bench/protocol/pair_list.py
+            from bench.protocol.pair_list import check_protocol_pair_list
+
+            object.__setattr__(self, "pair_list", check_protocol_pair_list(self.pair_list, self.engine, self.max_nonmated))
         if self.engine not in ENGINES:
             raise ConfigError(f"protocol.engine must be one of {list(ENGINES)}, got {self.engine!r}")
         limit = self.table_max_comparisons
@@ -247,6 +256,7 @@ class RunResult:
     mitigation: pd.DataFrame | None = None
     stream: Any = None
     withheld: dict = field(default_factory=lambda: {"min_group_subjects": 1, "subjects": 0, "images": 0, "groups": {}})
+    pairs: Any = None  # the run's pair design over manifest rows (bench.protocol.pair_list.PairDesign); table runs
 
     @property
     def primary_threshold(self) -> dict:
@@ -667,6 +677,11 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    listed = None
+    if protocol.pair_list is not None:  # pair-list protocol: parsed and checked before any embedding (bench/protocol/pair_list.py)
+        from bench.protocol.pair_list import load_for_dataset
+
+        listed = load_for_dataset(protocol.pair_list, dataset)
     manifest, emb, fta_reason, n_faces, model_info = _acquire(dataset, model, Path(cache_dir), progress)
     timings["acquire_embed_s"] = time.perf_counter() - t0
 
@@ -679,7 +694,14 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         labels = labels[keep].reset_index(drop=True)
         emb, fta_reason = emb[keep], np.asarray(fta_reason, dtype=object)[keep]
         n_faces = None if n_faces is None else np.asarray(n_faces)[keep]
-    result = _evaluate_population(manifest, emb, fta_reason, n_faces, model_info, attributes, labels, protocol, timings, progress)
+    pairs = None
+    if listed is not None:  # pair-list protocol: the listed pairs among the published images
+        from bench.protocol.pair_list import resolve_pairs
+
+        t = full.table
+        pairs = resolve_pairs(listed, t["path"].astype(str), t["subject_id"].astype(str), dataset=full.name, published=keep)
+    result = _evaluate_population(manifest, emb, fta_reason, n_faces, model_info, attributes, labels, protocol, timings, progress,
+                                  pairs=pairs)
     result.withheld = withheld
     # the dataset as given (inputs, not results): counts and hash of the whole manifest
     result.dataset_info.update({**full.summary(), "manifest_sha256": full.content_hash(),
@@ -690,8 +712,12 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
 
 def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.ndarray, n_faces: np.ndarray | None, model_info: dict,
                          attributes: list[str], labels: pd.DataFrame, protocol: Protocol, timings: dict,
-                         progress: bool = False) -> RunResult:
-    """:func:`evaluate` on the published population (acquisition done)."""
+                         progress: bool = False, pairs: Any = None) -> RunResult:
+    """:func:`evaluate` on the published population (acquisition done).
+
+    ``pairs`` (:class:`bench.protocol.pair_list.ResolvedPairs`, rows of ``manifest``) replaces
+    the all-pairs design with a pair list.
+    """
     ok = np.array([r is None for r in fta_reason], dtype=bool)
     if protocol.bootstrap_replicates:  # replicate counts per subject and attribute cells (bench.metrics.bootstrap)
         n_subj = int(manifest.table["subject_id"].nunique())
@@ -700,7 +726,11 @@ def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.nda
     if ok.sum() < 2:
         raise DataError(f"dataset {manifest.name!r}: only {int(ok.sum())} image(s) acquired; no comparison is possible")
 
-    engine_info = _choose_engine(manifest.table["subject_id"][ok].astype(str).to_numpy(), protocol)
+    if pairs is None:
+        engine_info = _choose_engine(manifest.table["subject_id"][ok].astype(str).to_numpy(), protocol)
+    else:  # pair-list protocol: the listed comparisons, always in a table (bench/protocol/pair_list.py)
+        engine_info = {"engine": "table", "selected_by": "protocol.pair_list", "comparisons": int(pairs.mated.size),
+                       "table_max_comparisons": protocol.table_max_comparisons}
     if engine_info["engine"] == "stream":
         from bench.run_streaming import evaluate_streamed  # torch only when streaming
 
@@ -710,7 +740,14 @@ def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.nda
     t1 = time.perf_counter()
     table = manifest.table[ok].reset_index(drop=True)
     lab_ok = labels[ok].reset_index(drop=True)
-    idx_a, idx_b, mated = all_pairs(table["subject_id"].astype(str).to_numpy(), max_nonmated=protocol.max_nonmated, seed=protocol.seed)
+    from bench.protocol.pair_list import PairDesign  # the design written as the run's pair list (pairs.csv.gz)
+
+    if pairs is None:
+        idx_a, idx_b, mated = all_pairs(table["subject_id"].astype(str).to_numpy(), max_nonmated=protocol.max_nonmated, seed=protocol.seed)
+        design = PairDesign.all_pairs(manifest.table["subject_id"].astype(str).to_numpy(), ok, protocol.max_nonmated, protocol.seed)
+    else:
+        design = PairDesign.from_list(pairs)
+        idx_a, idx_b, mated = design.acquired(ok)
     if ok.sum() <= 20_000:  # the full matrix fits comfortably (<= 3.2 GB float64)
         scores = similarity_matrix(emb[ok], model_info["metric"])[idx_a, idx_b]
     else:
@@ -748,7 +785,8 @@ def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.nda
             rates = rates.merge(boot, on=["attribute", "group", "threshold_name", "metric"], how="left")
         pg_attr = pd.concat([fta, rates], ignore_index=True)
         parts.append(pg_attr)
-        gen_parts.append(generalized_rates(pg_attr, labels[attr], manifest.table["subject_id"], ok, attribute=attr))
+        gen_parts.append(generalized_rates(pg_attr, labels[attr], manifest.table["subject_id"], ok, attribute=attr,
+                                           lost=design.lost_by_group(labels[attr], ok) if pairs is not None else None))
         diff_parts.append(_differentials(rates, attr, usable, protocol, reps))
     per_group = pd.concat(parts, ignore_index=True)
     per_group["reasons"] = per_group["reasons"].fillna("")
@@ -769,6 +807,8 @@ def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.nda
     }
     if n_faces is not None:
         dataset_info["images_with_several_faces"] = int((n_faces > 1).sum())
+    if pairs is not None:
+        dataset_info["pair_list"] = design.info(ok)  # pair-list protocol record (bench/protocol/pair_list.py)
     return RunResult(
         manifest=manifest,
         attributes=attributes,
@@ -789,6 +829,7 @@ def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.nda
         timings=timings,
         engine_info=engine_info,
         mitigation=per_group_threshold_analysis(comp, attributes, protocol.target_fmrs) if protocol.per_group_thresholds else None,
+        pairs=design,
     )
 
 
