@@ -185,12 +185,12 @@ def _open_text(path: Path) -> tuple[Iterator[str], "hashlib._Hash"]:
                     break
                 total += len(ln)
                 if total > MAX_TEXT_BYTES:
-                    raise DataError(f"{path.name}: more than {MAX_TEXT_BYTES:,} bytes of text; a pair list is expected to be smaller")
+                    raise DataError(f"{str(path)}: more than {MAX_TEXT_BYTES:,} bytes of text; a pair list is expected to be smaller")
                 yield ln
         except UnicodeDecodeError as err:
-            raise DataError(f"{path.name}: not UTF-8 text ({err.reason} at byte {err.start}); expected a pair list") from None
+            raise DataError(f"{str(path)}: not UTF-8 text ({err.reason} at byte {err.start}); expected a pair list") from None
         except (OSError, EOFError, gzip.BadGzipFile) as err:
-            raise DataError(f"{path.name}: unreadable or truncated ({err}); expected a pair list (.csv, .txt, or .gz of one)") from None
+            raise DataError(f"{str(path)}: unreadable or truncated ({err}); expected a pair list (.csv, .txt, or .gz of one)") from None
         finally:
             while raw.read(1 << 20):  # hash the whole file even if text stopped early
                 pass
@@ -227,7 +227,7 @@ def _detect(first: str, name: str) -> str:
     cols = [c.strip() for c in next(csv.reader([s]))]
     if {"p1", "p2", "label"} <= set(cols):
         return "bfw"
-    if "\t" in s or _RFW_NAME.match(name):
+    if "\t" in s or _RFW_NAME.match(Path(name).name):
         return "rfw"
     raise DataError(
         f"{name}:1: unrecognised pair list; expected the fvbench header {PAIR_LIST_HEADER!r}, a BFW datatable header "
@@ -260,7 +260,7 @@ def _parse_fvbench(lines: Iterator[str], name: str, first: str, out: list, comme
 
 
 def _parse_rfw(lines: Iterator[str], name: str, first: str, out: list) -> None:
-    m = _RFW_NAME.match(name)
+    m = _RFW_NAME.match(Path(name).name)
     if not m:
         raise DataError(f"{name}: an RFW pair list must be named '<Race>_pairs.txt' (the race subset folder); got {name!r}")
     race = m.group(1)
@@ -272,15 +272,15 @@ def _parse_rfw(lines: Iterator[str], name: str, first: str, out: list) -> None:
         if not s:
             continue
         f = s.split()
+        if len(f) not in (3, 4):
+            raise DataError(
+                f"{name}:{n}: expected 3 tab-separated fields (mated: id n1 n2) or 4 (non-mated: id1 n1 id2 n2), "
+                f"got {len(f)}: {s[:80]!r}")
         try:
             if len(f) == 3:
                 a, b, mated = rfw_image_key(race, f[0], int(f[1])), rfw_image_key(race, f[0], int(f[2])), True
-            elif len(f) == 4:
-                a, b, mated = rfw_image_key(race, f[0], int(f[1])), rfw_image_key(race, f[2], int(f[3])), False
             else:
-                raise DataError(
-                    f"{name}:{n}: expected 3 tab-separated fields (mated: id n1 n2) or 4 (non-mated: id1 n1 id2 n2), "
-                    f"got {len(f)}: {s[:80]!r}")
+                a, b, mated = rfw_image_key(race, f[0], int(f[1])), rfw_image_key(race, f[2], int(f[3])), False
         except ValueError:
             raise DataError(f"{name}:{n}: image numbers must be integers (id n1 n2 / id1 n1 id2 n2), got {s[:80]!r}") from None
         if any(int(x) < 0 for x in (f[1], f[2] if len(f) == 3 else f[3])):
@@ -357,8 +357,8 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
     names = []
     for fi, p in enumerate(paths):
         p = Path(str(p)).expanduser()
-        name = p.name
-        names.append(str(p))
+        name = str(p)  # messages name the file as given
+        names.append(name)
         lines, digest = _open_text(p)
         first = next(lines, "")
         while first and not first.strip():
