@@ -248,3 +248,13 @@ def test_withheld_subjects_never_appear_in_the_written_list(tmp_path):
     for name in TABLES:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
     assert not any(k.startswith("c/") for k in set(read_pair_list(again / PAIR_LIST_FILE).key_a))
+
+
+def test_report_pair_list_false_writes_no_list_and_removes_a_stale_one(tmp_path):
+    pop = _pop()
+    res = evaluate(pop, None, Protocol(target_fmrs=[0.05], bootstrap_replicates=None), cache_dir=tmp_path / "c", progress=False)
+    out = write_results(res, tmp_path / "o", run_name="o", config={}, min_group_subjects=1, figures=False)
+    assert (out / PAIR_LIST_FILE).is_file()
+    write_results(res, out, run_name="o", config={"report": {"pair_list": False}}, min_group_subjects=1, figures=False)
+    assert not (out / PAIR_LIST_FILE).exists()
+    assert "pair_list" not in json.loads((out / "metrics.json").read_text())["protocol"]

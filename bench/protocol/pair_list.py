@@ -677,12 +677,16 @@ class PairDesign:
         return out
 
 
-def write_run_pair_list(result: object, out_dir: Path, *, dataset_sha256: str | None = None) -> dict | None:
+def write_run_pair_list(result: object, out_dir: Path, *, enabled: bool = True) -> dict | None:
     """Write the run's design as :data:`PAIR_LIST_FILE` into its folder; return its record.
 
     Only published rows appear (subjects withheld as small groups are in no published file);
     keys are the manifest ``path`` column, relative to the dataset root. Nothing is written for
     a streamed run (every pair of the acquired images, no table) or a run without a design.
+
+    ``enabled=False`` (``report.pair_list: false``, e.g. when file names identify people)
+    writes nothing. A list left in ``out_dir`` by an earlier run is removed whenever none is
+    written (it would not describe these numbers).
 
     Returns
     -------
@@ -690,7 +694,10 @@ def write_run_pair_list(result: object, out_dir: Path, *, dataset_sha256: str | 
         ``{file, sha256, pairs, mated, nonmated, design}`` for ``metrics.json``.
     """
     design = getattr(result, "pairs", None)
-    if design is None or getattr(result, "comparisons", None) is None:
+    if not enabled or design is None or getattr(result, "comparisons", None) is None:
+        stale = Path(out_dir) / PAIR_LIST_FILE
+        if stale.is_file():
+            stale.unlink()
         return None
     a, b, m = design.arrays()
     keys = result.manifest.table["path"].astype(str).str.replace("\\", "/", regex=False).to_numpy(dtype=object)

@@ -21,8 +21,8 @@ CONSENT_NOTICES: dict[str, str | None] = {
     "web_collected_without_consent": (
         "The images of this dataset were collected from the web without the consent of the people shown. "
         "They are used here only to measure demographic differentials of error rates, as the field's standard bias "
-        "protocols do; no face, embedding or per-person result is published. Do not reuse these results to build or tune "
-        "systems that identify people."
+        "protocols (RFW, BFW) do. Do not reuse these results or the files of this folder to build or tune systems that "
+        "identify people."
     ),
     "unknown": "The consent status of the people in this dataset is not known; treat these results as derived from images "
                "whose subjects may not have consented.",
@@ -75,7 +75,7 @@ def pair_list_notice(metrics: dict) -> str | None:
         lost = info.get("lost_to_fta") or {}
         parts.append(
             f"Pair-list protocol: the comparisons are the {int(info.get('pairs_listed') or 0):,} pairs listed in "
-            f"{', '.join(info.get('files') or [])} ({', '.join(info.get('formats') or [])}); "
+            f"{', '.join(info.get('files') or [])} ({', '.join(sorted(set(info.get('formats') or [])))} format); "
             f"{int(info.get('pairs_withheld') or 0):,} touch withheld subjects and are left out; "
             f"{int(lost.get('mated') or 0):,} mated and {int(lost.get('nonmated') or 0):,} non-mated listed pairs touch an image "
             "that failed to acquire: not scored, counted in the generalized rates (docs/protocol.md §10).")

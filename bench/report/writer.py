@@ -314,7 +314,8 @@ def write_results(
     from bench.report.dataset_notice import consent_record, pair_list_protocol
 
     metrics["protocol"].update(pair_list_protocol(result))
-    written = write_run_pair_list(result, out_dir)  # pairs.csv.gz: rerun exactly these comparisons
+    want_list = ((config or {}).get("report") or {}).get("pair_list", True) if isinstance(config, dict) else True
+    written = write_run_pair_list(result, out_dir, enabled=bool(want_list))  # pairs.csv.gz: rerun exactly these comparisons
     if written:
         metrics["protocol"]["pair_list"] = written
     metrics["dataset"] = {**metrics["dataset"], **consent_record(config)}
