@@ -76,20 +76,22 @@ HEAD = "image_a,image_b,mated\n"
 @pytest.mark.parametrize("name, text, match", [
     ("p.csv", "image_a,image_b\n", r"p\.csv:1: unrecognised pair list"),
     ("p.csv", "# c\nimage_a;image_b;mated\n", r"p\.csv:2: expected the header"),
-    ("p.csv", HEAD + "a.jpg,b.jpg\n", r"p\.csv:2: expected 3 fields"),
+    ("p.csv", HEAD + "a.jpg,b.jpg\n", r"p\.csv:2: a field is empty or missing; expected 3 comma-separated fields"),
     ("p.csv", HEAD + "a.jpg,b.jpg,1\na.jpg,c.jpg,yes\n", r"p\.csv:3: mated must be 1 or 0, got 'yes'"),
     ("p.csv", HEAD + "/etc/passwd,b.jpg,0\n", r"p\.csv:2: image key '/etc/passwd' is absolute"),
     ("p.csv", HEAD + "../x.jpg,b.jpg,0\n", r"p\.csv:2: image key '\.\./x\.jpg' leaves the dataset root"),
     ("p.csv", HEAD + "a.jpg,b.jpg,1\nc.jpg,c.jpg,1\n", r"p\.csv:3: pair of image 'c\.jpg' with itself"),
     ("p.csv", HEAD + "a.jpg,b.jpg,1\nc.jpg,d.jpg,0\nb.jpg,a.jpg,1\n", r"p\.csv:4: pair \('b\.jpg', 'a\.jpg'\) repeats .*p\.csv:2"),
-    ("p.csv", HEAD + "a.jpg," + "b" * 5000 + ",1\n", r"p\.csv:2: line longer than 4096 characters"),
+    ("p.csv", HEAD + "a.jpg," + "b" * 5000 + ",1\n", r"p\.csv:2: image key longer than 4096 characters"),
+    ("African_pairs.txt", "m.1\t1\t2\n" + "x" * 5000 + "\n", r"African_pairs\.txt:2: line longer than 4096 characters"),
     ("p.csv", "", r"p\.csv: empty pair list"),
     ("p.csv", "# only a comment\n" + HEAD, r"p\.csv: no pairs"),
-    ("African_pairs.txt", "m.1\t1\t2\nm.1\tone\tm.2\t1\n", r"African_pairs\.txt:2: image numbers must be integers"),
+    ("African_pairs.txt", "m.1\t1\t2\nm.1\tone\tm.2\t1\n", r"African_pairs\.txt:2: image numbers must be non-negative integers"),
     ("African_pairs.txt", "m.1\t1\t2\t3\t4\n", r"African_pairs\.txt:1: expected 3 tab-separated fields .* got 5"),
     ("pairs.txt", "m.1\t1\t2\n", r"pairs\.txt: an RFW pair list must be named '<Race>_pairs\.txt'"),
+    ("p.csv", HEAD + "a.jpg,b.jpg,1\na.jpg,c.jpg,0,9\n", r"p\.csv:3: expected 3 comma-separated fields .* got 4"),
     ("bfw.csv", "p1,p2,label\na.jpg,b.jpg,2\n", r"bfw\.csv:2: label must be 1 \(mated\) or 0"),
-    ("bfw.csv", "p1,p2,label\na.jpg,b.jpg\n", r"bfw\.csv:2: expected 3 comma-separated fields"),
+    ("bfw.csv", "p1,p2,label\na.jpg,b.jpg\n", r"bfw\.csv:2: a field is empty or missing; expected 3 comma-separated fields"),
 ])
 def test_malformed_lists_are_refused_with_file_and_line(tmp_path, name, text, match):
     p = _write(tmp_path / name, text)
@@ -99,7 +101,7 @@ def test_malformed_lists_are_refused_with_file_and_line(tmp_path, name, text, ma
 
 def test_binary_truncated_and_missing_files_are_one_line_errors(tmp_path):
     (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(DataError, match=r"bin\.csv: not UTF-8 text"):
+    with pytest.raises(DataError, match=r"bin\.csv:1: not UTF-8 text"):
         read_pair_list(tmp_path / "bin.csv")
     whole = gzip.compress((HEAD + "a.jpg,b.jpg,1\n" * 1).encode() * 1)
     (tmp_path / "cut.csv.gz").write_bytes(whole[: len(whole) // 2])
@@ -112,7 +114,7 @@ def test_binary_truncated_and_missing_files_are_one_line_errors(tmp_path):
 def test_more_pairs_than_the_limit_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(pl_mod, "MAX_PAIRS", 3)
     p = _write(tmp_path / "p.csv", HEAD + "".join(f"a{i}.jpg,b{i}.jpg,0\n" for i in range(4)))
-    with pytest.raises(DataError, match=r"p\.csv: more than 3 pairs"):
+    with pytest.raises(DataError, match=r"p\.csv:5: more than 3 pairs"):
         read_pair_list(p)
 
 

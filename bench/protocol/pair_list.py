@@ -41,7 +41,7 @@ import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,8 +63,9 @@ PAIR_LIST_HEADER = "image_a,image_b,mated"
 FORMATS = ("fvbench", "rfw", "bfw")
 #: Longest accepted line (characters); RFW/BFW lines are under 300.
 MAX_LINE_CHARS = 4096
-#: Most pairs in one run's list (the table engine holds every comparison in memory).
-MAX_PAIRS = 200_000_000
+#: Most pairs in one run's list: the table engine holds every comparison in memory (about 1 kB
+#: per pair while parsing and scoring; 2e7 pairs is 4x the default table_max_comparisons).
+MAX_PAIRS = 20_000_000
 #: Most decompressed text read from one file (bytes): 16 GiB, above any real list.
 MAX_TEXT_BYTES = 16 * 2**30
 
@@ -150,53 +151,60 @@ class ResolvedPairs:
 
 
 # --------------------------------------------------------------------------- reading
-def _open_text(path: Path) -> tuple[Iterator[str], "hashlib._Hash"]:
-    """Lines of ``path`` (gzip by magic bytes), hashing the raw bytes and capping the text read."""
-    try:
-        raw = path.open("rb")
-    except FileNotFoundError:
-        raise ConfigError(f"protocol.pair_list: file not found: {str(path)!r}") from None
-    except OSError as err:
-        raise ConfigError(f"protocol.pair_list: cannot read {str(path)!r} ({err.strerror or err})") from None
-    digest = hashlib.sha256()
+class _Source(io.RawIOBase):
+    """The decompressed bytes of a pair-list file: hashes the raw file, caps the text read."""
 
-    class _Hashing(io.RawIOBase):
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, b):  # type: ignore[override]
-            n = raw.readinto(b)
-            if n:
-                digest.update(memoryview(b)[:n])
-            return n
-
-    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
-    src: io.BufferedIOBase = io.BufferedReader(_Hashing())
-    if head == b"\x1f\x8b":
-        src = gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[assignment]
-    text = io.TextIOWrapper(src, encoding="utf-8", errors="strict", newline="")
-
-    def lines() -> Iterator[str]:
-        total = 0
+    def __init__(self, path: Path) -> None:
         try:
-            while True:
-                ln = text.readline(MAX_LINE_CHARS + 2)
-                if not ln:
-                    break
-                total += len(ln)
-                if total > MAX_TEXT_BYTES:
-                    raise DataError(f"{str(path)}: more than {MAX_TEXT_BYTES:,} bytes of text; a pair list is expected to be smaller")
-                yield ln
-        except UnicodeDecodeError as err:
-            raise DataError(f"{str(path)}: not UTF-8 text ({err.reason} at byte {err.start}); expected a pair list") from None
-        except (OSError, EOFError, gzip.BadGzipFile) as err:
-            raise DataError(f"{str(path)}: unreadable or truncated ({err}); expected a pair list (.csv, .txt, or .gz of one)") from None
-        finally:
-            while raw.read(1 << 20):  # hash the whole file even if text stopped early
-                pass
-            raw.close()
+            self._raw = path.open("rb")
+        except FileNotFoundError:
+            raise ConfigError(f"protocol.pair_list: file not found: {str(path)!r}") from None
+        except OSError as err:
+            raise ConfigError(f"protocol.pair_list: cannot read {str(path)!r} ({err.strerror or err})") from None
+        self.path, self.digest, self.total = path, hashlib.sha256(), 0
+        hashing = io.BufferedReader(_Hashing(self._raw, self.digest))
+        self._src: io.BufferedIOBase = gzip.GzipFile(fileobj=hashing, mode="rb") if hashing.peek(2)[:2] == b"\x1f\x8b" else hashing  # type: ignore[assignment]
 
-    return lines(), digest
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b):  # type: ignore[override]
+        try:
+            n = self._src.readinto(b)
+        except (OSError, EOFError, gzip.BadGzipFile) as err:
+            raise DataError(f"{str(self.path)}: unreadable or truncated ({err}); expected a pair list (.csv, .txt, or .gz of one)") from None
+        self.total += n or 0
+        if self.total > MAX_TEXT_BYTES:
+            raise DataError(f"{str(self.path)}: more than {MAX_TEXT_BYTES:,} bytes of text; a pair list is expected to be smaller")
+        return n
+
+    def finish(self) -> str:
+        """Hash the rest of the raw file, close it, return its SHA-256."""
+        while self._raw.read(1 << 20):
+            pass
+        self._raw.close()
+        return self.digest.hexdigest()
+
+
+class _Hashing(io.RawIOBase):
+    def __init__(self, raw, digest) -> None:
+        self._raw, self._digest = raw, digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b):  # type: ignore[override]
+        n = self._raw.readinto(b)
+        if n:
+            self._digest.update(memoryview(b)[:n])
+        return n
+
+
+def _decode(raw: bytes, name: str, n: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{name}:{n}: not UTF-8 text ({err.reason}); expected a pair list") from None
 
 
 def _check_key(key: str, where: str) -> str:
@@ -206,6 +214,8 @@ def _check_key(key: str, where: str) -> str:
         raise DataError(f"{where}: empty image key; expected a path relative to the dataset root")
     if _CONTROL.search(k):
         raise DataError(f"{where}: image key {k!r} holds a control character; expected printable text")
+    if len(k) > MAX_LINE_CHARS:
+        raise DataError(f"{where}: image key longer than {MAX_LINE_CHARS} characters; expected a path relative to the dataset root")
     k = k.replace("\\", "/")
     p = PurePosixPath(k)
     if p.is_absolute() or re.match(r"^[A-Za-z]:", k):
@@ -224,7 +234,7 @@ def _detect(first: str, name: str) -> str:
     s = first.lstrip("\ufeff").strip()
     if s.startswith("#") or s.replace(" ", "") == PAIR_LIST_HEADER:
         return "fvbench"
-    cols = [c.strip() for c in next(csv.reader([s]))]
+    cols = [c.strip() for c in next(csv.reader([s]))] if s else []
     if {"p1", "p2", "label"} <= set(cols):
         return "bfw"
     if "\t" in s or _RFW_NAME.match(Path(name).name):
@@ -235,86 +245,119 @@ def _detect(first: str, name: str) -> str:
     )
 
 
-def _parse_fvbench(lines: Iterator[str], name: str, first: str, out: list, comments: list) -> None:
-    n = 1
-    ln = first
-    while ln.lstrip("\ufeff").startswith("#"):
+def _read_line(src: io.BufferedReader, name: str, n: int) -> str | None:
+    raw = src.readline(MAX_LINE_CHARS + 2)
+    if not raw:
+        return None
+    if len(raw) > MAX_LINE_CHARS and not raw.endswith(b"\n"):
+        raise DataError(f"{name}:{n}: line longer than {MAX_LINE_CHARS} characters; expected one pair per line")
+    return _decode(raw, name, n)
+
+
+def _csv_rows(src: io.BufferedReader, name: str, columns: list[str], start: int, what: str) -> pd.DataFrame:
+    """The CSV body after the header (C parser); ``line`` column = 1-based file line."""
+    try:
+        df = pd.read_csv(src, header=None, names=columns, dtype=str, keep_default_na=False, skip_blank_lines=False,
+                         encoding="utf-8", engine="c", na_filter=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in [*columns, "line"]})
+    except pd.errors.ParserError as err:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(err))
+        if m:
+            raise DataError(f"{name}:{start + int(m.group(2))}: expected {m.group(1)} comma-separated fields ({what}), "
+                            f"got {m.group(3)}") from None
+        raise DataError(f"{name}: not a CSV pair list ({str(err).splitlines()[-1][:120]}); expected {what}") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{name}: not UTF-8 text ({err.reason}); expected a pair list") from None
+    df["line"] = np.arange(len(df), dtype=np.int64) + start + 1
+    blank = (df[columns] == "").all(axis=1)
+    df = df[~blank]
+    short = (df[columns] == "").any(axis=1)
+    if short.any():
+        r = df[short].iloc[0]
+        raise DataError(f"{name}:{int(r['line'])}: a field is empty or missing; expected {len(columns)} comma-separated fields ({what})")
+    return df
+
+
+def _keys(col: pd.Series, lines: np.ndarray, name: str) -> np.ndarray:
+    """Checked, normalised keys of a column (each distinct key checked once)."""
+    codes, uniq = pd.factorize(col, sort=False)
+    checked = []
+    for j, k in enumerate(uniq):
+        try:
+            checked.append(_check_key(str(k), ""))
+        except DataError as err:
+            i = int(np.flatnonzero(codes == j)[0])
+            raise DataError(f"{name}:{int(lines[i])}{err}") from None
+    return np.asarray(checked, dtype=object)[codes]
+
+
+def _parse_fvbench(src: io.BufferedReader, name: str, first: str, n: int, comments: list) -> pd.DataFrame:
+    ln: str | None = first
+    while ln is not None and ln.lstrip("\ufeff").startswith("#"):
         comments.append(ln.lstrip("\ufeff").rstrip("\r\n"))
-        ln = next(lines, "")
         n += 1
-    if ln.strip().replace(" ", "") != PAIR_LIST_HEADER:
-        raise DataError(f"{name}:{n}: expected the header {PAIR_LIST_HEADER!r}, got {ln.strip()[:80]!r}")
-    for ln in lines:
-        n += 1
-        _line_length(ln, name, n)
-        s = ln.rstrip("\r\n")
-        if not s.strip():
-            continue
-        row = next(csv.reader([s]))
-        if len(row) != 3:
-            raise DataError(f"{name}:{n}: expected 3 fields image_a,image_b,mated, got {len(row)}: {s[:80]!r}")
-        m = row[2].strip().lower()
-        if m not in ("1", "0", "true", "false"):
-            raise DataError(f"{name}:{n}: mated must be 1 or 0, got {row[2][:20]!r}")
-        out.append((_check_key(row[0], f"{name}:{n}"), _check_key(row[1], f"{name}:{n}"), m in ("1", "true"), n))
+        ln = _read_line(src, name, n)
+    if ln is None or ln.strip().replace(" ", "") != PAIR_LIST_HEADER:
+        raise DataError(f"{name}:{n}: expected the header {PAIR_LIST_HEADER!r}, got {(ln or '').strip()[:80]!r}")
+    df = _csv_rows(src, name, ["image_a", "image_b", "mated"], n, PAIR_LIST_HEADER)
+    m = df["mated"].str.strip().str.lower()
+    bad = ~m.isin(["1", "0", "true", "false"])
+    if bad.any():
+        r = df[bad].iloc[0]
+        raise DataError(f"{name}:{int(r['line'])}: mated must be 1 or 0, got {r['mated'][:20]!r}")
+    lines = df["line"].to_numpy()
+    return pd.DataFrame({"a": _keys(df["image_a"], lines, name), "b": _keys(df["image_b"], lines, name),
+                         "m": m.isin(["1", "true"]).to_numpy(), "line": lines})
 
 
-def _parse_rfw(lines: Iterator[str], name: str, first: str, out: list) -> None:
+def _parse_bfw(src: io.BufferedReader, name: str, first: str) -> pd.DataFrame:
+    header = [c.strip() for c in next(csv.reader([first.lstrip("\ufeff").rstrip("\r\n")]))]
+    if len(set(header)) != len(header):
+        raise DataError(f"{name}:1: repeated column names in the header {header}")
+    df = _csv_rows(src, name, header, 1, f"{len(header)} fields as in the header")
+    lab = df["label"].str.strip()
+    bad = ~lab.isin(["0", "1", "0.0", "1.0"])
+    if bad.any():
+        r = df[bad].iloc[0]
+        raise DataError(f"{name}:{int(r['line'])}: label must be 1 (mated) or 0 (non-mated), got {r['label'][:20]!r}")
+    lines = df["line"].to_numpy()
+    return pd.DataFrame({"a": _keys(df["p1"], lines, name), "b": _keys(df["p2"], lines, name),
+                         "m": lab.str.startswith("1").to_numpy(), "line": lines})
+
+
+def _parse_rfw(src: io.BufferedReader, name: str, first: str, n: int) -> pd.DataFrame:
     m = _RFW_NAME.match(Path(name).name)
     if not m:
-        raise DataError(f"{name}: an RFW pair list must be named '<Race>_pairs.txt' (the race subset folder); got {name!r}")
+        raise DataError(f"{name}: an RFW pair list must be named '<Race>_pairs.txt' (the race subset folder); got {Path(name).name!r}")
     race = m.group(1)
-    n = 0
-    for ln in _chain(first, lines):
-        n += 1
-        _line_length(ln, name, n)
+    out = []
+    ln: str | None = first
+    while ln is not None:
         s = ln.strip()
-        if not s:
-            continue
-        f = s.split()
-        if len(f) not in (3, 4):
-            raise DataError(
-                f"{name}:{n}: expected 3 tab-separated fields (mated: id n1 n2) or 4 (non-mated: id1 n1 id2 n2), "
-                f"got {len(f)}: {s[:80]!r}")
-        try:
+        if s:
+            f = s.split()
+            if len(f) not in (3, 4):
+                raise DataError(
+                    f"{name}:{n}: expected 3 tab-separated fields (mated: id n1 n2) or 4 (non-mated: id1 n1 id2 n2), "
+                    f"got {len(f)}: {s[:80]!r}")
+            nums = (f[1], f[2]) if len(f) == 3 else (f[1], f[3])
+            if not all(x.isdigit() for x in nums):
+                raise DataError(f"{name}:{n}: image numbers must be non-negative integers (id n1 n2 / id1 n1 id2 n2), got {s[:80]!r}")
             if len(f) == 3:
                 a, b, mated = rfw_image_key(race, f[0], int(f[1])), rfw_image_key(race, f[0], int(f[2])), True
             else:
                 a, b, mated = rfw_image_key(race, f[0], int(f[1])), rfw_image_key(race, f[2], int(f[3])), False
-        except ValueError:
-            raise DataError(f"{name}:{n}: image numbers must be integers (id n1 n2 / id1 n1 id2 n2), got {s[:80]!r}") from None
-        if any(int(x) < 0 for x in (f[1], f[2] if len(f) == 3 else f[3])):
-            raise DataError(f"{name}:{n}: image numbers must be >= 0, got {s[:80]!r}")
-        out.append((_check_key(a, f"{name}:{n}"), _check_key(b, f"{name}:{n}"), mated, n))
-
-
-def _parse_bfw(lines: Iterator[str], name: str, first: str, out: list) -> None:
-    header = [c.strip() for c in next(csv.reader([first.lstrip("\ufeff").rstrip("\r\n")]))]
-    ia, ib, il = header.index("p1"), header.index("p2"), header.index("label")
-    n = 1
-    for ln in lines:
+            _room(len(out), name, n)
+            out.append((_check_key(a, f"{name}:{n}"), _check_key(b, f"{name}:{n}"), mated, n))
         n += 1
-        _line_length(ln, name, n)
-        s = ln.rstrip("\r\n")
-        if not s.strip():
-            continue
-        row = next(csv.reader([s]))
-        if len(row) != len(header):
-            raise DataError(f"{name}:{n}: expected {len(header)} comma-separated fields as in the header, got {len(row)}")
-        lab = row[il].strip()
-        if lab not in ("0", "1", "0.0", "1.0"):
-            raise DataError(f"{name}:{n}: label must be 1 (mated) or 0 (non-mated), got {lab[:20]!r}")
-        out.append((_check_key(row[ia], f"{name}:{n}"), _check_key(row[ib], f"{name}:{n}"), lab.startswith("1"), n))
+        ln = _read_line(src, name, n)
+    return pd.DataFrame(out, columns=["a", "b", "m", "line"])
 
 
-def _chain(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
-
-
-def _line_length(ln: str, name: str, n: int) -> None:
-    if len(ln) > MAX_LINE_CHARS:
-        raise DataError(f"{name}:{n}: line longer than {MAX_LINE_CHARS} characters; expected one pair per line")
+def _room(have: int, name: str, n: int) -> None:
+    if have >= MAX_PAIRS:
+        raise DataError(f"{name}:{n}: more than {MAX_PAIRS:,} pairs; a table-engine run cannot hold them (split the list)")
 
 
 def read_pair_list(path: str | Path, *, fmt: str = "auto") -> PairList:
@@ -352,42 +395,47 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
         raise ConfigError("protocol.pair_list: empty list of files")
     if fmt not in ("auto", *FORMATS):
         raise ConfigError(f"protocol.pair_list format must be one of {['auto', *FORMATS]}, got {fmt!r}")
-    rows: list[tuple[str, str, bool, int, int]] = []
+    parts: list[pd.DataFrame] = []
     formats, hashes, comments = [], [], []
     names = []
+    total = 0
     for fi, p in enumerate(paths):
         p = Path(str(p)).expanduser()
         name = str(p)  # messages name the file as given
         names.append(name)
-        lines, digest = _open_text(p)
-        first = next(lines, "")
-        while first and not first.strip():
-            first = next(lines, "")
-        if not first:
+        source = _Source(p)
+        src = io.BufferedReader(source, buffer_size=1 << 20)
+        n = 1
+        first = _read_line(src, name, n)
+        while first is not None and not first.strip():
+            n += 1
+            first = _read_line(src, name, n)
+        if first is None:
+            source.finish()
             raise DataError(f"{name}: empty pair list; expected at least one (image, image, mated) line")
         f = _detect(first, name) if fmt == "auto" else fmt
-        got: list = []
         if f == "fvbench":
-            _parse_fvbench(lines, name, first, got, comments)
+            got = _parse_fvbench(src, name, first, n, comments)
         elif f == "rfw":
-            _parse_rfw(lines, name, first, got)
+            got = _parse_rfw(src, name, first, n)
         else:
             if not {"p1", "p2", "label"} <= {c.strip() for c in next(csv.reader([first.strip()]))}:
-                raise DataError(f"{name}:1: a BFW datatable needs the columns p1, p2, label; got {first.strip()[:80]!r}")
-            _parse_bfw(lines, name, first, got)
-        for _ in lines:  # drain: the hash covers the whole file
-            pass
-        if not got:
+                raise DataError(f"{name}:{n}: a BFW datatable needs the columns p1, p2, label; got {first.strip()[:80]!r}")
+            got = _parse_bfw(src, name, first)
+        hashes.append(source.finish())
+        if got.empty:
             raise DataError(f"{name}: no pairs; expected at least one (image, image, mated) line")
-        rows.extend((a, b, m, n, fi) for a, b, m, n in got)
-        if len(rows) > MAX_PAIRS:
-            raise DataError(f"{name}: more than {MAX_PAIRS:,} pairs; a table-engine run cannot hold them (split the list)")
+        if total + len(got) > MAX_PAIRS:
+            _room(MAX_PAIRS, name, int(got["line"].iloc[MAX_PAIRS - total]))
+        total += len(got)
+        got["file"] = fi
+        parts.append(got)
         formats.append(f)
-        hashes.append(digest.hexdigest())
-    ka = np.array([r[0] for r in rows], dtype=object)
-    kb = np.array([r[1] for r in rows], dtype=object)
-    pl = PairList(key_a=ka, key_b=kb, mated=np.array([r[2] for r in rows], bool),
-                  file_index=np.array([r[4] for r in rows], np.int64), line=np.array([r[3] for r in rows], np.int64),
+    allp = pd.concat(parts, ignore_index=True)
+    ka = allp["a"].to_numpy(dtype=object)
+    kb = allp["b"].to_numpy(dtype=object)
+    pl = PairList(key_a=ka, key_b=kb, mated=allp["m"].to_numpy(dtype=bool),
+                  file_index=allp["file"].to_numpy(np.int64), line=allp["line"].to_numpy(np.int64),
                   files=tuple(names), formats=tuple(formats), sha256=tuple(hashes), comments=tuple(comments))
     same = np.flatnonzero(ka == kb)
     if same.size:
@@ -554,11 +602,15 @@ def write_pair_list(path: str | Path, keys_a: Sequence[str], keys_b: Sequence[st
     str
         SHA-256 of the written file.
     """
-    ka = pd.Series(np.asarray(keys_a, dtype=object)).astype(str)
-    kb = pd.Series(np.asarray(keys_b, dtype=object)).astype(str)
-    body = pd.DataFrame({"image_a": ka, "image_b": kb, "mated": np.asarray(mated, bool).astype(np.int8)})
+    ka = np.asarray([str(k) for k in keys_a] if not isinstance(keys_a, np.ndarray) else keys_a.astype(str), dtype=object)
+    kb = np.asarray([str(k) for k in keys_b] if not isinstance(keys_b, np.ndarray) else keys_b.astype(str), dtype=object)
+    m = np.asarray(mated, bool)
     head = "".join(f"# {_CONTROL.sub(' ', c)}\n" for c in comments)
-    text = head + body.to_csv(index=False, lineterminator="\n")
+    if any(ch in k for k in set(ka.tolist()) | set(kb.tolist()) for ch in ',"\r\n'):  # CSV quoting needed: the slow path
+        body = pd.DataFrame({"image_a": ka, "image_b": kb, "mated": m.astype(np.int8)}).to_csv(index=False, lineterminator="\n")
+    else:  # plain keys: one vectorised join (about 10x faster than DataFrame.to_csv for 10^6 pairs)
+        body = PAIR_LIST_HEADER + "\n" + "".join((ka + "," + kb + np.where(m, ",1\n", ",0\n").astype(object)).tolist())
+    text = head + body
     buf = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, mtime=0, compresslevel=6) as gz:
         gz.write(text.encode("utf-8"))
