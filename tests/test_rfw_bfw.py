@@ -161,7 +161,7 @@ def test_cli_uses_the_dataset_pair_list_before_any_embedding(tmp_path):
     with (root / "txts" / "Indian" / "Indian_pairs.txt").open("a") as f:
         f.write("m.in0\t1\tm.zz\t1\n")
     env = {**os.environ, "FVBENCH_CACHE": str(tmp_path / "cache")}
-    cmd = [sys.executable, "-m", "bench", "dataset=rfw", "model=sface", f"paths.data_dir={tmp_path}",
+    cmd = [sys.executable, "-m", "bench", "dataset=rfw", "model=generator", f"paths.data_dir={tmp_path}",
            f"paths.results_dir={tmp_path / 'res'}", f"hydra.run.dir={tmp_path / 'h'}", "progress=false"]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
