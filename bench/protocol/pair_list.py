@@ -66,8 +66,8 @@ MAX_LINE_CHARS = 4096
 #: Most pairs in one run's list: the table engine holds every comparison in memory (about 1 kB
 #: per pair while parsing and scoring; 2e7 pairs is 4x the default table_max_comparisons).
 MAX_PAIRS = 20_000_000
-#: Most decompressed text read from one file (bytes): 16 GiB, above any real list.
-MAX_TEXT_BYTES = 16 * 2**30
+#: Most decompressed text read from one file (bytes): 4 GiB, 40x the BFW v0.1.5 data table.
+MAX_TEXT_BYTES = 4 * 2**30
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _RFW_NAME = re.compile(r"^([A-Za-z]+)_pairs\.txt$")
@@ -185,6 +185,11 @@ class _Source(io.RawIOBase):
         self._raw.close()
         return self.digest.hexdigest()
 
+    def close_raw(self) -> None:
+        """Close the file (also after an error)."""
+        if not self._raw.closed:
+            self._raw.close()
+
 
 class _Hashing(io.RawIOBase):
     def __init__(self, raw, digest) -> None:
@@ -255,10 +260,10 @@ def _read_line(src: io.BufferedReader, name: str, n: int) -> str | None:
 
 
 def _csv_rows(src: io.BufferedReader, name: str, columns: list[str], start: int, what: str) -> pd.DataFrame:
-    """The CSV body after the header (C parser); ``line`` column = 1-based file line."""
+    """The CSV body after the header (C parser, at most :data:`MAX_PAIRS` + 1 rows); ``line`` = 1-based file line."""
     try:
         df = pd.read_csv(src, header=None, names=columns, dtype=str, keep_default_na=False, skip_blank_lines=False,
-                         encoding="utf-8", engine="c", na_filter=False)
+                         encoding="utf-8", engine="c", na_filter=False, nrows=MAX_PAIRS + 1)
     except pd.errors.EmptyDataError:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in [*columns, "line"]})
     except pd.errors.ParserError as err:
@@ -270,6 +275,8 @@ def _csv_rows(src: io.BufferedReader, name: str, columns: list[str], start: int,
     except UnicodeDecodeError as err:
         raise DataError(f"{name}: not UTF-8 text ({err.reason}); expected a pair list") from None
     df["line"] = np.arange(len(df), dtype=np.int64) + start + 1
+    if len(df) > MAX_PAIRS:
+        _room(MAX_PAIRS, name, start + MAX_PAIRS + 1)
     blank = (df[columns] == "").all(axis=1)
     df = df[~blank]
     short = (df[columns] == "").any(axis=1)
@@ -404,25 +411,28 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
         name = str(p)  # messages name the file as given
         names.append(name)
         source = _Source(p)
-        src = io.BufferedReader(source, buffer_size=1 << 20)
-        n = 1
-        first = _read_line(src, name, n)
-        while first is not None and not first.strip():
-            n += 1
+        try:
+            src = io.BufferedReader(source, buffer_size=1 << 20)
+            n = 1
             first = _read_line(src, name, n)
-        if first is None:
-            source.finish()
-            raise DataError(f"{name}: empty pair list; expected at least one (image, image, mated) line")
-        f = _detect(first, name) if fmt == "auto" else fmt
-        if f == "fvbench":
-            got = _parse_fvbench(src, name, first, n, comments)
-        elif f == "rfw":
-            got = _parse_rfw(src, name, first, n)
-        else:
-            if not {"p1", "p2", "label"} <= {c.strip() for c in next(csv.reader([first.strip()]))}:
-                raise DataError(f"{name}:{n}: a BFW datatable needs the columns p1, p2, label; got {first.strip()[:80]!r}")
-            got = _parse_bfw(src, name, first)
-        hashes.append(source.finish())
+            while first is not None and not first.strip():
+                n += 1
+                first = _read_line(src, name, n)
+            if first is None:
+                source.finish()
+                raise DataError(f"{name}: empty pair list; expected at least one (image, image, mated) line")
+            f = _detect(first, name) if fmt == "auto" else fmt
+            if f == "fvbench":
+                got = _parse_fvbench(src, name, first, n, comments)
+            elif f == "rfw":
+                got = _parse_rfw(src, name, first, n)
+            else:
+                if not {"p1", "p2", "label"} <= {c.strip() for c in next(csv.reader([first.strip()]))}:
+                    raise DataError(f"{name}:{n}: a BFW datatable needs the columns p1, p2, label; got {first.strip()[:80]!r}")
+                got = _parse_bfw(src, name, first)
+            hashes.append(source.finish())
+        finally:
+            source.close_raw()
         if got.empty:
             raise DataError(f"{name}: no pairs; expected at least one (image, image, mated) line")
         if total + len(got) > MAX_PAIRS:
