@@ -533,7 +533,8 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
     Returns
     -------
     list of Section
-        Ids: ``summary``, ``weights`` (unverified weights only), ``engine`` (streamed runs), ``thresholds``, ``rates``, one
+        Ids: ``consent`` (a dataset config's consent notice, first), ``summary``, ``pairs`` (pair list read
+        and written), ``weights`` (unverified weights only), ``engine`` (streamed runs), ``thresholds``, ``rates``, one
         ``attribute:<name>`` per attribute, ``fta`` (failures), ``mitigation``,
         ``withheld``, ``limitations``, ``reading``, ``provenance``.
     """
