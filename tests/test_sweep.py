@@ -18,7 +18,9 @@ import pytest
 
 from bench.acquisition.transforms import Exposure, Resolution
 from bench.errors import ConfigError
-from bench.sweep import SWEEP_COLUMNS, UNPERTURBED, SweepProtocol, make_sweeps, run_sweep, write_sweep
+from bench.protocol.sweep_spec import SWEEP_COLUMNS, UNPERTURBED, SweepProtocol, make_sweeps
+from bench.report.sweep import write_sweep
+from bench.sweep import run_sweep
 
 DATA = Path(__file__).resolve().parents[2] / "shared/datasets/frl_london"
 SUBJECTS = ["001", "002", "003", "004", "005"]
@@ -85,7 +87,7 @@ def test_counts(setup):
         assert (fmr["comparisons"] == acquired * 4).all(), (tr, s)
         incl = sel[sel["metric"] == "FNMR_incl_FTA"]
         assert (incl["comparisons"] == 5).all() and (incl["errors"].to_numpy() == fnmr["errors"].to_numpy() + int(fta["errors"])).all()
-    assert list(rows.columns) == SWEEP_COLUMNS + ["boot_low", "boot_high"]  # subject bootstrap (issue #14)
+    assert list(rows.columns) == SWEEP_COLUMNS
     assert c["perturbed_probes_computed"] == 10  # exposure -3 and resolution 12; exposure 0 is the identity
     assert c["perturbed_probes_unchanged"] == 5
 
@@ -146,7 +148,7 @@ def test_write_sweep(setup, tmp_path):
     assert names == sorted(["sweep.csv", "sweep.json", "report.md", "report.html", "sweep_exposure_face_gender.png",
                             "sweep_resolution_face_gender.png"])
     csv = pd.read_csv(out / "sweep.csv", keep_default_na=False, na_values=[""])
-    assert list(csv.columns) == SWEEP_COLUMNS + ["boot_low", "boot_high"] and len(csv) == len(first.rows)
+    assert list(csv.columns) == SWEEP_COLUMNS and len(csv) == len(first.rows)
     doc = json.loads((out / "sweep.json").read_text())
     assert doc["dataset"]["manifest_sha256"] and len(doc["model"]["weights_sha256"]) == 2
     assert doc["provenance"]["packages"]["dlib-bin"]

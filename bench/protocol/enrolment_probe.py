@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.errors import ConfigError, DataError
 
-__all__ = ["reference_probe_pairs", "count_reference_probe_pairs"]
+__all__ = ["reference_probe_pairs", "count_reference_probe_pairs", "scenario_engine", "scenario_pairs"]
 
 
 def reference_probe_pairs(roles: np.ndarray, subject_ids: np.ndarray, *, max_nonmated: int | None = None,
@@ -130,3 +130,27 @@ def scenario_engine(roles: np.ndarray, subject_ids: np.ndarray, protocol: object
                           "(the streaming engine does not pair by role); set protocol.max_nonmated or raise the limit")
     return {"engine": "table", "selected_by": "scenario" if getattr(protocol, "engine") == "auto" else "protocol.engine",
             "comparisons": total, "table_max_comparisons": limit}
+
+
+def scenario_pairs(roles: np.ndarray, subject_ids: np.ndarray, protocol: object):
+    """The reference x probe comparisons of a scenario run over all published manifest rows.
+
+    Images that fail to acquire are dropped by the table store (counted as FTA); the
+    engine rules of :func:`scenario_engine` are checked first.
+
+    Parameters
+    ----------
+    roles, subject_ids : numpy.ndarray
+        Shape (n_images,) each, the published manifest's rows.
+    protocol : bench.run.Protocol
+
+    Returns
+    -------
+    bench.protocol.pair_list.ResolvedPairs
+    """
+    from bench.protocol.pair_list import ResolvedPairs
+
+    scenario_engine(roles, subject_ids, protocol)
+    a, b, mated = reference_probe_pairs(roles, subject_ids, max_nonmated=getattr(protocol, "max_nonmated", None),
+                                        seed=int(getattr(protocol, "seed", 0)))
+    return ResolvedPairs(idx_a=a, idx_b=b, mated=mated)
