@@ -237,7 +237,7 @@ def run_from_config(cfg: DictConfig) -> Path | str:
         raise ConfigError(f"protocol config: {err}") from err
     scenario = instantiate_bench(cfg.get("scenario"), "scenario")  # issue #14: deployment scenario (configs/scenario/)
     if scenario is not None:  # views and model checked before any image is read
-        from bench.acquisition.scenario import check_scenario_inputs
+        from bench.protocol.scenario import check_scenario_inputs
 
         check_scenario_inputs(scenario, dataset, model)
     out_dir = prepare_output(cfg, paths, config=config, record="metrics.json")  # fail before the compute, not after

@@ -111,7 +111,7 @@ def _section_keys(app: str, section: str) -> set[str] | None:
     if section in ("report", "paths", "model", "dataset", "detector"):
         return _file_keys(section)
     if section == "scenario":  # issue #14: the parameters of a Scenario node (configs/scenario/)
-        from bench.acquisition.scenario import Scenario
+        from bench.protocol.scenario import Scenario
 
         return set(inspect.signature(Scenario).parameters) | {"_target_"}
     return None

@@ -64,7 +64,7 @@ FACTORIES: dict[str, str] = {
     "bench.acquisition.transforms.OcclusionBand": "transform",
     "bench.acquisition.transforms.Contrast": "transform",
     # deployment scenarios (configs/scenario/; issue #14)
-    "bench.acquisition.scenario.Scenario": "scenario",
+    "bench.protocol.scenario.Scenario": "scenario",
 }
 
 

@@ -142,8 +142,8 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         listed = load_for_dataset(protocol.pair_list, dataset)
     manifest, emb, fta_reason, n_faces, model_info = _acquire(dataset, model, Path(cache_dir), progress)
     roles = None
-    if scenario is not None:  # issue #14: conditions per side, then reference x probe pairs (bench/acquisition/scenario.py)
-        from bench.acquisition.scenario import apply_scenario
+    if scenario is not None:  # issue #14: conditions per side, then reference x probe pairs (bench/protocol/scenario.py)
+        from bench.protocol.scenario import apply_scenario
 
         sc = apply_scenario(scenario, manifest, model, emb, fta_reason, n_faces, cache_dir=Path(cache_dir), seed=protocol.seed, progress=progress)
         emb, fta_reason, n_faces, roles = sc.embeddings, sc.fta_reason, sc.n_faces, sc.roles

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from bench.acquisition.base import Acquisition
-from bench.acquisition.scenario import Scenario, ScenarioSide, apply_scenario, scale_geometry, side_cache_key
+from bench.protocol.scenario import Scenario, ScenarioSide, apply_scenario, scale_geometry, side_cache_key
 from bench.acquisition.transforms import Contrast, Exposure, FaceGeometry, GaussianBlur, JpegQuality, Resolution
 from bench.data.manifest import Manifest
 from bench.errors import ConfigError, DataError
@@ -354,13 +354,16 @@ def test_a_malformed_scenario_record_still_renders_without_a_traceback():
 
     for bad in ({"name": "x", "enrolment": "abc", "probe": [1, {"transform": "jpeg", "strength": "lots"}], "counts": [], "sources": "s"},
                 {"name": "x", "counts": {"probe": 3}}):
-        text = scenario_section({"run_name": "r", "scenario": bad}).body
+        text = scenario_section({"run_name": "r", "scenario": bad})[2]
         assert "| probe | 1 | jpeg | lots (None) |" in text or "as captured" in text
-        assert scenario_html_section({"scenario": bad})["title"] == "Scenario: x"
+        from bench.report import html
+
+        blocks = dict(bullets=html.bullets, paragraph=html.paragraph, section=html.section, table=html.table)
+        assert scenario_html_section({"scenario": bad}, **blocks)["title"] == "Scenario: x"
 
 
 def test_inputs_a_scenario_cannot_run_on_are_refused_before_any_image_is_read(tmp_path):
-    from bench.acquisition.scenario import check_scenario_inputs
+    from bench.protocol.scenario import check_scenario_inputs
     ds = _dataset(tmp_path / "img")
     check_scenario_inputs(_scenario(), ds, _Model())
     with pytest.raises(ConfigError, match="degrades images"):

@@ -1,6 +1,6 @@
 """Reference x probe comparisons: the pairing of a deployment scenario (issue #14).
 
-Under a scenario (:mod:`bench.acquisition.scenario`) every image is either an
+Under a scenario (:mod:`bench.protocol.scenario`) every image is either an
 enrolment (reference) image or a probe image, and a comparison is always one
 reference against one probe, as a deployed system compares a stored reference with a
 new capture:

@@ -572,7 +572,7 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
     if metrics.get("scenario"):  # issue #14: deployment scenario (bench/report/scenario.py)
         from bench.report.scenario import scenario_section
 
-        secs.append(scenario_section(metrics))
+        secs.append(Section(*scenario_section(metrics)))
     if m.get("weights_verified") is False:  # bench.models.weights.weights_verification
         secs.append(Section("weights", None, (
             f"**Unverified weights:** {', '.join(f'`{n}`' for n in m.get('unverified_weights', []))} "

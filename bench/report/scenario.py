@@ -1,7 +1,7 @@
 """The "Scenario" section of a run's reports and its ``metrics.json`` record (issue #14).
 
 Everything here is rendered from ``metrics.json`` ``scenario`` alone (written by
-:func:`scenario_metrics` from :attr:`bench.acquisition.scenario.ScenarioOutcome.info`),
+:func:`scenario_metrics` from :attr:`bench.protocol.scenario.ScenarioOutcome.info`),
 so ``fvbench-verify`` re-renders ``report.md`` and ``report.html`` from the folder.
 """
 
@@ -41,7 +41,7 @@ def scenario_metrics(metrics: dict, info: dict, max_nonmated: int | None = None)
     metrics : dict
         The ``metrics.json`` document being written.
     info : dict
-        :attr:`bench.acquisition.scenario.ScenarioOutcome.info`.
+        :attr:`bench.protocol.scenario.ScenarioOutcome.info`.
     max_nonmated : int or None
         ``protocol.max_nonmated`` of the run.
 
@@ -95,8 +95,7 @@ def _count_lines(info: dict) -> list[str]:
 
 
 def scenario_section(metrics: dict) -> Any:
-    """The Markdown ``Scenario`` section (a :class:`bench.report.markdown.Section`, id ``scenario``)."""
-    from bench.report.markdown import Section
+    """The Markdown ``Scenario`` section as ``(id, title, body)`` (markdown wraps it in its ``Section``)."""
 
     info = metrics["scenario"] if isinstance(metrics.get("scenario"), dict) else {}
     col = info.get("view_column")
@@ -126,12 +125,11 @@ def scenario_section(metrics: dict) -> Any:
     if src:
         lines += ["", "Sources:", ""] + [f"- {s}" for s in src]
     lines += ["", f"Definitions and the reasoning for every value: [{SCENARIO_DOC}]({_doc_link(metrics)})."]
-    return Section("scenario", f"Scenario: {info.get('name')}", "\n".join(lines))
+    return ("scenario", f"Scenario: {info.get('name')}", "\n".join(lines))
 
 
-def scenario_html_section(metrics: dict) -> dict:
-    """The same section as a :mod:`bench.report.html` section block."""
-    from bench.report.html import bullets, paragraph, section, table
+def scenario_html_section(metrics: dict, *, bullets: Any, paragraph: Any, section: Any, table: Any) -> dict:
+    """The same section built with :mod:`bench.report.html`'s block builders (passed in: no import cycle)."""
 
     info = metrics["scenario"] if isinstance(metrics.get("scenario"), dict) else {}
     col = info.get("view_column")
