@@ -211,6 +211,9 @@ def run_from_config(cfg: DictConfig) -> Path | str:
                             cfg.shard, progress=bool(cfg.progress))
         return rep.line()
     paths = {k: Path(to_absolute_path(str(Path(v).expanduser()))) for k, v in cfg.paths.items()}
+    if cfg.protocol.get("type") == "identification" and cfg.get("scenario") is not None:  # issue #14: not wired into 1:N yet
+        raise ConfigError("scenario=... is not supported with protocol=identification yet (the 1:1 protocol applies it: "
+                          "reference x probe comparisons); drop scenario or use protocol=verification")
     config = published_config(cfg, paths)  # paths as <data_dir>..., no environment value
     dataset = instantiate_bench(cfg.dataset.loader, "dataset.loader")
     model = instantiate_bench(cfg.model.embedder, "model.embedder")
@@ -232,10 +235,15 @@ def run_from_config(cfg: DictConfig) -> Path | str:
         raise ConfigError(f"protocol config: {err}; valid keys: {sorted(Protocol.__dataclass_fields__)}") from err
     except ValueError as err:  # e.g. target_fmrs=[abc]
         raise ConfigError(f"protocol config: {err}") from err
+    scenario = instantiate_bench(cfg.get("scenario"), "scenario")  # issue #14: deployment scenario (configs/scenario/)
+    if scenario is not None:  # views and model checked before any image is read
+        from bench.protocol.scenario import check_scenario_inputs
+
+        check_scenario_inputs(scenario, dataset, model)
     out_dir = prepare_output(cfg, paths, config=config, record="metrics.json")  # fail before the compute, not after
     t_eval = time.perf_counter()
     result = evaluate(dataset, model, protocol, cache_dir=paths["cache_dir"], progress=bool(cfg.progress),
-                      min_group_subjects=int(cfg.report.min_group_subjects))  # small groups' subjects enter no published number
+                      min_group_subjects=int(cfg.report.min_group_subjects), scenario=scenario)  # small groups' subjects enter no published number
     result.timings["setup_s"] = t_eval - t0
     from bench.report.export import export_embeddings
     from bench.report.writer import stage_timings, write_results  # matplotlib only when writing
@@ -397,11 +405,12 @@ def help_text(prog: str = "fvbench", app: str = "fvbench") -> str:
             f"  {prog}                                   the calibrated synthetic population (no data, no weights)",
             f"  {prog} experiment=frl_london_dlib        dlib ResNet on the FRL London front views",
             f"  {prog} dataset=csv dataset.manifest=my.csv model=dlib_resnet   your own images (README)",
+            f"  {prog} experiment=frl_london_dlib scenario=id_document run_name=x   a deployment scenario (docs/scenarios.md)",
             "",
             "Protocol options (protocol.<key>=value), from configs/protocol/verification.yaml:",
             body(CONFIG_DIR / "protocol" / "verification.yaml"),
         ]
-        groups = ["experiment", "dataset", "model", "protocol", "report", "paths", "debug"]
+        groups = ["experiment", "dataset", "model", "protocol", "scenario", "report", "paths", "debug"]  # scenario: issue #14
     lines = [
         *head,
         "",

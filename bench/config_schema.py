@@ -63,7 +63,7 @@ _HYDRA_SPECIAL = {"_target_", "_args_", "_recursive_", "_convert_", "_partial_"}
 
 #: Config groups whose selected file lands under its own key (``dataset: frl_london`` -> ``dataset.*``).
 _PACKAGED_GROUPS = {
-    "fvbench": ("dataset", "model", "detector", "protocol", "report", "paths"),
+    "fvbench": ("dataset", "model", "detector", "protocol", "report", "paths", "scenario"),
     "sweep": ("dataset", "model", "detector", "transforms", "report", "paths"),
 }
 #: Groups of ``@package _global_`` files: selected by name, they add no key of their own.
@@ -110,6 +110,10 @@ def _section_keys(app: str, section: str) -> set[str] | None:
         return _dataclass_keys(SweepProtocol)
     if section in ("report", "paths", "model", "dataset", "detector"):
         return _file_keys(section)
+    if section == "scenario":  # issue #14: the parameters of a Scenario node (configs/scenario/)
+        from bench.protocol.scenario import Scenario
+
+        return set(inspect.signature(Scenario).parameters) | {"_target_"}
     return None
 
 
@@ -246,6 +250,8 @@ def validate_config(cfg: DictConfig, app: str = "fvbench") -> None:
             _check_target_node(value.get("embedder"), "model.embedder")
         elif key == "dataset":
             _check_target_node(value.get("loader"), "dataset.loader")
+        elif key == "scenario":  # issue #14: configs/scenario/ (a Scenario node)
+            _check_target_node(value, "scenario")
         elif key == "detector":  # the detector= group (configs/detector/), also reached through model.embedder.aligner
             _check_target_node(value.get("detector"), "detector.detector")
         elif key == "sweep" and isinstance(value.get("geometry"), dict):

@@ -27,7 +27,7 @@ from bench.errors import ConfigError
 __all__ = ["FACTORIES", "KINDS", "check_target", "resolve_factory", "valid_targets"]
 
 #: Kinds of factory, in the order the error message lists them.
-KINDS = ("dataset", "model", "aligner", "transform")
+KINDS = ("dataset", "model", "aligner", "transform", "scenario")
 
 #: ``_target_`` value -> kind. The single list of what configs may instantiate.
 FACTORIES: dict[str, str] = {
@@ -62,6 +62,9 @@ FACTORIES: dict[str, str] = {
     "bench.acquisition.transforms.JpegQuality": "transform",
     "bench.acquisition.transforms.GaussianNoise": "transform",
     "bench.acquisition.transforms.OcclusionBand": "transform",
+    "bench.acquisition.transforms.Contrast": "transform",
+    # deployment scenarios (configs/scenario/; issue #14)
+    "bench.protocol.scenario.Scenario": "scenario",
 }
 
 

@@ -103,7 +103,7 @@ def _acquire(dataset: Any, model: Any, cache_dir: Path, progress: bool) -> tuple
 
 
 def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | Path, progress: bool = True,
-             min_group_subjects: int = 1) -> RunResult:
+             min_group_subjects: int = 1, scenario: Any = None) -> RunResult:
     """Run one benchmark and return all its numbers (nothing is written).
 
     Parameters
@@ -141,6 +141,12 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
 
         listed = load_for_dataset(protocol.pair_list, dataset)
     manifest, emb, fta_reason, n_faces, model_info = _acquire(dataset, model, Path(cache_dir), progress)
+    roles = None
+    if scenario is not None:  # issue #14: conditions per side, then reference x probe pairs (bench/protocol/scenario.py)
+        from bench.protocol.scenario import apply_scenario
+
+        sc = apply_scenario(scenario, manifest, model, emb, fta_reason, n_faces, cache_dir=Path(cache_dir), seed=protocol.seed, progress=progress)
+        emb, fta_reason, n_faces, roles = sc.embeddings, sc.fta_reason, sc.n_faces, sc.roles
     timings["acquire_embed_s"] = time.perf_counter() - t0
 
     attributes = reported_attributes(manifest, protocol)
@@ -152,7 +158,12 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         labels = labels[keep].reset_index(drop=True)
         emb, fta_reason = emb[keep], np.asarray(fta_reason, dtype=object)[keep]
         n_faces = None if n_faces is None else np.asarray(n_faces)[keep]
+        roles = None if roles is None else roles[keep]
     pairs = None
+    if roles is not None:  # issue #14: reference x probe comparisons (bench/protocol/enrolment_probe.py)
+        from bench.protocol.enrolment_probe import scenario_pairs
+
+        pairs = scenario_pairs(roles, manifest.table["subject_id"].astype(str).to_numpy(), protocol)
     if listed is not None:  # pair-list protocol: the listed pairs among the published images
         from bench.protocol.pair_list import resolve_pairs
 
@@ -161,6 +172,10 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     result = evaluate_acquired(manifest, emb, fta_reason, n_faces, model_info, attributes, labels, protocol, timings=timings,
                                progress=progress, pairs=pairs)
     result.withheld = withheld
+    if scenario is not None:  # issue #14: the pairs are the scenario's, not a listed file
+        result.scenario = sc.info
+        result.engine_info["selected_by"] = "scenario"
+        result.dataset_info.pop("pair_list", None)
     # the dataset as given (inputs, not results): counts and hash of the whole manifest
     result.dataset_info.update({**full.summary(), "manifest_sha256": full.content_hash(),
                                 "subjects_published": int(manifest.table["subject_id"].nunique()),

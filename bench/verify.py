@@ -181,7 +181,9 @@ def _check_figures(run: RunFolder, figs: dict, small: dict[str, list[str]], det_
     from bench.report.provenance import package_versions
 
     mpl_now = package_versions().get("matplotlib")
-    title = f"{m['model']['name']} on {m['dataset']['name']}"
+    from bench.report.scenario import title_suffix  # issue #14: scenario runs name it in figure titles
+
+    title = f"{m['model']['name']} on {m['dataset']['name']}" + title_suffix(m.get("scenario"))
     per_group = _typed(_json_table(m["per_group"]), ["errors", "comparisons", "subjects"])
     eer = _typed(_json_table(m["eer"]), ["n_mated", "n_nonmated"])
     primary = next((t for t in m["thresholds"] if t["name"] == m["protocol"].get("primary_threshold")), None)

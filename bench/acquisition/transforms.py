@@ -54,6 +54,7 @@ __all__ = [
     "JpegQuality",
     "GaussianNoise",
     "OcclusionBand",
+    "Contrast",
     "stable_seed",
     "srgb_to_linear",
     "linear_to_srgb",
@@ -583,3 +584,33 @@ class OcclusionBand(Transform):
         out = image.copy()
         out[y0:y1, x0:x1] = self.fill
         return out
+
+
+class Contrast(Transform):
+    """Flattened contrast: the 8-bit range compressed linearly around mid-grey (a print under ambient light).
+
+    ``out = round(127.5 + strength * (in - 127.5))`` per channel, through a 256-entry
+    lookup table: ``strength`` is the fraction of the 0-255 range kept (1 = unchanged,
+    0.6 maps black to 51 and white to 204). It models the reduced density range of a
+    printed portrait re-captured under ambient light (paper and ink reflect at best
+    about 1.5-2.0 optical density; veiling glare of the re-capture lowers it further;
+    docs/scenarios.md): 0.6 gives a black-to-white ratio of about 18:1 in linear light
+    (sRGB, IEC 61966-2-1), an optical density range of about 1.26.
+    """
+
+    name = "contrast"
+    unit = "fraction of the 8-bit range kept around mid-grey (1 = unchanged; lower = flatter)"
+    identity = 1.0
+    degrades_upward = False
+
+    def check_strength(self, strength: float) -> float:
+        s = super().check_strength(strength)
+        if not 0.05 <= s <= 1:
+            raise ConfigError(f"transform 'contrast': fraction {s} is outside [0.05, 1]")
+        return s
+
+    def _apply(self, image, s, geometry, seed, image_key):
+        if s == 1.0:
+            return image
+        x = np.arange(256, dtype=np.float64)
+        return _lut(image, np.clip(np.rint(127.5 + s * (x - 127.5)), 0, 255).astype(np.uint8))

@@ -261,6 +261,7 @@ class RunResult:
     stream: Any = None
     withheld: dict = field(default_factory=lambda: {"min_group_subjects": 1, "subjects": 0, "images": 0, "groups": {}})
     pairs: Any = None  # the run's pair design over manifest rows (bench.protocol.pair_list.PairDesign); table runs
+    scenario: dict | None = None  # issue #14: metrics.json "scenario" (bench.protocol.scenario.ScenarioOutcome.info)
 
     @property
     def primary_threshold(self) -> dict:

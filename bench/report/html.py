@@ -491,6 +491,10 @@ def run_page(folder: Path) -> dict:
     sections = [section("Summary", summary, id="summary"),
                 section("Thresholds", [table("Thresholds", ["name", "kind", "threshold", "target FMR", "achieved FMR (k / N)", "note"],
                                              _threshold_rows(thresholds), numeric=(2, 3))], id="thresholds")]
+    if mx.get("scenario"):  # issue #14: deployment scenario (bench/report/scenario.py)
+        from bench.report.scenario import scenario_html_section
+
+        sections.insert(1, scenario_html_section(mx, bullets=bullets, paragraph=paragraph, section=section, table=table))
     boot = (mx.get("config") or {}).get("protocol", {}).get("bootstrap_replicates") if isinstance(mx.get("config"), dict) else None
     interval = (f"95% subject-level bootstrap intervals ({_int(boot)} replicates; metrics-reference §5.2-5.4); Wilson and "
                 "Clopper-Pearson intervals are in per_group.csv." if boot else

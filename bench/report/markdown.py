@@ -569,6 +569,10 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
     secs.append(Section("summary", None, summary))
     if pair_list_notice(metrics):
         secs.append(Section("pairs", None, str(pair_list_notice(metrics))))
+    if metrics.get("scenario"):  # issue #14: deployment scenario (bench/report/scenario.py)
+        from bench.report.scenario import scenario_section
+
+        secs.append(Section(*scenario_section(metrics)))
     if m.get("weights_verified") is False:  # bench.models.weights.weights_verification
         secs.append(Section("weights", None, (
             f"**Unverified weights:** {', '.join(f'`{n}`' for n in m.get('unverified_weights', []))} "

@@ -132,6 +132,10 @@ def plot_sweep(rows: pd.DataFrame, sweep: TransformSweep, attribute: str, thresh
             if meas.any():
                 lo = pts["wilson_low"].astype(float).to_numpy()[meas]
                 hi = pts["wilson_high"].astype(float).to_numpy()[meas]
+                if "boot_low" in pts.columns:  # issue #14: the subject bootstrap where the cell has one (FNMR, FMR)
+                    bl, bh = pts["boot_low"].astype(float).to_numpy()[meas], pts["boot_high"].astype(float).to_numpy()[meas]
+                    use = np.isfinite(bl) & np.isfinite(bh)
+                    lo, hi = np.where(use, bl, lo), np.where(use, bh, hi)
                 ax.errorbar(x[meas], y[meas], yerr=[np.maximum(y[meas] - lo, 0), np.maximum(hi - y[meas], 0)], fmt=marker, color=colour,
                             ms=5.5, capsize=2, lw=0.9)
                 lows += [v for v in lo if v > 0] + list(y[meas])
@@ -185,8 +189,10 @@ def plot_sweep(rows: pd.DataFrame, sweep: TransformSweep, attribute: str, thresh
     handles.append(hz)
     note = (
         "Thresholds are set on the unperturbed run and held fixed; only the probe images are transformed.\n"
-        "Bars: 95% Wilson intervals (comparison-level: a floor on the true uncertainty). Dotted segments end at a bound.\n"
-        "FNMR/FMR exclude probes that failed to acquire (see FTA)."
+        + ("Bars: FNMR/FMR 95% subject-bootstrap intervals (thresholds fixed); FTA 95% Wilson. Dotted segments end at a bound.\n"
+           if "boot_low" in rows.columns and rows["boot_low"].notna().any() else  # issue #14
+           "Bars: 95% Wilson intervals (comparison-level: a floor on the true uncertainty). Dotted segments end at a bound.\n")
+        + "FNMR/FMR exclude probes that failed to acquire (see FTA)."
     )
     if suppressed:
         note += "\nCounts only, not drawn (fewer subjects than the publication minimum): " + ", ".join(suppressed) + "."

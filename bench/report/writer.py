@@ -109,6 +109,7 @@ METRICS_SCHEMA = {
     "suppression": "min_group_subjects, the subjects and groups withheld from every published number, groups shown as counts only",
     "privacy": "whether embeddings were exported into the result folder (opt-in), with the warning shown",
     "engine": "table or stream, how it was chosen (protocol.engine, table_max_comparisons); stream: bin width, tail, tolerances",
+    "scenario": "only under scenario=...: the enrolment and probe conditions with their sources, counts per side (docs/scenarios.md)",
 }
 
 _RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95", "boot_low", "boot_high"]
@@ -319,6 +320,10 @@ def write_results(
     if written:
         metrics["protocol"]["pair_list"] = written
     metrics["dataset"] = {**metrics["dataset"], **consent_record(config)}
+    if getattr(result, "scenario", None):  # issue #14: deployment scenario (bench/report/scenario.py)
+        from bench.report.scenario import scenario_metrics
+
+        scenario_metrics(metrics, result.scenario, result.protocol.max_nonmated)
     t_tables = time.perf_counter()
     metrics = scrub_paths(_jsonable(metrics), path_roots)  # no absolute path of this machine is published
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False, allow_nan=False) + "\n")
@@ -331,7 +336,9 @@ def write_results(
 
     t_figures = time.perf_counter()
     if figures:
-        title = f"{result.model_info['name']} on {result.dataset_info['name']}"
+        from bench.report.scenario import title_suffix  # issue #14
+
+        title = f"{result.model_info['name']} on {result.dataset_info['name']}" + title_suffix(getattr(result, "scenario", None))
         shown = per_group.copy()
         from tqdm.auto import tqdm
 
