@@ -39,8 +39,13 @@ Outputs (per dataset ``<d>``):
     of the run's overall non-mated standard deviation (comparable across score scales),
     with a 95% interval over subjects (normal approximation to the per-subject means);
     only for runs whose ``scores.parquet`` is present.
+``report.html``
+    The same tables with counts and intervals, the figures embedded, the reading guide,
+    limitations and provenance: a self-contained web page rendered from ``sources.json``,
+    ``leaderboard.csv`` and the figures only (:mod:`bench.report.leaderboard_html`).
 ``sources.json``
-    Each source's folder name, run name, SHA-256 of its ``metrics.json``, and each refused
+    Each source's folder name, run name, SHA-256 of its ``metrics.json``, recogniser,
+    detector, licence and training data, and each refused
     folder with its reason. ``--verify`` recomputes everything from the sources and
     compares it with the published files.
 """
@@ -554,7 +559,8 @@ def _build(runs: list[RunSummary], refused: list[dict], stage: Path, figures: bo
     tidy_all.to_csv(stage / "leaderboard.csv", index=False, float_format="%.10g", lineterminator="\n")
     sources = {
         "schema_version": 1,
-        "sources": [{"folder": r.label, "run_name": r.run_name, "metrics_sha256": r.metrics_sha256} for r in runs],
+        "sources": [{"folder": r.label, "run_name": r.run_name, "metrics_sha256": r.metrics_sha256, "recogniser": r.recogniser,
+                     "detector": r.detector, "licence": r.licence, "training_data": r.training_data} for r in runs],
         "refused": refused,
         "tables": tables_record,
         "figures": figures,
@@ -597,6 +603,7 @@ def aggregate(folders: list[str | Path], out: str | Path, *, figures: bool = Tru
         one of the sources.
     """
     from bench.report.folder import staged_folder, write_file_manifest
+    from bench.report.html import write_html_report
 
     out = Path(out)
     srcs = [Path(f) for f in folders]
@@ -613,6 +620,7 @@ def aggregate(folders: list[str | Path], out: str | Path, *, figures: bool = Tru
     out.parent.mkdir(parents=True, exist_ok=True)
     with staged_folder(out) as stage:
         _build(runs, refused, stage, figures=figures)
+        write_html_report(stage)  # report.html from the files just written (sources.json, leaderboard.csv, figures)
         write_file_manifest(stage)
     return out
 
@@ -622,7 +630,8 @@ def verify_leaderboard(folder: str | Path) -> list[str]:
 
     Source folder names in ``sources.json`` are untrusted: only plain names of sibling
     folders are accepted. Checks: each source's ``metrics.json`` SHA-256; ``leaderboard.csv``
-    and the Markdown files byte for byte; ``files.sha256``. Figures are checked through
+    and the Markdown files and ``sources.json`` byte for byte; ``report.html`` re-rendered from
+    them and the figures, byte for byte; ``files.sha256``. Figures are checked through
     ``files.sha256`` only (drawing is not bit-reproducible across matplotlib versions).
 
     Returns
@@ -661,13 +670,16 @@ def verify_leaderboard(folder: str | Path) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="fvbench-aggregate-verify-") as tmp:
         _build(runs, rec.get("refused", []), Path(tmp), figures=False)
         for p in sorted(Path(tmp).iterdir()):
-            if p.suffix not in (".csv", ".md"):
+            if p.suffix not in (".csv", ".md") and p.name != SOURCES_FILE:
                 continue
             published = folder / p.name
             if not published.is_file():
                 problems.append(f"{p.name}: missing")
             elif published.read_bytes() != p.read_bytes():
                 problems.append(f"{p.name}: differs from what its sources give")
+    from bench.report.html import check_html_report
+
+    problems += check_html_report(folder)  # report.html re-rendered from the (just checked) CSV, sources.json and figures
     return problems
 
 

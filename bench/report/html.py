@@ -623,7 +623,8 @@ def sweep_page(folder: Path) -> dict:
 
 
 def render_folder(folder: Path) -> str:
-    """The ``report.html`` text of a result folder: a run (``metrics.json``) or a sweep (``sweep.json``).
+    """The ``report.html`` text of a result folder: a 1:1 run or an identification run (``metrics.json``),
+    a sweep (``sweep.json``) or a leaderboard (``sources.json``).
 
     Raises
     ------
@@ -632,12 +633,22 @@ def render_folder(folder: Path) -> str:
     """
     folder = Path(folder)
     if (folder / "metrics.json").is_file():
-        if "per_group" not in _jsonload(folder / "metrics.json"):  # e.g. a 1:N identification run: another page, not built yet
-            raise DataError(f"{folder / 'metrics.json'}: not a 1:1 verification run (no per_group); no {HTML_FILE} page for it yet")
+        mx = _jsonload(folder / "metrics.json")
+        if isinstance(mx.get("identification"), dict):  # a 1:N identification run
+            from bench.report.identification_html import identification_page
+
+            return render_page(identification_page(folder))
+        if "per_group" not in mx:
+            raise DataError(f"{folder / 'metrics.json'}: neither a 1:1 verification run (per_group) nor an identification run; "
+                            f"no {HTML_FILE} page for it")
         return render_page(run_page(folder))
     if (folder / "sweep.json").is_file():
         return render_page(sweep_page(folder))
-    raise DataError(f"{folder}: no metrics.json or sweep.json to build {HTML_FILE} from")
+    if (folder / "sources.json").is_file():  # a leaderboard (fvbench-aggregate)
+        from bench.report.leaderboard_html import leaderboard_page
+
+        return render_page(leaderboard_page(folder))
+    raise DataError(f"{folder}: no metrics.json, sweep.json or sources.json to build {HTML_FILE} from")
 
 
 def write_html_report(folder: Path) -> Path:
