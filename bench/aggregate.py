@@ -521,8 +521,12 @@ def _collect(folders: list[Path]) -> tuple[list[RunSummary], list[dict]]:
     return runs, refused
 
 
-def _build(runs: list[RunSummary], refused: list[dict], stage: Path, figures: bool = True) -> dict:
-    """Write the leaderboard files into ``stage``; return the sources record."""
+def _build(runs: list[RunSummary], refused: list[dict], stage: Path, figures: bool = True, record_figures: bool | None = None) -> dict:
+    """Write the leaderboard files into ``stage``; return the sources record.
+
+    ``record_figures``: the ``figures`` value written to ``sources.json`` (default: ``figures``;
+    ``--verify`` rebuilds without drawing but records what the published folder says).
+    """
     all_rows: list[dict] = []
     by_dataset: dict[tuple[str, str], list[RunSummary]] = {}
     for r in runs:
@@ -563,7 +567,7 @@ def _build(runs: list[RunSummary], refused: list[dict], stage: Path, figures: bo
                      "detector": r.detector, "licence": r.licence, "training_data": r.training_data} for r in runs],
         "refused": refused,
         "tables": tables_record,
-        "figures": figures,
+        "figures": figures if record_figures is None else bool(record_figures),
     }
     (stage / SOURCES_FILE).write_text(json.dumps(sources, indent=2) + "\n", encoding="utf-8")
     return sources
@@ -668,7 +672,7 @@ def verify_leaderboard(folder: str | Path) -> list[str]:
         return problems
     runs, refused = _collect(srcs)
     with tempfile.TemporaryDirectory(prefix="fvbench-aggregate-verify-") as tmp:
-        _build(runs, rec.get("refused", []), Path(tmp), figures=False)
+        _build(runs, rec.get("refused", []), Path(tmp), figures=False, record_figures=rec.get("figures") is True)
         for p in sorted(Path(tmp).iterdir()):
             if p.suffix not in (".csv", ".md") and p.name != SOURCES_FILE:
                 continue

@@ -51,7 +51,7 @@ def verify_leaderboard_report(folder: str | Path):
     from bench.verify_core import Check, VerifyReport
 
     folder = Path(folder)
-    report = VerifyReport(run_dir=folder)
+    report = VerifyReport(run_dir=folder, kind="leaderboard")
     problems = verify_leaderboard(folder)
     by_name: dict[str, list[str]] = {}
     for p in problems:

@@ -194,7 +194,7 @@ def identification_page(folder: Path) -> dict:
         for key, label in (("ident_rates", "FPIR and FNIR per probe group"), ("ident_false_candidates", "False candidates, probe × gallery group"),
                            ("ident_gallery_size", "FPIR vs gallery size, measured and predicted"),
                            ("ident_gallery_mix", "FPIR vs the share of each group in the gallery")):
-            f = figure(folder, f"{key}_{sn}.png", alt=f"{label}, by {attr}", caption=f"{label}, by {attr} ({key}_{sn}.png)")
+            f = figure(folder, f"{key}_{sn}.png", alt=f"{label}, by {attr}", caption=f"{label}, by {attr}")
             if f is not None:
                 blocks.append(f)
         children.append(section(attr, blocks, id=f"attr-{attr}"))

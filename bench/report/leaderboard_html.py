@@ -172,7 +172,7 @@ def leaderboard_page(folder: Path) -> dict:
                 for key, label in (("fmr_by_group", "Per-group FMR"), ("fnmr_by_group", "Per-group FNMR"),
                                    ("score_shift", "Same-group non-mated score shift")):
                     name = f"{key}_{suffix}.png"
-                    f = figure(folder, name, alt=f"{label} by {attr}, every run", caption=f"{label} by {attr}, every run ({name})")
+                    f = figure(folder, name, alt=f"{label} by {attr}, every run", caption=f"{label} by {attr}, every run")
                     if f is not None:
                         blocks.append(f)
                 title = f"{tid}: {attr}" if len(tids) > 1 else attr
