@@ -3,8 +3,14 @@ sharded London extraction vs an unsharded one (issue #15).
 
 Usage (from the repository root; needs the London set)::
 
-    .venv/bin/python scripts/bench_grid.py grid     # 2 model configs x London, and the synthetic default (2 seeds)
-    .venv/bin/python scripts/bench_grid.py shards   # London x dlib: 4 shards (joblib, 2 workers) vs 1
+    .venv/bin/python scripts/bench_grid.py grid [N]    # 2 model configs x London, and the synthetic default (2 seeds)
+    .venv/bin/python scripts/bench_grid.py shards [N]  # London x dlib: 4 shards (joblib, 2 workers) vs 1
+
+N (default 1): baseline and parallel alternate N times; the median of each is compared.
+Beside each wall time: the CPU seconds of all child processes and cores busy = CPU / wall.
+A serial run keeps about one core busy; two workers can keep two busy, so the speed-up is
+bounded by the cores the machine can give (with other work on it, cores busy of the
+parallel side stays well below 2 and the ratio measures the load, not the launcher).
 
 Every measurement starts from an empty embedding cache (so extraction is measured, not cache
 reads) in a scratch folder under results/_scratch/bench_grid/. The grid is two Hydra multiruns
@@ -19,6 +25,7 @@ on a shared machine the ratio is only meaningful when nothing else runs.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -28,6 +35,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SCRATCH = REPO / "results" / "_scratch" / "bench_grid"
 COMMON = ["progress=false", "report.figures=false"]
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished children and their waited-for descendants (joblib workers)
+    return r.ru_utime + r.ru_stime
 
 
 def _run(args: list[str], tag: str, env_extra: dict | None = None) -> float:
@@ -57,27 +69,41 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def grid() -> None:
+def _timed(args: list[str], tag: str) -> tuple[float, float]:
+    """(wall s, CPU s of every child process) of one side of the comparison."""
+    c0 = _cpu()
+    wall = _run(args, tag)
+    return wall, _cpu() - c0
+
+
+def _compare(label_a: str, args_a: list[str], label_b: str, args_b: list[str], tag: str, repeats: int) -> None:
+    """Baseline (a) and parallel (b) alternated ``repeats`` times (a b a b ...), so a change of load hits both."""
+    walls: dict[str, list[float]] = {"a": [], "b": []}
+    for k in range(repeats):
+        for side, label, args in (("a", label_a, args_a), ("b", label_b, args_b)):
+            wall, cpu = _timed(args, f"{tag}_{side}")
+            walls[side].append(wall)
+            print(f"[{k + 1}/{repeats}] {label}: {wall:.1f} s wall, {cpu:.1f} s CPU ({cpu / wall:.2f} cores busy)   load {_load()}")
+    a, b = sorted(walls["a"])[len(walls["a"]) // 2], sorted(walls["b"])[len(walls["b"]) // 2]
+    print(f"speed-up (median of {repeats}): {a / b:.2f}x   ({label_a} {a:.1f} s, {label_b} {b:.1f} s; {os.cpu_count()} cores)")
+
+
+def grid(repeats: int = 1) -> None:
     runs = ["dataset=frl_london model=dlib_resnet model.embedder.upsample=0,1 run_name=grid_dlib_up${model.embedder.upsample}",
             "seed=0,1 run_name=grid_synthetic_${seed}"]
     print(f"load before: {_load()}")
-    serial = _run(runs, "serial")
-    print(f"serial (basic launcher): {serial:.1f} s   load {_load()}")
-    par = _run([f"hydra/launcher=joblib hydra.launcher.n_jobs=2 {r}" for r in runs], "joblib")
-    print(f"joblib, 2 workers: {par:.1f} s   load {_load()}")
-    print(f"speed-up: {serial / par:.2f}x")
+    _compare("serial (basic launcher)", runs, "joblib, 2 workers", [f"hydra/launcher=joblib hydra.launcher.n_jobs=2 {r}" for r in runs],
+             "grid", repeats)
 
 
-def shards() -> None:
+def shards(repeats: int = 1) -> None:
     base = "experiment=frl_london_dlib protocol.bootstrap_replicates=null"
     print(f"load before: {_load()}")
-    one = _run([f"{base} shard=0/1"], "unsharded")
-    print(f"unsharded extraction (1 job): {one:.1f} s   load {_load()}")
-    four = _run([f"hydra/launcher=joblib hydra.launcher.n_jobs=2 {base} shard=0/4,1/4,2/4,3/4"], "sharded")
-    print(f"4 shards, joblib 2 workers: {four:.1f} s   load {_load()}")
-    print(f"speed-up: {one / four:.2f}x")
+    _compare("unsharded extraction (1 job)", [f"{base} shard=0/1"], "4 shards, joblib 2 workers",
+             [f"hydra/launcher=joblib hydra.launcher.n_jobs=2 {base} shard=0/4,1/4,2/4,3/4"], "shards", repeats)
 
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "grid"
-    {"grid": grid, "shards": shards}[what]()
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    {"grid": grid, "shards": shards}[what](n)
