@@ -14,10 +14,9 @@ parallel side stays well below 2 and the ratio measures the load, not the launch
 
 Every measurement starts from an empty embedding cache (so extraction is measured, not cache
 reads) in a scratch folder under results/_scratch/bench_grid/. The grid is two Hydra multiruns
-(a multirun is a product, and the synthetic dataset has no image model): two model
-configurations on London (dlib ResNet with detector upsampling 0 and 1: two cache keys, two
-full extractions; the only model whose weights install from the registry on this machine when
-this was written) and ``seed=0,1`` on the synthetic default; serial = Hydra's basic launcher, parallel = ``hydra/launcher=joblib
+(a multirun is a product, and the synthetic dataset has no image model): two models on London
+(dlib ResNet and SFace, each with its default detector: two full extractions) and ``seed=0,1``
+on the synthetic default; serial = Hydra's basic launcher, parallel = ``hydra/launcher=joblib
 hydra.launcher.n_jobs=2``. The machine's load average is printed beside each number:
 on a shared machine the ratio is only meaningful when nothing else runs.
 """
@@ -89,7 +88,7 @@ def _compare(label_a: str, args_a: list[str], label_b: str, args_b: list[str], t
 
 
 def grid(repeats: int = 1) -> None:
-    runs = ["dataset=frl_london model=dlib_resnet model.embedder.upsample=0,1 run_name=grid_dlib_up${model.embedder.upsample}",
+    runs = ["dataset=frl_london model=dlib_resnet,sface run_name=grid_london_${model.name}",
             "seed=0,1 run_name=grid_synthetic_${seed}"]
     print(f"load before: {_load()}")
     _compare("serial (basic launcher)", runs, "joblib, 2 workers", [f"hydra/launcher=joblib hydra.launcher.n_jobs=2 {r}" for r in runs],
