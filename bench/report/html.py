@@ -18,7 +18,9 @@ data someone else produced.
 A page is a plain dict (:func:`page`) of sections (:func:`section`) holding blocks
 (:func:`paragraph`, :func:`note`, :func:`bullets`, :func:`table`, :func:`figure`,
 :func:`preformatted`, :func:`key_values`). The run report (:func:`run_page`), the sweep
-report (:func:`sweep_page`) and any other summary (e.g. a leaderboard: build a
+report (:func:`sweep_page`), the identification report
+(:func:`bench.report.identification_html.identification_page`), the leaderboard
+(:func:`bench.report.leaderboard_html.leaderboard_page`) and any other summary (build a
 :func:`page` and call :func:`write_page`) share one template (``templates/page.html.j2``)
 and one style sheet, readable on a phone: tables scroll sideways inside their box,
 figures shrink to the screen width.
