@@ -7,10 +7,10 @@ Usage (from the repository root; needs the London set)::
     .venv/bin/python scripts/bench_grid.py shards [N]  # London x dlib: 4 shards (joblib, 2 workers) vs 1
 
 N (default 1): baseline and parallel alternate N times; the median of each is compared.
-Beside each wall time: the CPU seconds of all child processes and cores busy = CPU / wall.
-A serial run keeps about one core busy; two workers can keep two busy, so the speed-up is
-bounded by the cores the machine can give (with other work on it, cores busy of the
-parallel side stays well below 2 and the ratio measures the load, not the launcher).
+The load average is printed beside each number. On Linux with sched_autogroup (the default
+on desktop kernels; printed), CPU time is shared fairly between *sessions*: while other
+sessions keep the cores busy, this session gets its share however many workers it starts,
+so the ratio measures the machine's load, not the launcher. Measure on an idle machine.
 
 Every measurement starts from an empty embedding cache (so extraction is measured, not cache
 reads) in a scratch folder under results/_scratch/bench_grid/. The grid is two Hydra multiruns
@@ -24,7 +24,6 @@ on a shared machine the ratio is only meaningful when nothing else runs.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,11 +33,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SCRATCH = REPO / "results" / "_scratch" / "bench_grid"
 COMMON = ["progress=false", "report.figures=false"]
-
-
-def _cpu() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished children and their waited-for descendants (joblib workers)
-    return r.ru_utime + r.ru_stime
 
 
 def _run(args: list[str], tag: str, env_extra: dict | None = None) -> float:
@@ -68,11 +62,14 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def _timed(args: list[str], tag: str) -> tuple[float, float]:
-    """(wall s, CPU s of every child process) of one side of the comparison."""
-    c0 = _cpu()
-    wall = _run(args, tag)
-    return wall, _cpu() - c0
+def _autogroup() -> str:
+    """Linux groups a session's processes for CPU fairness (sched_autogroup): on a machine where other sessions keep the
+    cores busy, a session gets its fair share however many worker processes it starts."""
+    try:
+        on = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return "sched_autogroup: unknown"
+    return "sched_autogroup on: with other busy sessions, parallel workers share this session's CPU share" if on else "sched_autogroup off"
 
 
 def _compare(label_a: str, args_a: list[str], label_b: str, args_b: list[str], tag: str, repeats: int) -> None:
@@ -80,9 +77,9 @@ def _compare(label_a: str, args_a: list[str], label_b: str, args_b: list[str], t
     walls: dict[str, list[float]] = {"a": [], "b": []}
     for k in range(repeats):
         for side, label, args in (("a", label_a, args_a), ("b", label_b, args_b)):
-            wall, cpu = _timed(args, f"{tag}_{side}")
+            wall = _run(args, f"{tag}_{side}")
             walls[side].append(wall)
-            print(f"[{k + 1}/{repeats}] {label}: {wall:.1f} s wall, {cpu:.1f} s CPU ({cpu / wall:.2f} cores busy)   load {_load()}")
+            print(f"[{k + 1}/{repeats}] {label}: {wall:.1f} s wall   load {_load()}")
     a, b = sorted(walls["a"])[len(walls["a"]) // 2], sorted(walls["b"])[len(walls["b"]) // 2]
     print(f"speed-up (median of {repeats}): {a / b:.2f}x   ({label_a} {a:.1f} s, {label_b} {b:.1f} s; {os.cpu_count()} cores)")
 
@@ -90,14 +87,14 @@ def _compare(label_a: str, args_a: list[str], label_b: str, args_b: list[str], t
 def grid(repeats: int = 1) -> None:
     runs = ["dataset=frl_london model=dlib_resnet,sface run_name=grid_london_${model.name}",
             "seed=0,1 run_name=grid_synthetic_${seed}"]
-    print(f"load before: {_load()}")
+    print(f"load before: {_load()}; {_autogroup()}")
     _compare("serial (basic launcher)", runs, "joblib, 2 workers", [f"hydra/launcher=joblib hydra.launcher.n_jobs=2 {r}" for r in runs],
              "grid", repeats)
 
 
 def shards(repeats: int = 1) -> None:
     base = "experiment=frl_london_dlib protocol.bootstrap_replicates=null"
-    print(f"load before: {_load()}")
+    print(f"load before: {_load()}; {_autogroup()}")
     _compare("unsharded extraction (1 job)", [f"{base} shard=0/1"], "4 shards, joblib 2 workers",
              [f"hydra/launcher=joblib hydra.launcher.n_jobs=2 {base} shard=0/4,1/4,2/4,3/4"], "shards", repeats)
 
