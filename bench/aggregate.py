@@ -58,12 +58,10 @@ import hashlib
 import json
 import logging
 import math
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError, ConfigError, DataError
@@ -309,7 +307,9 @@ def _tables(runs: list[RunSummary]) -> tuple[dict[str, list[RunSummary]], dict[s
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+    from bench.report.leaderboard_html import slug  # one file-name rule for the writer and the page
+
+    return slug(text)
 
 
 def _fmt_rate(v, lo=math.nan, hi=math.nan) -> str:
@@ -527,6 +527,8 @@ def _build(runs: list[RunSummary], refused: list[dict], stage: Path, figures: bo
     ``record_figures``: the ``figures`` value written to ``sources.json`` (default: ``figures``;
     ``--verify`` rebuilds without drawing but records what the published folder says).
     """
+    from bench.report.leaderboard_html import figure_suffix
+
     all_rows: list[dict] = []
     by_dataset: dict[tuple[str, str], list[RunSummary]] = {}
     for r in runs:
@@ -551,7 +553,7 @@ def _build(runs: list[RunSummary], refused: list[dict], stage: Path, figures: bo
                 common = set.intersection(*[{n for n, v in _target_thresholds(r).items() if v is not None} for r in truns])
                 primary = sorted(common, key=lambda n: -float(_target_thresholds(t1)[n]))[:1]
                 for attribute in t1.per_group["attribute"].unique():
-                    suffix = f"{_slug(dname)}_{tid}_{_slug(attribute)}" if len(tables) > 1 else f"{_slug(dname)}_{_slug(attribute)}"
+                    suffix = figure_suffix(dname, tid, attribute, len(tables))
                     for tname in primary:
                         _per_group_figure(stage / f"fmr_by_group_{suffix}.png", truns, attribute, tname, "FMR")
                         _per_group_figure(stage / f"fnmr_by_group_{suffix}.png", truns, attribute, tname, "FNMR")

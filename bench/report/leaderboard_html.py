@@ -22,7 +22,7 @@ from typing import Any
 from bench.errors import DataError
 from bench.report.html import (_g, _int, _jsonload, _num, bullets, figure, key_values, note, page, paragraph, section, table)
 
-__all__ = ["leaderboard_page", "LEADERBOARD_GUIDE", "SOURCES_FILE", "CSV_FILE"]
+__all__ = ["leaderboard_page", "figure_suffix", "slug", "LEADERBOARD_GUIDE", "SOURCES_FILE", "CSV_FILE"]
 
 SOURCES_FILE = "sources.json"
 CSV_FILE = "leaderboard.csv"
@@ -59,8 +59,14 @@ LEADERBOARD_GUIDE = [
 ]
 
 
-def _slug(text: str) -> str:  # the aggregation's file-name rule (bench.aggregate._slug)
+def slug(text: str) -> str:
+    """A file-name-safe form of a dataset or attribute name (runs of other characters become ``_``)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "x"
+
+
+def figure_suffix(dataset: str, table: str, attribute: str, n_tables: int) -> str:
+    """The ``<d>[_<table>]_<attribute>`` part of a leaderboard figure's name (the table only when a dataset has several)."""
+    return f"{slug(dataset)}_{table}_{slug(attribute)}" if n_tables > 1 else f"{slug(dataset)}_{slug(attribute)}"
 
 
 def _cell(r: dict | None, with_group: bool) -> Any:
@@ -168,7 +174,7 @@ def leaderboard_page(folder: Path) -> dict:
                     thr = next((r for r in at if _fin_num(r.get("target_fmr"))), None)
                     tgt = f" (target FMR {_g(thr.get('target_fmr'))})" if thr else ""
                     blocks.append(table(f"{attr} at {tname}{tgt}", head, body, numeric=(2,)))
-                suffix = f"{_slug(dname)}_{tid}_{_slug(attr)}" if len(tids) > 1 else f"{_slug(dname)}_{_slug(attr)}"
+                suffix = figure_suffix(dname, tid, attr, len(tids))
                 for key, label in (("fmr_by_group", "Per-group FMR"), ("fnmr_by_group", "Per-group FNMR"),
                                    ("score_shift", "Same-group non-mated score shift")):
                     name = f"{key}_{suffix}.png"
