@@ -33,7 +33,7 @@ KINDS = ("dataset", "model", "aligner", "transform")
 FACTORIES: dict[str, str] = {
     # datasets (configs/dataset/)
     "bench.data.frl_london.load_frl_london": "dataset",
-    "bench.data.synthetic.SyntheticPopulation": "dataset",
+    "bench.synthetic.generator.SyntheticPopulation": "dataset",
     "bench.data.user_dataset.load_csv_manifest": "dataset",
     "bench.data.user_dataset.load_folder_dataset": "dataset",
     # models / embedders (configs/model/)
