@@ -137,11 +137,6 @@ def verify_identification_run(run_dir: str | Path, *, dataset_root: str | Path |
     from bench.verify_core import check_weights as _weights_check
 
     run_dir = Path(run_dir)
-    if not any((run_dir / f).exists() for f in (SEARCH_FILE, GALLERY_FILE)):  # issue 13/15: a published folder, from its counts
-        from bench.verify_identification_counts import verify_published_identification
-
-        return verify_published_identification(run_dir, dataset_root=dataset_root, check_dataset=check_dataset,
-                                               check_weights=check_weights, rtol=rtol)
     metrics, table, gallery = _load(run_dir)
     report = VerifyReport(run_dir=run_dir)
     checks = report.checks

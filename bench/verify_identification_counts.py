@@ -198,7 +198,7 @@ def verify_published_identification(run_dir: str | Path, *, dataset_root: str | 
     DataError
         ``metrics.json`` is missing, unreadable or has no ``identification`` section.
     """
-    from bench.verify import RunFolder, _check_dataset, _check_provenance
+    from bench.verify_folder import RunFolder, _check_dataset, _check_provenance
     from bench.verify_core import Check, VerifyReport, check_file_manifest, folder_file, read_json
     from bench.verify_core import check_weights as _weights_check
     from bench.verify_html import html_check

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.report.html import (_g, _int, _jsonload, _num, _provenance_blocks, _safe_name, bullets, figure, key_values, page,
+from bench.report.html_blocks import (_g, _int, _jsonload, _num, _provenance_blocks, _safe_name, bullets, figure, key_values, page,
                                paragraph, section, table)
 
 __all__ = ["identification_page", "false_candidate_interval", "IDENTIFICATION_GUIDE"]

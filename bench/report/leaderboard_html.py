@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import DataError
-from bench.report.html import (_g, _int, _jsonload, _num, bullets, figure, key_values, note, page, paragraph, section, table)
+from bench.report.html_blocks import (_g, _int, _jsonload, _num, bullets, figure, key_values, note, page, paragraph, section, table)
 
 __all__ = ["leaderboard_page", "figure_suffix", "slug", "LEADERBOARD_GUIDE", "SOURCES_FILE", "CSV_FILE"]
 
