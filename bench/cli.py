@@ -220,6 +220,8 @@ def run_from_config(cfg: DictConfig) -> Path | str:
         from bench.identification_cli import run_identification
 
         return run_identification(cfg, dataset, model, pcfg, paths, t0, config=config)
+    if pcfg.get("pair_list") is None and cfg.dataset.get("pair_list") is not None:  # the dataset's standard pair list (issue #14)
+        pcfg["pair_list"] = OmegaConf.to_container(cfg.dataset, resolve=True)["pair_list"]
     if isinstance(pcfg.get("target_fmrs"), (int, float)):  # protocol.target_fmrs=1e-3 means [1e-3]
         pcfg["target_fmrs"] = [pcfg["target_fmrs"]]
     try:

@@ -33,6 +33,8 @@ KINDS = ("dataset", "model", "aligner", "transform")
 FACTORIES: dict[str, str] = {
     # datasets (configs/dataset/)
     "bench.data.frl_london.load_frl_london": "dataset",
+    "bench.data.rfw.load_rfw": "dataset",
+    "bench.data.bfw.load_bfw": "dataset",
     "bench.synthetic.generator.SyntheticPopulation": "dataset",
     "bench.data.user_dataset.load_csv_manifest": "dataset",
     "bench.data.user_dataset.load_folder_dataset": "dataset",

@@ -135,6 +135,11 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    listed = None
+    if protocol.pair_list is not None:  # pair-list protocol: parsed and checked before any embedding (bench/protocol/pair_list.py)
+        from bench.protocol.pair_list import load_for_dataset
+
+        listed = load_for_dataset(protocol.pair_list, dataset)
     manifest, emb, fta_reason, n_faces, model_info = _acquire(dataset, model, Path(cache_dir), progress)
     timings["acquire_embed_s"] = time.perf_counter() - t0
 
@@ -147,8 +152,14 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
         labels = labels[keep].reset_index(drop=True)
         emb, fta_reason = emb[keep], np.asarray(fta_reason, dtype=object)[keep]
         n_faces = None if n_faces is None else np.asarray(n_faces)[keep]
+    pairs = None
+    if listed is not None:  # pair-list protocol: the listed pairs among the published images
+        from bench.protocol.pair_list import resolve_pairs
+
+        t = full.table
+        pairs = resolve_pairs(listed, t["path"].astype(str), t["subject_id"].astype(str), dataset=full.name, published=keep)
     result = evaluate_acquired(manifest, emb, fta_reason, n_faces, model_info, attributes, labels, protocol, timings=timings,
-                               progress=progress)
+                               progress=progress, pairs=pairs)
     result.withheld = withheld
     # the dataset as given (inputs, not results): counts and hash of the whole manifest
     result.dataset_info.update({**full.summary(), "manifest_sha256": full.content_hash(),
@@ -159,7 +170,8 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
 
 def evaluate_acquired(manifest: Manifest, emb: np.ndarray, fta_reason: np.ndarray, n_faces: np.ndarray | None, model_info: dict,
                       attributes: list[str], labels: pd.DataFrame, protocol: Protocol, *, timings: dict | None = None,
-                      progress: bool = False, engine: str | None = None, stream_options: dict | None = None) -> RunResult:
+                      progress: bool = False, engine: str | None = None, stream_options: dict | None = None,
+                      pairs: Any = None) -> RunResult:
     """:func:`evaluate` after acquisition: score into a store, then read every number from it.
 
     Parameters
@@ -187,6 +199,9 @@ def evaluate_acquired(manifest: Manifest, emb: np.ndarray, fta_reason: np.ndarra
         Force a store (default: ``protocol.engine`` resolved by :func:`_choose_engine`).
     stream_options : dict, optional
         ``n_bins`` / ``block_size`` of :meth:`bench.scores.stream.HistogramStore.from_embeddings`.
+    pairs : bench.protocol.pair_list.ResolvedPairs, optional
+        Pair-list protocol: exactly these comparisons (rows of ``manifest``), always in
+        the table store; None forms all pairs.
 
     Returns
     -------
@@ -206,10 +221,17 @@ def evaluate_acquired(manifest: Manifest, emb: np.ndarray, fta_reason: np.ndarra
     if ok.sum() < 2:
         raise DataError(f"dataset {manifest.name!r}: only {int(ok.sum())} image(s) acquired; no comparison is possible")
 
-    engine_info = ({"engine": engine, "selected_by": "caller"} if engine is not None
-                   else choose_engine(manifest.table["subject_id"][ok].astype(str).to_numpy(), protocol))
+    if pairs is not None:  # pair-list protocol: the listed comparisons, always in a table (bench/protocol/pair_list.py)
+        engine_info = {"engine": "table", "selected_by": "protocol.pair_list", "comparisons": int(pairs.mated.size),
+                       "table_max_comparisons": protocol.table_max_comparisons}
+    elif engine is not None:
+        engine_info = {"engine": engine, "selected_by": "caller"}
+    else:
+        engine_info = choose_engine(manifest.table["subject_id"][ok].astype(str).to_numpy(), protocol)
     t1 = time.perf_counter()
-    store = score_into_store(manifest, emb, ok, labels, attributes, model_info, protocol, engine_info["engine"], stream_options or {})
+    store = score_into_store(manifest, emb, ok, labels, attributes, model_info, protocol, engine_info["engine"], stream_options or {},
+                             pairs=pairs)
+    design = store.result_fields.get("pairs")  # the table store's pair design (None when streamed)
     timings["score_s"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
@@ -242,7 +264,8 @@ def evaluate_acquired(manifest: Manifest, emb: np.ndarray, fta_reason: np.ndarra
             boot_s += time.perf_counter() - tb
         pg_attr = pd.concat([fta, rates], ignore_index=True)
         parts.append(pg_attr)
-        gen_parts.append(generalized_rates(pg_attr, labels[attr], manifest.table["subject_id"], ok, attribute=attr))
+        gen_parts.append(generalized_rates(pg_attr, labels[attr], manifest.table["subject_id"], ok, attribute=attr,
+                                           lost=design.lost_by_group(labels[attr], ok) if pairs is not None else None))
         diff_parts.append(differentials_table(rates, attr, usable, protocol, reps))
     per_group = pd.concat(parts, ignore_index=True)
     per_group["reasons"] = per_group["reasons"].fillna("")
@@ -265,6 +288,8 @@ def evaluate_acquired(manifest: Manifest, emb: np.ndarray, fta_reason: np.ndarra
     }
     if n_faces is not None:
         dataset_info["images_with_several_faces"] = int((n_faces > 1).sum())
+    if pairs is not None:
+        dataset_info["pair_list"] = design.info(ok)  # pair-list protocol record (bench/protocol/pair_list.py)
     return RunResult(
         manifest=manifest,
         attributes=attributes,

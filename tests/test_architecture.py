@@ -39,7 +39,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("scores", ("bench.scores",)),
     ("protocol", ("bench.protocol",)),
     ("report", ("bench.report",)),
-    ("drivers", ("bench.run", "bench.run_streaming", "bench.identification_run", "bench.sweep", "bench.aggregate",
+    ("drivers", ("bench.run", "bench.identification_run", "bench.sweep", "bench.aggregate",
                  "bench.shard", "bench.multirun", "bench.verify", "bench.verify_core", "bench.verify_other",
                  "bench.verify_identification", "bench.verify_folder", "bench.verify_recompute",
                  "bench.verify_histograms", "bench.verify_html", "bench.verify_identification_counts", "bench.synthetic")),

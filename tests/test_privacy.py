@@ -37,7 +37,7 @@ SMALL = _smoke_groups()[0]  # shrunk to 3 subjects, below report.min_group_subje
 RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "cp_low", "cp_high", "upper_bound_95", "boot_low", "boot_high"]
 
 #: What a result folder may hold by default: aggregates, the score table and plots.
-ALLOWED = re.compile(r"^(metrics\.json|report\.md|report\.html|files\.sha256|scores\.parquet|[a-z_]+\.csv|cross_group_fmr_[\w]+\.csv|(det|error_rates|fmr_matrix|scores)_[\w]+\.png)$")
+ALLOWED = re.compile(r"^(metrics\.json|report\.md|report\.html|files\.sha256|scores\.parquet|pairs\.csv\.gz|[a-z_]+\.csv|cross_group_fmr_[\w]+\.csv|(det|error_rates|fmr_matrix|scores)_[\w]+\.png)$")
 IMAGE_OR_ARRAY = re.compile(r"\.(jpe?g|png|bmp|tiff?|webp|gif|npy|npz|pt|pth|pkl|pickle|h5|onnx)$", re.I)
 
 

@@ -77,7 +77,8 @@ def _pairs(k: np.ndarray) -> np.ndarray:
     return k * (k - 1) // 2
 
 
-def generalized_rates(per_group: pd.DataFrame, labels: pd.Series, subject_ids: pd.Series, acquired: np.ndarray, *, attribute: str) -> pd.DataFrame:
+def generalized_rates(per_group: pd.DataFrame, labels: pd.Series, subject_ids: pd.Series, acquired: np.ndarray, *, attribute: str,
+                      lost: dict[str, tuple[int, int]] | None = None) -> pd.DataFrame:
     """Error rates with failures to acquire folded in, per group and threshold.
 
     Two conventions, both reported and labelled (metrics-reference §1.2, §8 item 1):
@@ -101,6 +102,10 @@ def generalized_rates(per_group: pd.DataFrame, labels: pd.Series, subject_ids: p
     acquired : numpy.ndarray
         Shape (n_images,), bool.
     attribute : str
+    lost : dict, optional
+        ``{group: (lost_mated, lost_nonmated)}`` counted from a pair list
+        (:func:`bench.protocol.pair_list.lost_pairs_by_group`) instead of the all-pairs
+        counts derived here from ``subject_ids`` and ``acquired``.
 
     Returns
     -------
@@ -110,8 +115,9 @@ def generalized_rates(per_group: pd.DataFrame, labels: pd.Series, subject_ids: p
         included) and threshold. Rates are fractions in [0, 1] (NaN when undefined).
     """
     df = pd.DataFrame({"g": labels.astype(str).to_numpy(), "s": subject_ids.astype(str).to_numpy(), "ok": np.asarray(acquired, bool)})
-    lost: dict[str, tuple[int, int]] = {}
-    for g in [ALL_GROUP, *sorted(df["g"].unique().tolist())]:
+    given = lost
+    lost = {}
+    for g in [] if given is not None else [ALL_GROUP, *sorted(df["g"].unique().tolist())]:
         sub = df if g == ALL_GROUP else df[df["g"] == g]
         per_subject = sub.groupby("s")["ok"].agg(["size", "sum"])
         mated_all, mated_ok = _pairs(per_subject["size"].to_numpy()).sum(), _pairs(per_subject["sum"].to_numpy()).sum()
@@ -119,6 +125,8 @@ def generalized_rates(per_group: pd.DataFrame, labels: pd.Series, subject_ids: p
         nonmated_all = n_all * (n_all - 1) // 2 - mated_all
         nonmated_ok = n_ok * (n_ok - 1) // 2 - mated_ok
         lost[g] = (int(mated_all - mated_ok), int(nonmated_all - nonmated_ok))
+    if given is not None:  # a pair-list run: the listed pairs lost to FTA
+        lost = dict(given)
     rows = []
     pg = per_group[per_group["attribute"] == attribute]
     fta = pg[pg["metric"] == "FTA"].set_index("group")["rate"]

@@ -109,6 +109,10 @@ class Protocol:
         (:class:`bench.scores.stream.HistogramStore`; memory independent of the number of
         comparisons). ``auto``: table up to ``table_max_comparisons`` comparisons,
         else stream.
+    pair_list : str or list of str or None
+        Pair-list protocol (docs/protocol.md §10): compare exactly the pairs listed in
+        this file (or files): fvbench ``pairs.csv.gz``, RFW ``<Race>_pairs.txt`` or a BFW
+        datatable (:mod:`bench.protocol.pair_list`). None: all pairs.
     table_max_comparisons : int
         Largest run (mated + non-mated comparisons) that ``engine: auto`` keeps in a
         table (default 5e6; measured at 1.96e7 on 2 cores: table engine 146 s and
@@ -132,8 +136,13 @@ class Protocol:
     per_group_thresholds: bool = False
     engine: str = "auto"
     table_max_comparisons: int = 5_000_000
+    pair_list: str | list[str] | None = None  # pair-list protocol (bench/protocol/pair_list.py): the comparisons of FILE(s)
 
     def __post_init__(self) -> None:
+        if self.pair_list is not None:  # pair-list protocol: bench/protocol/pair_list.py
+            from bench.protocol.pair_list import check_protocol_pair_list
+
+            object.__setattr__(self, "pair_list", check_protocol_pair_list(self.pair_list, self.engine, self.max_nonmated))
         if self.engine not in ENGINES:
             raise ConfigError(f"protocol.engine must be one of {list(ENGINES)}, got {self.engine!r}")
         limit = self.table_max_comparisons
@@ -251,6 +260,7 @@ class RunResult:
     mitigation: pd.DataFrame | None = None
     stream: Any = None
     withheld: dict = field(default_factory=lambda: {"min_group_subjects": 1, "subjects": 0, "images": 0, "groups": {}})
+    pairs: Any = None  # the run's pair design over manifest rows (bench.protocol.pair_list.PairDesign); table runs
 
     @property
     def primary_threshold(self) -> dict:
@@ -409,7 +419,7 @@ def choose_engine(subject_ids: np.ndarray, protocol: Protocol) -> dict:
 
 # ----------------------------------------------------------------------------- filling a store
 def table_store(manifest: Manifest, emb: np.ndarray, acquired: np.ndarray, labels: pd.DataFrame,
-                attributes: list[str], metric: str, *, max_nonmated: int | None, seed: int) -> TableStore:
+                attributes: list[str], metric: str, *, max_nonmated: int | None, seed: int, pairs: Any = None) -> TableStore:
     """The table store: every mated pair and the (sampled) non-mated pairs of the acquired images, scored.
 
     Parameters
@@ -425,6 +435,10 @@ def table_store(manifest: Manifest, emb: np.ndarray, acquired: np.ndarray, label
     attributes : list of str
     metric : {"cosine", "euclidean"}
     max_nonmated, seed : as ``protocol.max_nonmated`` / ``protocol.seed``.
+    pairs : bench.protocol.pair_list.ResolvedPairs, optional
+        Pair-list protocol: exactly these pairs (rows of ``manifest``) instead of all pairs.
+        The design either way is kept on the store (``store.pairs``) and written as the
+        run's pair list.
 
     Raises
     ------
@@ -433,7 +447,14 @@ def table_store(manifest: Manifest, emb: np.ndarray, acquired: np.ndarray, label
     """
     table = manifest.table[acquired].reset_index(drop=True)
     lab_ok = labels[acquired].reset_index(drop=True)
-    idx_a, idx_b, mated = all_pairs(table["subject_id"].astype(str).to_numpy(), max_nonmated=max_nonmated, seed=seed)
+    from bench.protocol.pair_list import PairDesign  # the design written as the run's pair list (pairs.csv.gz)
+
+    if pairs is None:
+        idx_a, idx_b, mated = all_pairs(table["subject_id"].astype(str).to_numpy(), max_nonmated=max_nonmated, seed=seed)
+        design = PairDesign.all_pairs(manifest.table["subject_id"].astype(str).to_numpy(), acquired, max_nonmated, seed)
+    else:
+        design = PairDesign.from_list(pairs)
+        idx_a, idx_b, mated = design.acquired(acquired)
     if acquired.sum() <= _FULL_MATRIX_MAX:
         scores = similarity_matrix(emb[acquired], metric)[idx_a, idx_b]
     else:
@@ -443,7 +464,9 @@ def table_store(manifest: Manifest, emb: np.ndarray, acquired: np.ndarray, label
         raise DataError(f"dataset {manifest.name!r}: no non-mated comparisons (only one subject acquired)")
     if mated.any():
         score_sanity_check(scores[mated], scores[~mated])
-    return TableStore(comp, attributes)
+    store = TableStore(comp, attributes)
+    store.pairs = design
+    return store
 
 
 
@@ -541,7 +564,7 @@ def histogram_store(manifest: Manifest, emb: np.ndarray, acquired: np.ndarray, l
 
 
 def score_into_store(manifest: Manifest, emb: np.ndarray, ok: np.ndarray, labels: pd.DataFrame, attributes: list[str],
-                  model_info: dict, protocol: Protocol, engine: str, stream_options: dict) -> ScoreStore:
+                  model_info: dict, protocol: Protocol, engine: str, stream_options: dict, pairs: Any = None) -> ScoreStore:
     """Score the acquired images into the store ``engine`` names (the only engine-dependent step).
 
     ``engine`` ``"stream"``: :func:`histogram_store` (``stream_options``: its ``n_bins``,
@@ -550,6 +573,6 @@ def score_into_store(manifest: Manifest, emb: np.ndarray, ok: np.ndarray, labels
     if engine == "stream":
         return histogram_store(manifest, emb, ok, labels, attributes, model_info, protocol, **stream_options)
     return table_store(manifest, emb, ok, labels, attributes, model_info["metric"], max_nonmated=protocol.max_nonmated,
-                       seed=protocol.seed)
+                       seed=protocol.seed, pairs=pairs)
 
 

@@ -265,6 +265,12 @@ def run_page(folder: Path) -> dict:
         f"{_int(d.get('subjects')):,} subjects (labels: {', '.join(map(str, d.get('label_source') or [])) or 'not recorded'}), "
         f"{_int(d.get('images_acquired')):,} acquired, {_int(d.get('mated_comparisons')):,} mated and "
         f"{_int(d.get('nonmated_comparisons')):,} non-mated comparisons. Headline threshold: {primary}.")]
+    from bench.report.dataset_notice import consent_notice, pair_list_notice  # issue #14
+
+    if consent_notice(mx):
+        summary.insert(0, note(str(consent_notice(mx))))
+    if pair_list_notice(mx):
+        summary.append(paragraph(str(pair_list_notice(mx))))
     eng = mx.get("engine") or {}
     if eng.get("engine") == "stream":
         summary.append(paragraph(

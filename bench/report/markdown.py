@@ -533,7 +533,8 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
     Returns
     -------
     list of Section
-        Ids: ``summary``, ``weights`` (unverified weights only), ``engine`` (streamed runs), ``thresholds``, ``rates``, one
+        Ids: ``consent`` (a dataset config's consent notice, first), ``summary``, ``pairs`` (pair list read
+        and written), ``weights`` (unverified weights only), ``engine`` (streamed runs), ``thresholds``, ``rates``, one
         ``attribute:<name>`` per attribute, ``fta`` (failures), ``mitigation``,
         ``withheld``, ``limitations``, ``reading``, ``provenance``.
     """
@@ -561,7 +562,13 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
         f"{int(_num(d.get('nonmated_comparisons'))):,} non-mated comparisons. Definitions, conventions and tie rules: "
         f"[{PROTOCOL_DOC}]({_doc_link(metrics)}) (cited by section below); limitations of these numbers: see *Limitations*."
     )
+    from bench.report.dataset_notice import consent_notice, pair_list_notice  # issue #14
+
+    if consent_notice(metrics):
+        secs.append(Section("consent", None, f"> **{consent_notice(metrics)}**"))
     secs.append(Section("summary", None, summary))
+    if pair_list_notice(metrics):
+        secs.append(Section("pairs", None, str(pair_list_notice(metrics))))
     if m.get("weights_verified") is False:  # bench.models.weights.weights_verification
         secs.append(Section("weights", None, (
             f"**Unverified weights:** {', '.join(f'`{n}`' for n in m.get('unverified_weights', []))} "

@@ -310,6 +310,15 @@ def write_results(
         },
         "engine": result.engine_info or {"engine": "table"},
     }
+    from bench.protocol.pair_list import write_run_pair_list  # pair lists and consent notices (issue #14)
+    from bench.report.dataset_notice import consent_record, pair_list_protocol
+
+    metrics["protocol"].update(pair_list_protocol(result))
+    want_list = ((config or {}).get("report") or {}).get("pair_list", True) if isinstance(config, dict) else True
+    written = write_run_pair_list(result, out_dir, enabled=bool(want_list))  # pairs.csv.gz: rerun exactly these comparisons
+    if written:
+        metrics["protocol"]["pair_list"] = written
+    metrics["dataset"] = {**metrics["dataset"], **consent_record(config)}
     t_tables = time.perf_counter()
     metrics = scrub_paths(_jsonable(metrics), path_roots)  # no absolute path of this machine is published
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=False, allow_nan=False) + "\n")

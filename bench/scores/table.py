@@ -191,5 +191,6 @@ class TableStore:
 
     @property
     def result_fields(self) -> dict[str, Any]:
-        """``RunResult`` fields this store fills: ``comparisons`` (the table), ``stream`` None."""
-        return {"comparisons": self.comparisons, "stream": None}
+        """``RunResult`` fields this store fills: ``comparisons`` (the table), ``pairs`` (the pair
+        design the protocol attached, written as the run's pair list), ``stream`` None."""
+        return {"comparisons": self.comparisons, "pairs": getattr(self, "pairs", None), "stream": None}
