@@ -265,8 +265,16 @@ def verify_run(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"run folder {str(run_dir)!r} does not exist")
-    from bench.verify_identification import is_identification_run, verify_identification_run
+    from bench.verify_identification import GALLERY_FILE, SEARCH_FILE, is_identification_run, verify_identification_run
+    from bench.verify_html import html_check, is_leaderboard, verify_leaderboard_report  # issue 15: report.html, leaderboards
 
+    if is_leaderboard(run_dir):  # issue 15: a leaderboard folder (fvbench-aggregate) is recomputed from its sources
+        return verify_leaderboard_report(run_dir)
+    if is_identification_run(run_dir) and not any((run_dir / f).exists() for f in (SEARCH_FILE, GALLERY_FILE)):  # issue 13/15
+        from bench.verify_identification_counts import verify_published_identification  # a published folder: from its counts
+
+        return verify_published_identification(run_dir, dataset_root=dataset_root, check_dataset=check_dataset,
+                                               check_weights=check_weights, rtol=rtol)
     if is_identification_run(run_dir):  # 1:N run (issue 13): recomputed from its stored searches
         return verify_identification_run(run_dir, dataset_root=dataset_root, check_dataset=check_dataset, check_weights=check_weights,
                                          check_bootstrap=check_bootstrap, rtol=rtol)
@@ -433,6 +441,7 @@ def verify_run(
     tables = _report_tables(run)
     figs = _figure_names(run, tables)
     checks.append(_check_report(run, tables))
+    checks.append(html_check(run_dir))  # issue 15: report.html re-rendered from the verified files
     checks += _check_figures(run, figs, small, det_source, score_plot) if check_figures else [Check("figures", "skipped", "not requested")]
     checks.append(_check_dataset(run, None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
     checks.append(_check_weights(run) if check_weights else Check("weights", "skipped", "not requested"))
