@@ -37,7 +37,7 @@ from bench.metrics.rates import ThresholdAtFMR, det_curve, equal_error_rate, sco
 from bench.models.cache import EmbeddingCache, model_cache_key
 from bench.models.extraction import extract_embeddings
 from bench.models.weights import weights_verification
-from bench.protocol.pairs import all_pairs, comparison_table
+from bench.protocol.pairs import all_pairs, capture_ids_of, comparison_table
 from bench.protocol.scoring import pair_scores, similarity_matrix
 
 __all__ = [
@@ -701,6 +701,10 @@ def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.nda
         raise DataError(f"dataset {manifest.name!r}: only {int(ok.sum())} image(s) acquired; no comparison is possible")
 
     engine_info = _choose_engine(manifest.table["subject_id"][ok].astype(str).to_numpy(), protocol)
+    captures = capture_ids_of(manifest.table[ok])  # issue #14: frames of one video are never a mated pair
+    if captures is not None and engine_info["engine"] == "stream":
+        raise ConfigError(f"dataset {manifest.name!r} has several images per capture (capture_id: frames of one video); the streaming "
+                          "engine cannot leave out their mated pairs: set protocol.engine=table or dataset.frames_per_video=1")
     if engine_info["engine"] == "stream":
         from bench.run_streaming import evaluate_streamed  # torch only when streaming
 
@@ -710,7 +714,8 @@ def _evaluate_population(manifest: Manifest, emb: np.ndarray, fta_reason: np.nda
     t1 = time.perf_counter()
     table = manifest.table[ok].reset_index(drop=True)
     lab_ok = labels[ok].reset_index(drop=True)
-    idx_a, idx_b, mated = all_pairs(table["subject_id"].astype(str).to_numpy(), max_nonmated=protocol.max_nonmated, seed=protocol.seed)
+    idx_a, idx_b, mated = all_pairs(table["subject_id"].astype(str).to_numpy(), max_nonmated=protocol.max_nonmated, seed=protocol.seed,
+                                    capture_ids=captures)
     if ok.sum() <= 20_000:  # the full matrix fits comfortably (<= 3.2 GB float64)
         scores = similarity_matrix(emb[ok], model_info["metric"])[idx_a, idx_b]
     else:
