@@ -33,6 +33,9 @@ KINDS = ("dataset", "model", "aligner", "transform")
 FACTORIES: dict[str, str] = {
     # datasets (configs/dataset/)
     "bench.data.frl_london.load_frl_london": "dataset",
+    "bench.data.fhibe.load_fhibe": "dataset",
+    "bench.data.cfd.load_cfd": "dataset",
+    "bench.data.ccv2.load_ccv2": "dataset",
     "bench.data.synthetic.SyntheticPopulation": "dataset",
     "bench.data.user_dataset.load_csv_manifest": "dataset",
     "bench.data.user_dataset.load_folder_dataset": "dataset",

@@ -82,7 +82,7 @@ def read_norming(workbook: Path, sets: Sequence[str]) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Index: dash-free model key (e.g. ``"AF200"``); columns ``model`` (as written),
-        ``set``, ``ethnicity``, ``gender``, ``age`` (text, ``pd.NA`` missing).
+        ``set``, ``ethnicity``, ``gender``, ``age`` (completed years as text, ``pd.NA`` missing).
 
     Raises
     ------
@@ -120,7 +120,7 @@ def read_norming(workbook: Path, sets: Sequence[str]) -> pd.DataFrame:
             i = int(bad.to_numpy().nonzero()[0][0])
             raise DataError(f"{str(workbook)!r} sheet {sheet!r} model {part['model'].iloc[i]!r} column 'AgeSelf': "
                             f"{part['age'].iloc[i]!r} is not a number")
-        part["age"] = age.map(lambda x: pd.NA if pd.isna(x) else f"{x:g}").astype("string")
+        part["age"] = age.map(lambda x: pd.NA if pd.isna(x) else str(int(x // 1))).astype("string")  # completed years
         parts.append(part)
     table = pd.concat(parts, ignore_index=True)
     table.index = pd.Index([_key(m) for m in table["model"]], name="key")

@@ -103,7 +103,7 @@ def parse_list_cell(value: str, *, where: str) -> list[str]:
     if not text:
         return []
     if len(text) > _MAX_CELL:
-        raise DataError(f"{where}: cell of {len(text)} characters; expected a short list such as \"['0. She/her/hers']\"")
+        raise DataError(f"{where}: cell of {len(text)} characters (limit {_MAX_CELL}); expected a short list such as \"['0. She/her/hers']\"")
     if text.startswith("["):
         try:
             items = ast.literal_eval(text)
