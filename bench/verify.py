@@ -562,7 +562,11 @@ def _dataset_loaders() -> dict[str, Any]:
     from bench.data.frl_london import load_frl_london
     from bench.data.synthetic import SyntheticPopulation
 
-    return {"bench.data.frl_london.load_frl_london": load_frl_london, "bench.data.synthetic.SyntheticPopulation": SyntheticPopulation}
+    from bench.data.cfd import load_cfd
+    from bench.data.fhibe import load_fhibe
+
+    return {"bench.data.frl_london.load_frl_london": load_frl_london, "bench.data.synthetic.SyntheticPopulation": SyntheticPopulation,
+            "bench.data.fhibe.load_fhibe": load_fhibe, "bench.data.cfd.load_cfd": load_cfd}  # issue #14
 
 
 def _plain(value: Any) -> bool:
@@ -600,6 +604,16 @@ def _check_dataset(run: RunFolder, dataset_root: Path | None) -> Check:
         if not math.isfinite(size) or size > _MAX_SYNTHETIC_VALUES:
             return Check("dataset", "skipped", f"the recorded synthetic population has {size:.3g} embedding values, more than verify "
                          f"rebuilds ({_MAX_SYNTHETIC_VALUES:.0e})")
+    if target.endswith(("load_fhibe", "load_cfd")):  # issue #14: same rules as London below (plain keywords, --dataset-root)
+        import inspect
+
+        known = set(inspect.signature(loaders[target]).parameters) - {"check_files"}
+        if set(kwargs) - known:
+            return Check("dataset", "mismatch", f"dataset.loader has argument(s) {sorted(set(kwargs) - known)} that {target.rsplit('.', 1)[1]} does not take")
+        root = Path(dataset_root) if dataset_root is not None else Path(str(kwargs.get("root", ""))).expanduser()
+        if not root.is_dir():
+            return Check("dataset", "skipped", f"dataset root {str(root)!r} not found; pass --dataset-root to verify the manifest hash")
+        kwargs["root"] = str(root)
     if target.endswith("load_frl_london"):
         if set(kwargs) - {"root", "views"}:
             return Check("dataset", "mismatch", f"dataset.loader has argument(s) {sorted(set(kwargs) - {'root', 'views'})} that load_frl_london does not take")
@@ -1042,6 +1056,7 @@ def verify_run(
     check_bootstrap: bool = True,
     check_figures: bool = True,
     rtol: float = 1e-9,
+    dataset_metadata: str | Path | None = None,
 ) -> VerifyReport:
     """Verify a result folder: every published number recomputed or cross-checked.
 
@@ -1063,6 +1078,9 @@ def verify_run(
         Re-render the figures and compare them (a few seconds per figure).
     rtol : float
         Relative tolerance of float comparisons (CSV cells carry 10 significant digits).
+    dataset_metadata : path, optional
+        A newer release's metadata file (FHIBE): flag a result whose release has since
+        been revised (:mod:`bench.verify_dataset_revision`).
 
     Returns
     -------
@@ -1251,6 +1269,10 @@ def verify_run(
     checks.append(_check_dataset(run, None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
     checks.append(_check_weights(run) if check_weights else Check("weights", "skipped", "not requested"))
     checks.append(_check_provenance(m))
+    if dataset_metadata is not None:  # issue #14: the run's dataset release vs a newer one
+        from bench.verify_dataset_revision import check_dataset_revision
+
+        checks.append(check_dataset_revision(m, run.config, dataset_metadata, dataset_root))
     return report
 
 
@@ -1472,10 +1494,13 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-figures", action="store_true", help="do not re-render the figures to compare them")
     parser.add_argument("--require-all", action="store_true", help="exit 3 if any check had to be skipped")
     parser.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance of float comparisons (default 1e-9)")
+    parser.add_argument("--dataset-metadata", default=None, metavar="NEWER.csv",
+                        help="a newer release's metadata (FHIBE fhibe_face_crop_align.csv): flag a result computed on a release since revised")
     args = parser.parse_args(argv)
     try:
         report = verify_run(args.run_dir, dataset_root=args.dataset_root, check_dataset=not args.skip_dataset,
-                            check_weights=not args.skip_weights, check_bootstrap=not args.skip_bootstrap, check_figures=not args.skip_figures, rtol=args.rtol)
+                            check_weights=not args.skip_weights, check_bootstrap=not args.skip_bootstrap, check_figures=not args.skip_figures, rtol=args.rtol,
+                            dataset_metadata=args.dataset_metadata)
     except DataError as err:
         print(f"fvbench-verify: cannot verify {args.run_dir}: {err}", file=sys.stderr)
         return 2
