@@ -294,3 +294,51 @@ def test_ccv2_malformed_metadata(tmp_path):
     meta.write_text(json.dumps({"not": "a list"}))
     with pytest.raises(DataError, match="expected a JSON list with one object per video"):
         load_ccv2(root, frames_dir=tmp_path / "f")
+
+
+class _PixelAligner:
+    def acquire_file(self, path):
+        from bench.acquisition.base import Acquisition
+
+        img = cv2.imread(str(path))
+        return Acquisition(chip=img, fta_reason=None, n_faces=1)
+
+
+class _PixelEmbedder:
+    """Mean colour plus a fixed random projection: frames of one video score alike."""
+
+    name = "pixels"
+    metric = "cosine"
+    embedding_dim = 4
+    nominal_threshold = None
+    weights_sha256: dict = {}
+
+    def __init__(self) -> None:
+        self.aligner = _PixelAligner()
+
+    def settings(self) -> dict:
+        return {"pixels": 1}
+
+    def embed(self, chips):
+        return np.stack([np.array([c.mean() / 255, 1.0, np.sin(c.mean()), np.cos(c.mean())], np.float32) for c in chips])
+
+
+@pytest.mark.filterwarnings("ignore::bench.errors.DatasetWarning")
+def test_ccv2_run_scores_only_cross_video_mated_pairs_and_refuses_streaming(tmp_path):
+    from bench.errors import ConfigError
+    from bench.run import Protocol, evaluate
+
+    m = load_ccv2(_ccv2(tmp_path), frames_dir=tmp_path / "frames", frames_per_video=3, seed=1)
+    res = evaluate(m, _PixelEmbedder(), Protocol(target_fmrs=[0.1], use_nominal_threshold=False, engine="table"),
+                   cache_dir=tmp_path / "cache", progress=False)
+    assert res.dataset_info["mated_comparisons"] == 18 and res.dataset_info["nonmated_comparisons"] == 72
+    comp = res.comparisons
+    video = dict(zip(m.table["image_id"], m.table["capture_id"]))
+    mated = comp[comp["mated"]]
+    assert not (mated["image_a"].map(video).astype(str) == mated["image_b"].map(video).astype(str)).any()
+    assert res.dataset_info["provenance"]["frame_policy"]["frames_per_video"] == 3
+    # the phenotype attributes get per-group rows like any label
+    assert {"monk_skin_tone", "fitzpatrick_skin_tone"} <= set(res.per_group["attribute"])
+    with pytest.raises(ConfigError, match="streaming engine cannot leave out their mated pairs"):
+        evaluate(m, _PixelEmbedder(), Protocol(target_fmrs=[0.1], use_nominal_threshold=False, engine="stream"),
+                 cache_dir=tmp_path / "cache", progress=False)
