@@ -81,6 +81,9 @@ def test_fhibe_fixture_runs_records_version_and_verify_flags_a_revised_release(t
     groups = {(r["attribute"], r["group"]) for r in m["per_group"] if r["metric"] == "FNMR"}
     assert {("natural_skin_color", "Type 1"), ("natural_skin_color", "Type 2"), ("natural_skin_color", "Type 3")} <= groups
     assert ("pronoun", "She/her/hers") in groups
+    report = (run / "report.md").read_text()
+    assert f"- **Release**: version {VERSION}; licence: FHIBE terms of use" in report
+    assert "phenotype attributes: natural_skin_color" in report and "**Labels**: self-reported" in report
 
     assert verify_main([str(run), "--dataset-root", str(root), "--skip-figures"]) == 0
     text = capsys.readouterr().out
