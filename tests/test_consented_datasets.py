@@ -259,7 +259,7 @@ def test_ccv2_frames_pairs_and_label_provenance(tmp_path):
     first = t.set_index("image_id")
     row = first[first["subject_id"] == "0001"].iloc[0]
     assert (row["age"], row["gender"], row["country"], row["fitzpatrick_skin_tone"]) == ("<30", "cis woman", "brazil", "II")
-    assert row["monk_skin_tone"] == "3"  # 3 vs 4 over the two videos: a tie, the first in sort order
+    assert row["monk_skin_tone"] == "03"  # 3 vs 4 over the two videos: a tie, the first in sort order
     assert first[first["subject_id"] == "0003"].iloc[0]["age"] == "prefer not to say"
     assert first[first["subject_id"] == "0002"].iloc[0]["age"] == "45-59"
     assert set(t["label_source"]) == {"self-reported: age, gender, country | annotated: monk_skin_tone, fitzpatrick_skin_tone"}

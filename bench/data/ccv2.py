@@ -97,6 +97,11 @@ def _scale(value: Any, key: str, where: str, valid: range) -> Any:
     return tok
 
 
+def _two_digits(v: Any) -> Any:
+    """Monk values as ``"01"``-``"10"``, so that groups sort in scale order."""
+    return v if v is pd.NA else str(v).zfill(2)
+
+
 def read_ccv2_metadata(path: Path) -> pd.DataFrame:
     """One row per video from ``CasualConversationsV2.json``.
 
@@ -104,7 +109,7 @@ def read_ccv2_metadata(path: Path) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``subject_id`` (zero-padded to 4 digits when numeric), ``video_name``, ``age``,
-        ``gender``, ``country`` (text), ``monk_skin_tone`` (``"1"``-``"10"``),
+        ``gender``, ``country`` (text), ``monk_skin_tone`` (``"01"``-``"10"``, two digits so groups sort in scale order),
         ``fitzpatrick_skin_tone`` (``"I"``-``"VI"``); ``pd.NA`` missing.
 
     Raises
@@ -147,7 +152,7 @@ def read_ccv2_metadata(path: Path) -> pd.DataFrame:
             "age": pd.NA if d.get("age") in (None, "") else str(d["age"]).strip(),
             "gender": pd.NA if d.get("gender") in (None, "") else str(d["gender"]).strip(),
             "country": pd.NA if country in (None, "") else str(country).strip(),
-            "monk_skin_tone": _scale(d.get("monk_skin_tone"), "scale", f"{at} key 'monk_skin_tone'", range(1, 11)),
+            "monk_skin_tone": _two_digits(_scale(d.get("monk_skin_tone"), "scale", f"{at} key 'monk_skin_tone'", range(1, 11))),
             "fitzpatrick_skin_tone": fitz if fitz is pd.NA else _ROMAN[fitz],
         })
     if not rows:
