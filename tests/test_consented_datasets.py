@@ -342,3 +342,21 @@ def test_ccv2_run_scores_only_cross_video_mated_pairs_and_refuses_streaming(tmp_
     with pytest.raises(ConfigError, match="streaming engine cannot leave out their mated pairs"):
         evaluate(m, _PixelEmbedder(), Protocol(target_fmrs=[0.1], use_nominal_threshold=False, engine="stream"),
                  cache_dir=tmp_path / "cache", progress=False)
+
+
+@pytest.mark.filterwarnings("ignore::bench.errors.DatasetWarning")
+def test_ccv2_result_folder_verifies(tmp_path):
+    """The published folder of a CCv2 run (cross-video mated pairs only) passes fvbench-verify."""
+    from bench.report.writer import write_results
+    from bench.run import Protocol, evaluate
+    from bench.verify import verify_run
+
+    m = load_ccv2(_ccv2(tmp_path), frames_dir=tmp_path / "frames", frames_per_video=2, seed=3)
+    res = evaluate(m, _PixelEmbedder(), Protocol(target_fmrs=[0.1], use_nominal_threshold=False, engine="table"),
+                   cache_dir=tmp_path / "cache", progress=False)
+    write_results(res, tmp_path / "results" / "ccv2", run_name="ccv2", config={}, min_group_subjects=1, figures=False)
+    metrics = json.loads((tmp_path / "results" / "ccv2" / "metrics.json").read_text())
+    assert metrics["dataset"]["mated_comparisons"] == 2 * (2 * 2)  # two people, 2 frames x 2 frames across their two videos
+    assert "frames of one video are never a mated pair" in metrics["protocol"]["mated"]
+    rep = verify_run(tmp_path / "results" / "ccv2", check_dataset=False, check_weights=False, check_figures=False)
+    assert rep.ok, rep.to_text()[-2000:]
