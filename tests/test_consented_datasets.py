@@ -360,3 +360,13 @@ def test_ccv2_result_folder_verifies(tmp_path):
     assert "frames of one video are never a mated pair" in metrics["protocol"]["mated"]
     rep = verify_run(tmp_path / "results" / "ccv2", check_dataset=False, check_weights=False, check_figures=False)
     assert rep.ok, rep.to_text()[-2000:]
+
+
+def test_fhibe_error_line_counts_rows_left_out(tmp_path):
+    """A row dropped as multi-person still counts when a later error names its line."""
+    base = {"subject_id": "s1", "pronoun": "['0. She/her/hers']", "age": "30", "ancestry": "['1. Northern Africa']"}
+    rows = [{**base, "image_id": "a", "filepath": "a.png", "multiple_subjects": "True"},
+            {**base, "image_id": "b", "filepath": "b.png", "multiple_subjects": "False", "pronoun": "[1 +]"}]
+    root = _fhibe(tmp_path, rows=rows)
+    with pytest.raises(DataError, match=r"line 3 column 'pronoun'"):
+        load_fhibe(root)

@@ -211,6 +211,24 @@ def _count_frames(path: Path) -> int:
         cap.release()
 
 
+def _cached_frame_count(path: Path, folder: Path) -> int:
+    """Exact frame count of a video, kept in ``folder/frames.json`` (the folder is keyed by name, size, mtime)."""
+    record = folder / "frames.json"
+    try:
+        n = json.loads(record.read_text()).get("n_frames")
+        if isinstance(n, int) and n >= 0:
+            return n
+    except (OSError, ValueError, AttributeError):
+        pass
+    n = _count_frames(path)
+    if n > 0:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = record.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"n_frames": n}))
+        tmp.replace(record)
+    return n
+
+
 def extract_frames(video: Path, indices: Sequence[int], out_dir: Path) -> list[Path]:
     """Decode the frames ``indices`` of ``video`` (exact, sequential) into ``out_dir/f<index>.png``.
 
@@ -322,7 +340,7 @@ def load_ccv2(
             continue
         st = path.stat()
         tag = hashlib.sha256(f"{name}\n{st.st_size}\n{st.st_mtime_ns}".encode()).hexdigest()[:16]
-        n = _count_frames(path)
+        n = _cached_frame_count(path, frames_root / tag)
         idx = sample_frame_indices(n, int(frames_per_video), int(seed), name) if n > 0 else []
         files = extract_frames(path, idx, frames_root / tag) if idx else []
         if not files:

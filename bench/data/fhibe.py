@@ -110,8 +110,8 @@ def fhibe_version(root: Path, version: str | None = None) -> str:
 
 def _cell_list(raw: pd.Series, col: str, where: str) -> pd.Series:
     vals = []
-    for i, v in enumerate(raw, start=2):
-        items = parse_list_cell(v, where=f"{where} line {i} column {col!r}")
+    for i, v in zip(raw.index, raw):  # the index is the row of the file (rows may have been left out)
+        items = parse_list_cell(v, where=f"{where} line {int(i) + 2} column {col!r}")
         vals.append(MULTI_JOIN.join(items) if items else pd.NA)
     return pd.Series(vals, index=raw.index, dtype="string")
 
