@@ -9,14 +9,14 @@ schema of known keys, derived from the sources of truth rather than written twic
   ``configs/sweep.yaml``) plus the config groups it composes;
 - ``protocol`` / ``sweep``: the fields of :class:`bench.run.Protocol` (and of
   :class:`bench.identification_run.IdentificationProtocol`, ``protocol.type:
-  identification``) / :class:`bench.sweep.SweepProtocol`;
+  identification``) / :class:`bench.protocol.sweep_spec.SweepProtocol`;
 - ``report``, ``paths``, and the top level of ``model`` and ``dataset``: the union of the
   keys of the files of that group in ``configs/``;
 - every node with a ``_target_`` (``model.embedder``, ``dataset.loader``, aligners,
   transforms): the keyword parameters of the target's signature (targets outside
   ``bench.*`` are not looked at here; :func:`bench.cli.instantiate_bench` refuses them);
 - ``dataset.loader.groups.<group>`` of the synthetic population: the fields of
-  :class:`bench.data.synthetic.GroupSpec`.
+  :class:`bench.synthetic.generator.GroupSpec`.
 
 Free-form nodes (``dataset.calibration``, ``protocol.reference_groups`` ...) are not
 checked. Every refusal is a :class:`~bench.errors.ConfigError` whose one-line message
@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping
 from omegaconf import DictConfig, OmegaConf
 
 from bench.errors import ConfigError
+from bench.files import paths_as_references
 from bench.suggest import did_you_mean
 
 __all__ = [
@@ -99,12 +100,12 @@ def _dataclass_keys(cls: Any) -> set[str]:
 def _section_keys(app: str, section: str) -> set[str] | None:
     """Known keys directly under a top-level ``section`` (None: not checked statically)."""
     if section == "protocol":  # verification or identification (protocol.type); the dataclass refuses the other's keys
-        from bench.identification_run import IdentificationProtocol
-        from bench.run import Protocol
+        from bench.protocol.identification import IdentificationProtocol
+        from bench.protocol.verification import Protocol
 
         return _dataclass_keys(Protocol) | _dataclass_keys(IdentificationProtocol)
     if section == "sweep":
-        from bench.sweep import SweepProtocol
+        from bench.protocol.sweep_spec import SweepProtocol
 
         return _dataclass_keys(SweepProtocol)
     if section in ("report", "paths", "model", "dataset", "detector"):
@@ -156,7 +157,7 @@ def _check_target_node(node: Any, path: str) -> None:
         for k in node:
             if k not in valid:
                 raise unknown_key(f"{path}.{k}", k, sorted(names), where=f"a parameter of {node['_target_']}")
-    from bench.data.synthetic import GroupSpec, SyntheticPopulation
+    from bench.synthetic.generator import GroupSpec, SyntheticPopulation
 
     for k, v in node.items():
         if k == "_target_":
@@ -248,7 +249,7 @@ def validate_config(cfg: DictConfig, app: str = "fvbench") -> None:
         elif key == "detector":  # the detector= group (configs/detector/), also reached through model.embedder.aligner
             _check_target_node(value.get("detector"), "detector.detector")
         elif key == "sweep" and isinstance(value.get("geometry"), dict):
-            from bench.sweep import FaceGeometryLocator
+            from bench.acquisition.transforms import FaceGeometryLocator
 
             _check_target_node({"_target_": f"{FaceGeometryLocator.__module__}.{FaceGeometryLocator.__qualname__}", **value["geometry"]}, "sweep.geometry")
     if app == "sweep" and isinstance(plain.get("transforms"), dict):
@@ -384,23 +385,8 @@ def recorded_config(cfg: DictConfig | Mapping) -> dict:
     """
     plain = _resolve(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
     paths = dict(plain.get("paths") or {})
-    roots = sorted(
-        ((k, str(paths[k]).rstrip("/")) for k in RUNTIME_PATHS if isinstance(paths.get(k), str) and str(paths[k]).strip("/")),
-        key=lambda kv: -len(kv[1]),
-    )
-
-    def norm(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: norm(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [norm(x) for x in v]
-        if isinstance(v, str):
-            for k, root in roots:
-                if v == root or v.startswith(root + "/"):
-                    return "${paths." + k + "}" + v[len(root):]
-        return v
-
-    out = {k: norm(v) for k, v in plain.items() if k not in RUNTIME_KEYS and k != "paths"}
+    roots = {k: paths[k] for k in RUNTIME_PATHS if k in paths}
+    out = {k: paths_as_references(v, roots) for k, v in plain.items() if k not in RUNTIME_KEYS and k != "paths"}
     if "paths" in plain:
         out["paths"] = {k: v for k, v in paths.items() if k not in RUNTIME_PATHS}
     return out

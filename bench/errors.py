@@ -21,6 +21,7 @@ __all__ = [
     "DatasetWarning",
     "StorageError",
     "CacheEntryWarning",
+    "DownloadError",
 ]
 
 
@@ -108,3 +109,11 @@ class DatasetWarning(UserWarning):
     """The dataset is usable but something in it skews a result (e.g. the same image
     file under two subject ids, one subject supplying most of a group's mated
     comparisons)."""
+
+
+class DownloadError(DataError):
+    """A dataset download failed or was refused (checksum, size, host, archive member).
+
+    The message names the file, URL or archive member and what was expected; nothing
+    half-written is left in the destination folder.
+    """

@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from bench.cli_output import prepare_output
 from bench.errors import ConfigError
 from bench.identification_run import IdentificationProtocol, check_permitted_uses, evaluate_identification
 from bench.report.folder import staged_folder
@@ -25,7 +26,7 @@ def run_identification(cfg: DictConfig, dataset: Any, model: Any, pcfg: dict, pa
     ------
     ConfigError
         Unknown protocol keys (named, with the valid ones), a bad run name or result
-        folder (:func:`bench.cli.prepare_output`), or a dataset whose
+        folder (:func:`bench.cli_output.prepare_output`), or a dataset whose
         ``permitted_uses`` rules identification out.
     """
     if isinstance(pcfg.get("target_fpirs"), (int, float)):
@@ -36,8 +37,6 @@ def run_identification(cfg: DictConfig, dataset: Any, model: Any, pcfg: dict, pa
         raise ConfigError(f"protocol config: {err}; valid keys: {sorted(IdentificationProtocol.__dataclass_fields__)}") from err
     except ValueError as err:
         raise ConfigError(f"protocol config: {err}") from err
-    from bench.cli import prepare_output
-
     uses = (config.get("dataset") or {}).get("permitted_uses")
     check_permitted_uses(str(cfg.dataset.get("name")), uses)  # a refused dataset touches no folder
     out_dir = prepare_output(cfg, paths, config=config, record="metrics.json")  # name, folder and replacement rules first

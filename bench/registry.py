@@ -36,7 +36,7 @@ FACTORIES: dict[str, str] = {
     "bench.data.fhibe.load_fhibe": "dataset",
     "bench.data.cfd.load_cfd": "dataset",
     "bench.data.ccv2.load_ccv2": "dataset",
-    "bench.data.synthetic.SyntheticPopulation": "dataset",
+    "bench.synthetic.generator.SyntheticPopulation": "dataset",
     "bench.data.user_dataset.load_csv_manifest": "dataset",
     "bench.data.user_dataset.load_folder_dataset": "dataset",
     # models / embedders (configs/model/)

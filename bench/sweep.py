@@ -28,6 +28,10 @@ Embeddings of perturbed probes are cached privately (:class:`EmbeddingCache` und
 ``<cache_dir>/sweeps``), keyed by the model cache key, the transform settings, the
 strength, the seed, the geometry locator settings and the image's content SHA-256;
 nothing per image reaches ``results/``.
+
+Layout: the protocol, grids and result types are in :mod:`bench.protocol.sweep_spec`; the
+folder is written by :mod:`bench.report.sweep` (:func:`~bench.report.sweep.write_sweep`);
+this module is the driver that computes a :class:`~bench.protocol.sweep_spec.SweepResult`.
 """
 
 from __future__ import annotations
@@ -37,10 +41,8 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +52,7 @@ from tqdm import tqdm
 
 from bench.acquisition.base import Acquisition
 from bench.acquisition.images import image_sha256, load_rgb
-from bench.acquisition.transforms import TRANSFORMS_VERSION, FaceGeometry, FaceGeometryLocator, Transform
+from bench.acquisition.transforms import TRANSFORMS_VERSION, FaceGeometry, FaceGeometryLocator
 from bench.data.manifest import INTERSECTION_SEPARATOR, Manifest
 from bench.errors import ConfigError, DataError, ImageLoadError, InsufficientDataError
 from bench.metrics.fta import fta_by_group
@@ -62,130 +64,11 @@ from bench.models.extraction import extract_embeddings
 from bench.models.weights import weights_verification
 from bench.protocol.pairs import capture_ids_of, comparison_table
 from bench.protocol.scoring import pair_scores
+from bench.protocol.sweep_spec import SWEEP_COLUMNS, UNPERTURBED, SweepProtocol, SweepResult, TransformSweep
 
-__all__ = [
-    "SWEEP_COLUMNS",
-    "UNPERTURBED",
-    "SweepProtocol",
-    "TransformSweep",
-    "SweepResult",
-    "make_sweeps",
-    "run_sweep",
-    "write_sweep",
-    "sweep_cache_key",
-]
+__all__ = ["run_sweep", "sweep_cache_key"]
 
 log = logging.getLogger(__name__)
-
-#: ``transform`` value of the rows of the unperturbed run (strength NaN).
-UNPERTURBED = "none"
-
-#: Columns of ``sweep.csv``, in order.
-SWEEP_COLUMNS = [
-    "transform", "strength", "attribute", "group", "threshold_name", "threshold", "metric", "errors", "comparisons",
-    "subjects", "rate", "wilson_low", "wilson_high", "upper_bound_95", "flag", "reasons",
-]
-
-_RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "upper_bound_95"]
-
-
-@dataclass(frozen=True)
-class SweepProtocol:
-    """Which images are references and probes, and how thresholds are set.
-
-    Attributes
-    ----------
-    reference_view, probe_view : str
-        Values of ``view_column`` selecting the reference and the probe images.
-    view_column : str
-        Manifest column holding the view (``view`` for FRL London).
-    attributes : list of str or None
-        Attributes to disaggregate by; default all of the dataset's.
-    intersections : list of list of str
-        Attribute combinations reported as their own attribute (``"a&b"``).
-    target_fmrs : list of float
-        Targets in (0, 1) of the global thresholds calibrated on the unperturbed
-        non-mated comparisons.
-    use_nominal_threshold : bool
-        Also report at the model's published threshold, where it has one.
-    confidence : float
-        Level of the Wilson intervals.
-    seed : int
-        Seed of the random transforms (noise).
-    geometry : dict
-        Keyword arguments of :class:`FaceGeometryLocator`.
-    """
-
-    reference_view: str = "neutral_front"
-    probe_view: str = "smiling_front"
-    view_column: str = "view"
-    attributes: list[str] | None = None
-    intersections: list[list[str]] = field(default_factory=list)
-    target_fmrs: list[float] = field(default_factory=lambda: [1e-3])
-    use_nominal_threshold: bool = True
-    confidence: float = 0.95
-    seed: int = 0
-    geometry: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.reference_view == self.probe_view:
-            raise ConfigError(f"sweep: reference_view and probe_view must differ, both are {self.reference_view!r}")
-        if not self.target_fmrs and not self.use_nominal_threshold:
-            raise ConfigError("sweep: give at least one target_fmrs value or use_nominal_threshold: true")
-        for f in self.target_fmrs:
-            if not 0 < float(f) < 1:
-                raise ConfigError(f"sweep.target_fmrs: {f!r} is outside (0, 1)")
-        if not 0 < float(self.confidence) < 1:
-            raise ConfigError(f"sweep.confidence must be in (0, 1), got {self.confidence!r}")
-
-
-@dataclass(frozen=True)
-class TransformSweep:
-    """One transform and its grid of strengths.
-
-    Attributes
-    ----------
-    name : str
-        Name in tables and file names (the config key; usually ``transform.name``).
-    transform : Transform
-    strengths : tuple of float
-        Validated strengths, in the order given.
-    """
-
-    name: str
-    transform: Transform
-    strengths: tuple[float, ...]
-
-
-def make_sweeps(spec: dict[str, Any]) -> list[TransformSweep]:
-    """Build and validate sweeps from ``{name: {"transform": Transform, "strengths": [...]}}``.
-
-    Raises
-    ------
-    ConfigError
-        If the mapping is empty, an entry lacks ``transform``/``strengths``, a
-        transform is not a :class:`Transform`, a grid is empty or repeats a value, or a
-        strength is out of the transform's range.
-    """
-    if not isinstance(spec, dict) or not spec:
-        raise ConfigError(f"transforms: expected a non-empty mapping name -> {{transform, strengths}}, got {spec!r}")
-    out = []
-    for name, entry in spec.items():
-        if not isinstance(entry, dict) or set(entry) != {"transform", "strengths"}:
-            keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
-            raise ConfigError(f"transforms.{name}: expected keys ['strengths', 'transform'], got {keys}")
-        t = entry["transform"]
-        if not isinstance(t, Transform):
-            raise ConfigError(f"transforms.{name}.transform: expected a bench.acquisition.transforms.Transform, got {type(t).__name__}")
-        grid = entry["strengths"]
-        if not isinstance(grid, (list, tuple)) or not grid:
-            raise ConfigError(f"transforms.{name}.strengths: expected a non-empty list, got {grid!r}")
-        values = tuple(t.check_strength(s) for s in grid)
-        if len(set(values)) != len(values):
-            raise ConfigError(f"transforms.{name}.strengths: repeated values in {list(grid)}")
-        out.append(TransformSweep(name=str(name), transform=t, strengths=values))
-    return out
-
 
 def _read_geometry(path: Path) -> FaceGeometry | None | bool:
     """A cached face geometry: a FaceGeometry, None (no face located), or False when the entry is malformed.
@@ -214,46 +97,6 @@ def sweep_cache_key(model_key: str, sweep: TransformSweep, strength: float, seed
         sort_keys=True, default=str,
     )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class SweepResult:
-    """Everything :func:`run_sweep` computed, before it is written.
-
-    Attributes
-    ----------
-    rows : pandas.DataFrame
-        Tidy rows, columns :data:`SWEEP_COLUMNS`: the unperturbed run
-        (``transform == "none"``, strength NaN) then every transform and strength.
-    thresholds : list of dict
-        Set on the unperturbed run: name, kind, threshold (and for calibrated ones
-        target_fmr, achieved_fmr, k, n_nonmated, support), or status ``refused``.
-    sweeps : list of TransformSweep
-    attributes : list of str
-    subjects_per_group : dict
-        attribute -> group -> subjects in the sweep population (probes and references).
-    dataset_info, model_info, geometry_info, counts : dict
-    protocol : SweepProtocol
-    timings : dict
-        Seconds per stage (kept out of ``sweep.json``).
-    """
-
-    rows: pd.DataFrame
-    thresholds: list[dict]
-    sweeps: list[TransformSweep]
-    attributes: list[str]
-    subjects_per_group: dict
-    dataset_info: dict
-    model_info: dict
-    geometry_info: dict
-    counts: dict
-    protocol: SweepProtocol
-    timings: dict = field(default_factory=dict)
-
-    @property
-    def usable_thresholds(self) -> dict[str, float]:
-        """Name -> value of every threshold that could be set."""
-        return {t["name"]: t["threshold"] for t in self.thresholds if t.get("status") == "ok"}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -668,228 +511,3 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
     return SweepResult(rows=all_rows, thresholds=thresholds, sweeps=sweeps, attributes=attributes, subjects_per_group=subjects_per_group,
                        dataset_info=dataset_info, model_info=model_info, geometry_info=geometry_info, counts=counts,
                        protocol=protocol, timings=timings)
-
-
-# ----------------------------------------------------------------------------- writing
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        return None if not math.isfinite(float(x)) else float(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
-def _small_groups(result: SweepResult, min_subjects: int) -> dict[str, list[str]]:
-    return {a: sorted(g for g, k in groups.items() if k < min_subjects)
-            for a, groups in result.subjects_per_group.items() if any(k < min_subjects for k in groups.values())}
-
-
-def write_sweep(result: SweepResult, out_dir: Path, *, run_name: str, config: dict, min_group_subjects: int = 5,
-                figures: bool = True) -> Path:
-    """Write ``sweep.csv``, ``sweep.json``, ``sweep_<transform>_<attribute>.png``, ``report.md`` and ``report.html``.
-
-    The folder is written like a run's (:func:`bench.report.folder.staged_folder`): into a
-    hidden staging folder swapped in whole when every file is written, so an interrupted
-    sweep leaves the previous folder as it was and a second sweep leaves no file of the
-    first (e.g. figures of a transform no longer swept).
-
-    Groups with fewer than ``min_group_subjects`` subjects are published as counts only
-    (comparison and subject counts kept; rates, intervals, error counts and FTA reasons
-    blanked; flag ``suppressed_small_group``; not drawn), as in :mod:`bench.report.writer`.
-
-    Parameters
-    ----------
-    result : SweepResult
-    out_dir : pathlib.Path
-        Created if needed; replaced whole when it exists.
-    run_name : str
-    config : dict
-        The resolved config, recorded verbatim.
-    min_group_subjects : int
-    figures : bool
-
-    Returns
-    -------
-    pathlib.Path
-        ``out_dir``.
-
-    Raises
-    ------
-    StorageError
-        A file cannot be written (disk full, read-only); ``out_dir`` is unchanged.
-    """
-    from bench.report.folder import staged_folder
-
-    out_dir = Path(out_dir)
-    with staged_folder(out_dir) as stage:
-        _write_sweep_files(result, stage, run_name=run_name, config=config, min_group_subjects=min_group_subjects, figures=figures)
-    return out_dir
-
-
-def _write_sweep_files(result: SweepResult, out_dir: Path, *, run_name: str, config: dict, min_group_subjects: int,
-                       figures: bool) -> None:
-    """The files of :func:`write_sweep`, into ``out_dir`` (an empty staging folder)."""
-    from bench.report.plots import safe_name
-    from bench.report.provenance import code_version, package_versions
-    from bench.report.sweep_plots import plot_sweep
-
-    small = _small_groups(result, min_group_subjects)
-    rows = result.rows.copy()
-    rows["errors"] = rows["errors"].astype("Int64")  # integers where published, empty where suppressed
-    for attr, groups in small.items():  # as bench.report.writer: no rates and no error counts, only sizes
-        m = (rows["attribute"] == attr) & rows["group"].isin(groups)
-        rows.loc[m, _RATE_COLUMNS] = np.nan
-        rows.loc[m, "errors"] = pd.NA
-        rows.loc[m, "reasons"] = ""
-        rows.loc[m, "flag"] = "suppressed_small_group"
-    from bench.report.export import spreadsheet_safe  # labels cannot run as spreadsheet formulas
-
-    spreadsheet_safe(rows).to_csv(out_dir / "sweep.csv", index=False, float_format="%.10g", lineterminator="\n")
-
-    ieds = None
-    if result.geometry_info.get("ied_px"):
-        ieds = np.array([result.geometry_info["ied_px"]["median"]])
-    transforms = []
-    for sw in result.sweeps:
-        transforms.append({"name": sw.name, "settings": sw.transform.settings(), "unit": sw.transform.unit,
-                           "strengths": list(sw.strengths), "identity": sw.transform.identity,
-                           "needs_geometry": sw.transform.needs_geometry})
-    p = result.protocol
-    protocol = {
-        "references": f"unperturbed images with {p.view_column} = {p.reference_view!r}",
-        "probes": f"images with {p.view_column} = {p.probe_view!r}, transformed (references never are)",
-        "mated": "probe vs reference of the same subject",
-        "nonmated": "probe of one subject vs reference of another (ordered: probe side perturbed)",
-        "per_group_fmr": "non-mated comparisons with probe and reference subjects both in the group (NIST FRVT)",
-        "thresholds": "set once on the unperturbed run and held fixed for every transform and strength",
-        "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (docs/protocol.md §0.3)",
-        "decision_rule": "match iff score >= threshold; scores are similarities (distances negated)",
-        "fta": "probes without a usable template are excluded from FNMR/FMR and counted as FTA per group; FNMR_incl_FTA counts them as false non-matches",
-        "intervals": f"{p.confidence:.0%} Wilson (comparison-level: a floor on the uncertainty); zero-error cells: one-sided 95% upper bound 1 - 0.05^(1/n)",
-        "seed": p.seed,
-        "attributes": result.attributes,
-        "target_fmrs": list(p.target_fmrs),
-    }
-    doc = {
-        "schema_version": 1,
-        "run_name": run_name,
-        "config": config,
-        "provenance": {"code": code_version(), "packages": package_versions()},
-        "dataset": result.dataset_info,
-        "model": result.model_info,
-        "protocol": protocol,
-        "thresholds": result.thresholds,
-        "transforms": transforms,
-        "geometry": result.geometry_info,
-        "counts": result.counts,
-        "subjects_per_group": result.subjects_per_group,
-        "suppression": {"min_group_subjects": min_group_subjects, "groups_shown_as_counts_only": small},
-        "files": {"rows": "sweep.csv (columns: " + ", ".join(SWEEP_COLUMNS) + ")"},
-    }
-    figs: dict[tuple[str, str], str] = {}
-    if figures:
-        for sw in result.sweeps:
-            for attr in result.attributes:
-                name = f"sweep_{safe_name(sw.name)}_{safe_name(attr)}.png"
-                plot_sweep(rows, sw, attr, result.thresholds, out_dir / name,
-                           title=f"{result.model_info['name']} on {result.dataset_info['name']}: {sw.name} sweep by {attr}",
-                           original_x=sw.transform.original_x(ieds), suppressed=small.get(attr, []),
-                           subjects=result.subjects_per_group.get(attr, {}))
-                figs[(sw.name, attr)] = name
-        doc["files"]["figures"] = sorted(figs.values())
-    from bench.report.provenance import scrub_paths  # no absolute path of this machine is published
-
-    (out_dir / "sweep.json").write_text(json.dumps(scrub_paths(_jsonable(doc)), indent=2, allow_nan=False) + "\n")
-    _write_report(out_dir / "report.md", result, rows, figs, run_name, small, min_group_subjects)
-    from bench.report.html import write_html_report
-
-    write_html_report(out_dir)  # report.html from sweep.json, sweep.csv and the figures
-
-
-def _fmt_strength(s: float) -> str:
-    return f"{s:g}"
-
-
-def _write_report(path: Path, result: SweepResult, rows: pd.DataFrame, figs: dict, run_name: str, small: dict, min_subjects: int) -> None:
-    path.write_text(render_sweep_report(result, rows, figs, run_name, small, min_subjects))
-
-
-def render_sweep_report(result: SweepResult, rows: pd.DataFrame, figs: dict, run_name: str, small: dict, min_subjects: int) -> str:
-    """Text of a sweep's ``report.md``: a pure function of what ``sweep.json`` and ``sweep.csv`` publish
-    (``fvbench-verify`` re-renders it from them; ``result`` is read only for fields ``sweep.json`` records)."""
-    from bench.report.markdown import rate_cell
-
-    usable = [t for t in result.thresholds if t.get("status") == "ok"]
-    primary = ([t for t in usable if t["kind"] == "target_fmr"] or usable)[0]
-    c = result.counts
-    p = result.protocol
-    lines = [
-        f"# Acquisition-condition sweep: {run_name}",
-        "",
-        f"Model **{result.model_info['name']}** on **{result.dataset_info['name']}**. References: unperturbed "
-        f"`{p.reference_view}` images ({c['references_acquired']} acquired of {c['reference_images']}); probes: `{p.probe_view}` "
-        f"images ({c['probes_in_population']}), degraded by each transform. Unperturbed run: {c['mated_comparisons_unperturbed']:,} mated and "
-        f"{c['nonmated_comparisons_unperturbed']:,} non-mated comparisons.",
-        "",
-        "Thresholds are set once, on the unperturbed run, and held fixed for every transform and strength:",
-        "",
-    ]
-    for t in result.thresholds:
-        if t.get("status") != "ok":
-            lines.append(f"- {t['name']}: refused ({t.get('reason', '')})")
-        elif t["kind"] == "nominal":
-            lines.append(f"- {t['name']}: t = {t['threshold']:.4g} (the model's published threshold; {t.get('source') or 'source not given'})")
-        else:
-            lines.append(f"- {t['name']}: t = {t['threshold']:.4g} (achieved FMR {t['achieved_fmr']:.3g} on {t['n_nonmated']:,} "
-                         f"unperturbed non-mated comparisons; support {t['support']})")
-    geo = result.geometry_info
-    if geo.get("used") and geo.get("ied_px"):
-        lines += ["", f"Face geometry (dlib HOG + 5-point locator on the unperturbed probes): median inter-eye distance "
-                      f"{geo['ied_px']['median']:.0f} px (range {geo['ied_px']['min']:.0f}-{geo['ied_px']['max']:.0f}); "
-                      f"{geo['probes_excluded_no_face']} probe(s) excluded for lack of a located face."]
-    lines += [
-        "",
-        "## How to read",
-        "",
-        "- Each figure: x = transform strength (units on the axis), one line per group (black dashed: all subjects); panels FTA, "
-        "then FNMR and FMR at each threshold, on log axes. Bars are 95% Wilson intervals (comparison-level: a floor on the true "
-        "uncertainty). A point with zero errors is an open triangle at its one-sided 95% upper bound, not a measured rate.",
-        "- FNMR and FMR are over probes that were acquired; a probe that fails to acquire is an FTA. `FNMR_incl_FTA` in "
-        "`sweep.csv` counts such probes as false non-matches (NIST convention).",
-        "- Per-group FMR uses non-mated pairs with both subjects in the group; small groups have few such pairs.",
-        f"- Groups with fewer than {min_subjects} subjects are published as counts only"
-        + (": " + "; ".join(f"{a}: {', '.join(g)}" for a, g in small.items()) if small else "") + ".",
-        "- Cells: rate (errors/comparisons) [95% Wilson]; † = fewer than 30 errors; `0/n (≤ u)` = zero errors, one-sided 95% bound u.",
-        "",
-    ]
-    for sw in result.sweeps:
-        lines += [f"## {sw.name}: {sw.transform.unit}", ""]
-        strengths = sorted(sw.strengths)
-        for attr in result.attributes:
-            if (sw.name, attr) in figs:
-                lines += [f"![{sw.name} by {attr}]({figs[(sw.name, attr)]})", ""]
-            for metric, tname in (("FTA", ""), ("FNMR", primary["name"]), ("FMR", primary["name"])):
-                sel = rows[(rows["attribute"] == attr) & (rows["metric"] == metric) & (rows["threshold_name"] == tname)]
-                base = sel[sel["transform"] == UNPERTURBED].set_index("group")
-                cur = sel[sel["transform"] == sw.name]
-                groups = list(dict.fromkeys(base.index.tolist()))
-                head = ["group", "unperturbed", *[_fmt_strength(s) for s in strengths]]
-                label = metric if not tname else f"{metric} @ {tname}"
-                lines += [f"**{label} by {attr}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-                for g in groups:
-                    cells = [g, rate_cell(base.loc[g])]
-                    for s in strengths:
-                        r = cur[(cur["group"] == g) & (cur["strength"] == s)]
-                        cells.append(rate_cell(r.iloc[0]) if len(r) else "")
-                    lines.append("| " + " | ".join(cells) + " |")
-                lines.append("")
-    lines += ["All numbers: `sweep.csv`; configuration, thresholds, hashes and versions: `sweep.json`.", ""]
-    return "\n".join(lines)

@@ -132,7 +132,7 @@ def verify_identification_run(run_dir: str | Path, *, dataset_root: str | Path |
     """
     from bench.identification_run import IdentificationProtocol, metrics_from_lists
     from bench.report.identification import _RATE_COLS, _blank
-    from bench.verify import RunFolder, _check_dataset, _check_provenance
+    from bench.verify_folder import RunFolder, _check_dataset, _check_provenance
     from bench.verify_core import Check, VerifyReport, check_file_manifest
     from bench.verify_core import check_weights as _weights_check
 

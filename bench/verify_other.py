@@ -10,7 +10,7 @@ sweep (``sweep.json`` + ``sweep.csv``)
     count; the unperturbed run's counts equal ``counts`` and the calibrated thresholds'
     ``N``, ``k`` and achieved FMR (metrics-reference §0); model facts and weights against
     the shipped config and registry; ``report.md`` re-rendered by
-    :func:`bench.sweep.render_sweep_report` from ``sweep.json`` / ``sweep.csv``; every
+    :func:`bench.report.sweep.render_sweep_report` from ``sweep.json`` / ``sweep.csv``; every
     figure re-rendered by :func:`bench.report.sweep_plots.plot_sweep` from ``sweep.csv``
     and the transform's published name (looked up among this package's transform
     classes for its axis conventions) and compared.
@@ -20,7 +20,7 @@ calibration (``calibration.json``)
     dataset and weights hashes, the model and each fitted group's subjects, mated and
     non-mated counts equal that run's; refitting needs its ``scores.parquet`` (skipped).
 power (``power.json`` + ``power.csv``)
-    The ``required`` table equals :func:`bench.power.required_subjects` of ``power.csv``
+    The ``required`` table equals :func:`bench.synthetic.power.required_subjects` of ``power.csv``
     at the recorded target power; powers are probabilities.
 """
 
@@ -76,7 +76,7 @@ def _files_check(folder: Path) -> Check:
 
 # ----------------------------------------------------------------------------- sweep
 def _verify_sweep(folder: Path, report: VerifyReport, rtol: float, weights: bool) -> None:
-    from bench.sweep import SWEEP_COLUMNS
+    from bench.protocol.sweep_spec import SWEEP_COLUMNS
 
     jpath = folder_file(folder, "sweep.json")
     doc = read_json(jpath, what="the sweep.json fvbench-sweep writes (a JSON object)")
@@ -238,7 +238,7 @@ def _sweep_figures(folder: Path, doc: dict, rows: pd.DataFrame, small: dict) -> 
 
 def _sweep_report(folder: Path, doc: dict, rows: pd.DataFrame, small: dict, min_subjects: int) -> Check:
     from bench.report.plots import safe_name
-    from bench.sweep import render_sweep_report
+    from bench.report.sweep import render_sweep_report
 
     try:
         stored = read_text(folder_file(folder, "report.md"), what="the report.md fvbench-sweep writes")
@@ -272,7 +272,7 @@ def _sweep_report(folder: Path, doc: dict, rows: pd.DataFrame, small: dict, min_
 
 # ----------------------------------------------------------------------------- calibration
 def _generator_threshold(score: float, score_map: dict) -> float:
-    """bench.calibrate's map: generator cosine = 1 - delta / scale; delta = score^2 (euclidean) or 1 - score (cosine)."""
+    """bench.synthetic.calibrate's map: generator cosine = 1 - delta / scale; delta = score^2 (euclidean) or 1 - score (cosine)."""
     delta = score * score if score_map.get("metric") == "euclidean" else 1.0 - score
     return 1.0 - delta / float(score_map["dissimilarity_scale"])
 
@@ -337,7 +337,7 @@ def _verify_calibration(folder: Path, report: VerifyReport, rtol: float) -> None
 
 # ----------------------------------------------------------------------------- power
 def _verify_power(folder: Path, report: VerifyReport, rtol: float) -> None:
-    from bench.power import METRICS, required_subjects
+    from bench.synthetic.power import METRICS, required_subjects
 
     jpath = folder_file(folder, "power.json")
     doc = read_json(jpath, what="the power.json fvbench-power writes (a JSON object)")

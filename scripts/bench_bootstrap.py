@@ -2,7 +2,7 @@
 """Time the subject-level bootstrap (``bench.metrics.bootstrap``) on large comparison tables.
 
 Cases (each built the way ``bench.run.evaluate`` builds its table: seeded
-:class:`bench.data.synthetic.SyntheticPopulation`, simulated failures to acquire
+:class:`bench.synthetic.generator.SyntheticPopulation`, simulated failures to acquire
 dropped, ``all_pairs`` + ``similarity_matrix`` (cosine) + ``comparison_table``):
 
 ``demo``  -- the default ``fvbench`` population of commit 5fd38f5 (4 groups x 200
@@ -43,8 +43,9 @@ import time
 
 import numpy as np
 
-from bench.data.synthetic import SyntheticPopulation
+from bench.synthetic.generator import SyntheticPopulation
 from bench.metrics import bootstrap as bs
+from bench.metrics import bootstrap_design as bsd
 from bench.metrics.rates import _allowed_false_matches, threshold_at_fmr
 from bench.protocol.pairs import all_pairs, comparison_table
 from bench.protocol.scoring import similarity_matrix
@@ -108,13 +109,13 @@ def run_case(name: str, groups: dict, n_replicates: int, check: int) -> bool:
     print(f"  {n_replicates} replicates, fixed threshold:        {wall_f:6.2f} s wall, {cpu_f:6.2f} s CPU")
     ok = True
     if check:
-        design = bs._design(comp, "group")
+        design = bsd._design(comp, "group")
         counts = reps.subject_counts[:check]
         total = reps.comparisons[(NAME, "FMR")][:check, 0]
         k = np.array([_allowed_false_matches(TARGET, int(t)) if t > 0 else 0 for t in total], dtype=np.float64)
         thr_ref, fm_ref = [], []
         for b in range(check):  # one replicate at a time: (1 x N_nonmated) work arrays
-            t, f = bs._recalibrated_thresholds_full(design, counts[b:b + 1], k[b:b + 1])
+            t, f = bsd._recalibrated_thresholds_full(design, counts[b:b + 1], k[b:b + 1])
             thr_ref.append(t)
             fm_ref.append(f)
         same_thr = np.array_equal(np.concatenate(thr_ref), reps.thresholds[NAME][:check])

@@ -5,7 +5,7 @@ One run measures, side by side, on the same seeded synthetic scores of 8 groups
 (``N`` non-mated and ``N/100`` mated float32 scores, laid out group by group as the
 blocked scorer emits them):
 
-(a) ``engine``       -- :class:`bench.metrics.histogram.ScoreHistogram` (2**16 bins, 8
+(a) ``engine``       -- :class:`bench.scores.histogram.ScoreHistogram` (2**16 bins, 8
                         cells): ``update`` of all scores, then the global threshold at
                         FMR 1e-3 and 1e-4, per-group FMR/FNMR at it, per-group
                         thresholds, DET and EER;
@@ -21,7 +21,7 @@ and, separately,
 
 ``boot``  -- scores ~1e7 comparisons (8 groups x 112 subjects x 5 images, 128-d
              synthetic embeddings) with the blocked scorer into a histogram and
-             :class:`~bench.metrics.histogram.SubjectAggregates`, then times 1000
+             :class:`~bench.scores.subjects.SubjectAggregates`, then times 1000
              subject-level bootstrap replicates (fixed global threshold at FMR 1e-3 and
              a threshold re-calibrated in every replicate at FMR 1e-3);
 ``ties``  -- (``--ties 5e4``) N manifest rows over 4 image files: scores tied at the
@@ -141,7 +141,7 @@ ENGINE_THREADS = 1
 
 
 def run_engine(s_nm, g_nm, s_m, g_m) -> dict:
-    from bench.metrics.histogram import ScoreHistogram
+    from bench.scores.histogram import ScoreHistogram
 
     h = ScoreHistogram(N_GROUPS, lo=-1.0, hi=1.0, n_bins=1 << 16, keep_scores="never", threads=ENGINE_THREADS)
     t0 = time.perf_counter()
@@ -234,7 +234,8 @@ def synthetic_embeddings(n_images: int, d: int = 128, images_per_subject: int = 
 
 
 def run_boot(n_images: int, n_boot: int) -> dict:
-    from bench.metrics.histogram import ScoreHistogram, SubjectAggregates
+    from bench.scores.histogram import ScoreHistogram
+from bench.scores.subjects import SubjectAggregates
     from bench.protocol.streaming import score_all_vs_all
 
     x, subj, grp, subj_group, m = synthetic_embeddings(n_images)
@@ -269,7 +270,8 @@ def run_boot(n_images: int, n_boot: int) -> dict:
 
 
 def run_scale(scale: float, with_aggregates: bool, device: str) -> dict:
-    from bench.metrics.histogram import ScoreHistogram, SubjectAggregates
+    from bench.scores.histogram import ScoreHistogram
+from bench.scores.subjects import SubjectAggregates
     from bench.protocol.streaming import score_all_vs_all
 
     n = int(np.ceil((1 + np.sqrt(1 + 8 * scale)) / 2))
@@ -308,7 +310,7 @@ def run_ties(n_rows: int) -> dict:
 
     import pandas as pd
 
-    import bench.run_streaming as rs
+    import bench.run as rs
     from bench.data.manifest import Manifest
     from bench.run import Protocol
 
@@ -324,10 +326,10 @@ def run_ties(n_rows: int) -> dict:
     def go():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return rs.evaluate_streamed(manifest, emb, np.full(n_rows, None, dtype=object), None,
+            return rs.evaluate_acquired(manifest, emb, np.full(n_rows, None, dtype=object), None,
                                         {"name": "ties", "metric": "euclidean", "nominal_threshold": None}, ["g"], labels,
                                         Protocol(target_fmrs=[1e-3], bootstrap_replicates=100),
-                                        engine_info={"engine": "stream"}, timings={})
+                                        engine="stream")
 
     res, wall, cpu, extra, peak = timed(go)
     t = res.thresholds[0]

@@ -8,8 +8,8 @@ For each embedding size ``d`` and block size ``b`` this measures
 2. ``blocks``  -- the same block schedule as the scorer (upper-triangle blocks of ``n``
    embeddings) doing only the matrix products;
 3. ``stream``  -- :func:`bench.protocol.streaming.score_all_vs_all` into a
-   :class:`~bench.metrics.histogram.ScoreHistogram` (8 groups, 64 cells, 2**16 bins);
-4. ``stream+agg`` -- the same, also feeding :class:`~bench.metrics.histogram.SubjectAggregates`;
+   :class:`~bench.scores.histogram.ScoreHistogram` (8 groups, 64 cells, 2**16 bins);
+4. ``stream+agg`` -- the same, also feeding :class:`~bench.scores.subjects.SubjectAggregates`;
 
 and prints comparisons per second and the share of the matmul FLOP rate each achieves
 (``comparisons/s * 2 d / matmul_flops``). Wall and CPU time are both shown; on a shared
@@ -30,7 +30,8 @@ import time
 import numpy as np
 import torch
 
-from bench.metrics.histogram import ScoreHistogram, SubjectAggregates
+from bench.scores.histogram import ScoreHistogram
+from bench.scores.subjects import SubjectAggregates
 from bench.protocol.streaming import score_all_vs_all
 
 

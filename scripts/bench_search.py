@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from bench.data.synthetic import SyntheticPopulation
+from bench.synthetic.generator import SyntheticPopulation
 from bench.protocol.search import search
 
 REPO = Path(__file__).resolve().parents[1]

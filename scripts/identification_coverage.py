@@ -25,7 +25,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from bench.data.synthetic import SyntheticPopulation
+from bench.synthetic.generator import SyntheticPopulation
 from bench.metrics.identification import identification_rates, mate_ranks, probe_statistics
 from bench.protocol.identification import split_gallery
 from bench.protocol.search import search

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from bench.data.synthetic import SyntheticPopulation  # noqa: E402
+from bench.synthetic.generator import SyntheticPopulation  # noqa: E402
 from bench.metrics.identification import predicted_fpir  # noqa: E402
 from bench.protocol.search import search  # noqa: E402
 from bench.report.provenance import code_version, package_versions  # noqa: E402

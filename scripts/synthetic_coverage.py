@@ -6,7 +6,7 @@ Three measurements (numbered as printed), printed and written to ``results/synth
    groups with different identity spreads and image noises (so their true FMR and
    FNMR differ by up to ~5x); the harness's 95% subject-level bootstrap intervals
    (``bench.metrics.bootstrap``, B = 1000) are checked against the true per-group
-   FMR and FNMR (``bench.synthetic_truth``) at two fixed thresholds.
+   FMR and FNMR (``bench.synthetic.truth``) at two fixed thresholds.
 2. **Coverage, calibrated dlib x London population** (5x London group sizes) at the
    London run's FMR = 1e-3 operating point, translated to the generator scale. FNMR
    there is ~1e-4: most replicates have zero false non-matches, where a percentile
@@ -38,8 +38,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.data.synthetic import GroupSpec, SyntheticPopulation
-from bench.synthetic_truth import bootstrap_coverage, group_truth
+from bench.synthetic.generator import GroupSpec, SyntheticPopulation
+from bench.synthetic.coverage import bootstrap_coverage
+from bench.synthetic.truth import group_truth
 
 REPO = Path(__file__).resolve().parents[1]
 

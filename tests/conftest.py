@@ -20,7 +20,8 @@ def london_root() -> Path:
 def london() -> Path:
     root = london_root()
     if not (root / "london_info.csv").is_file():
-        pytest.skip(f"FRL London set not found at {root} (set FVBENCH_DATA_DIR); it is read in place, never copied")
+        pytest.skip(f"FRL London set not found at {root} (set FVBENCH_DATA_DIR, or fetch it: "
+                    f"fvbench-download frl_london --dest {root}); it is read in place, never copied")
     return root
 
 

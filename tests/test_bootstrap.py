@@ -11,16 +11,16 @@ import pandas as pd
 import pytest
 
 from bench.errors import ConfigError, DataError, InsufficientDataError
-from bench.metrics import bootstrap as bs_module
+from bench.metrics import bootstrap_design as bs_module
 from bench.metrics.bootstrap import (
     BOOT_DIFFERENTIAL_COLUMNS,
     BOOT_GROUP_COLUMNS,
-    bootstrap_differentials,
     bootstrap_group_rates,
     bootstrap_overall_rates,
     bootstrap_replicates,
     with_overall_rows,
 )
+from bench.metrics.bootstrap_differentials import bootstrap_differentials
 from bench.metrics.differentials import (
     fdr,
     garbe,

@@ -11,9 +11,11 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from bench.calibrate import ScoreMap, calibrate, calibrate_main, plot_calibration, read_run
+from bench.synthetic.calibrate import ScoreMap, calibrate, read_run
+from bench.synthetic.calibrate_cli import calibrate_main
+from bench.synthetic.calibration_figure import plot_calibration
 from bench.cli import instantiate_bench
-from bench.data.synthetic import SyntheticPopulation
+from bench.synthetic.generator import SyntheticPopulation
 from bench.errors import ConfigError, DataError
 from bench.protocol.pairs import all_pairs, comparison_table
 from bench.protocol.scoring import similarity_matrix

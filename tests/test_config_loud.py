@@ -176,7 +176,8 @@ def test_nominal_threshold_override_is_honoured_and_recorded():
 
 def test_nominal_threshold_reaches_the_thresholds_table():
     """The value used by the report is the value recorded (metrics.json thresholds)."""
-    from bench.run import Protocol, _thresholds
+    from bench.run import Protocol, threshold_entries
+    from bench.scores.table import TableStore
     import pandas as pd
 
     model = _Model()
@@ -184,7 +185,8 @@ def test_nominal_threshold_reaches_the_thresholds_table():
     info = {"nominal_threshold": model.nominal_threshold, "nominal_threshold_source": model.nominal_threshold_source,
             "nominal_threshold_overridden": model.nominal_threshold_overridden}
     comp = pd.DataFrame({"mated": [False] * 2000, "score": [-(i / 1000) for i in range(2000)]})
-    th = _thresholds(info, comp, Protocol(target_fmrs=[1e-2], bootstrap_replicates=None))
+    protocol = Protocol(target_fmrs=[1e-2], bootstrap_replicates=None)
+    th = threshold_entries(info, protocol, lambda: TableStore(comp, []).calibration(protocol.calibration_group))
     nominal = [t for t in th if t["kind"] == "nominal"][0]
     assert nominal["threshold"] == -0.5 and "overridden" in nominal["source"] and nominal["overridden"] is True
 

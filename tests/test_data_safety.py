@@ -25,6 +25,7 @@ from hydra import compose, initialize_config_dir
 import bench.report.folder as folder
 from bench.cli import run_from_config, sweep_from_config
 from bench.errors import ConfigError, StorageError
+from bench.files import storage_error
 from bench.report.folder import (
     RUN_NAME_MAX_CHARS,
     check_output_path,
@@ -153,7 +154,7 @@ def test_explicit_output_paths_must_name_a_folder_of_their_own(out):
 
 
 def test_power_refuses_bad_out_before_computing(tmp_path, capsys):
-    from bench.power import power_main
+    from bench.synthetic.power import power_main
 
     for bad in (".", "..", ""):
         assert power_main(["--target-fmr", "0.01", "--fmr-ratio", "2", "--out", bad]) == 2
@@ -183,7 +184,7 @@ def _fake_calibration_run(folder_: Path, run_name: str) -> None:
     (["--figure-dir", ".."], "--figure-dir"),
 ])
 def test_calibrate_refuses_bad_names_before_fitting(tmp_path, capsys, args, expected):
-    from bench.calibrate import calibrate_main
+    from bench.synthetic.calibrate_cli import calibrate_main
 
     _fake_calibration_run(tmp_path / "run", "ok_run")
     assert calibrate_main([str(tmp_path / "run"), "--output", str(tmp_path / "o.yaml"), *args]) == 2
@@ -194,7 +195,7 @@ def test_calibrate_refuses_bad_names_before_fitting(tmp_path, capsys, args, expe
 
 def test_calibrate_refuses_a_hostile_run_name_recorded_in_metrics_json(tmp_path, capsys, monkeypatch):
     """The default figure folder is results/calibration_<run_name>, and run_name comes from a file."""
-    from bench.calibrate import calibrate_main
+    from bench.synthetic.calibrate_cli import calibrate_main
 
     monkeypatch.chdir(tmp_path)
     _fake_calibration_run(tmp_path / "run", "../../../victim")
@@ -431,13 +432,13 @@ def test_results_folder_that_is_a_file_is_refused_before_computing(tmp_path):
 
 
 def test_storage_error_names_path_and_reason():
-    err = folder.storage_error(OSError(errno.EROFS, "Read-only file system", "/data/x"), "the cache", "kept")
+    err = storage_error(OSError(errno.EROFS, "Read-only file system", "/data/x"), "the cache", "kept")
     assert str(err) == "cannot write the cache: '/data/x': Read-only file system (not writable: choose a writable location); kept"
 
 
 # ----------------------------------------------------------------------------- the sweep writer
 def test_sweep_writer_stages_and_swaps(tmp_path, monkeypatch):
-    import bench.sweep as sweep
+    import bench.report.sweep as sweep
 
     def files(names, fail=False):
         def write(result, out_dir, **kw):

@@ -24,7 +24,8 @@ from bench.errors import (
     ScoreRangeWarning,
 )
 from bench.metrics import rates
-from bench.metrics.histogram import ScoreHistogram, SubjectAggregates
+from bench.scores.histogram import ScoreHistogram
+from bench.scores.subjects import SubjectAggregates
 
 # TV1 / TV2 of metrics-reference
 TV1_NONMATED = [0.12, 0.35, 0.41, 0.08, 0.55, 0.29, 0.61, 0.19, 0.47, 0.33]

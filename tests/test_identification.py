@@ -253,7 +253,7 @@ def test_prediction_against_generator_simulation():
     a probe's comparisons are positively dependent (probes near their group centre collect
     several hits).
     """
-    from bench.data.synthetic import SyntheticPopulation
+    from bench.synthetic.generator import SyntheticPopulation
 
     groups = {"A": {"subjects": 6000, "images_per_subject": 1, "identity_spread": 1.14, "image_noise": 0.21},
               "B": {"subjects": 6000, "images_per_subject": 1, "identity_spread": 2.43, "image_noise": 0.28}}

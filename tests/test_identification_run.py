@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.data.synthetic import SyntheticPopulation
+from bench.synthetic.generator import SyntheticPopulation
 from bench.errors import ConfigError
 from bench.identification_run import IdentificationProtocol, check_permitted_uses, evaluate_identification
 from bench.report.identification import write_identification

@@ -134,7 +134,7 @@ def test_spreadsheet_safe_prefixes_formula_cells_only():
 
 
 def test_formula_labels_are_not_formulas_in_published_csv(tmp_path):
-    from bench.data.synthetic import SyntheticPopulation
+    from bench.synthetic.generator import SyntheticPopulation
     from bench.report.writer import write_results
     from bench.run import Protocol, evaluate
 

@@ -14,7 +14,7 @@ import pytest
 
 from bench.errors import ConfigError
 from bench.limits import check_int, check_memory, check_seed, memory_budget_bytes
-from bench.power import power_main
+from bench.synthetic.power import power_main
 from bench.run import Protocol
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +50,7 @@ def test_check_helpers():
 
 
 def test_bootstrap_too_large_for_memory_is_refused_before_scoring(monkeypatch):
-    from bench.data.synthetic import SyntheticPopulation
+    from bench.synthetic.generator import SyntheticPopulation
     from bench.run import evaluate
 
     monkeypatch.setattr("bench.limits.memory_budget_bytes", lambda: 10_000)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench.data.synthetic import GroupSpec, SyntheticPopulation
+from bench.synthetic.generator import GroupSpec, SyntheticPopulation
 from bench.errors import ConfigError
 from bench.metrics.bootstrap import bootstrap_replicates
-from bench.power import (
+from bench.synthetic.power import (
     _group_counts,
     _replicate_rates,
     binomial_power,
@@ -25,7 +25,7 @@ from bench.power import (
 )
 from bench.protocol.pairs import all_pairs, comparison_table
 from bench.protocol.scoring import similarity_matrix
-from bench.synthetic_truth import group_truth
+from bench.synthetic.truth import group_truth
 
 REF = GroupSpec(subjects=1, images_per_subject=2, identity_spread=1.3, image_noise=0.55, image_noise_sd=0.2)
 DIM = 24
@@ -142,7 +142,7 @@ def test_cli_prints_one_answer_with_its_bracket_and_where_it_wrote(tmp_path, cap
 def test_power_answer_brackets():
     need = pd.DataFrame([{"metric": "FMR", "images_per_subject": 2, "subjects_needed": 400.0, "subjects_interpolated": 282.8,
                           "power_at_needed": 0.9, "subjects_below": 200.0, "power_below": 0.7}])
-    from bench.power import power_answer
+    from bench.synthetic.power import power_answer
 
     (line,) = power_answer(need, ["FMR"], target_power=0.8, alpha=0.05)
     assert line == ("fvbench-power: answer: about 283 subjects per group (2 images/subject) detect the FMR differential with power 0.8 "

@@ -217,7 +217,7 @@ def test_withheld_subjects_explained_in_report_md(default_run):
 def figure_inputs(tmp_path_factory):
     """What write_results hands to each plotting function, for a run with a small group."""
     import bench.report.writer as writer
-    from bench.data.synthetic import SyntheticPopulation
+    from bench.synthetic.generator import SyntheticPopulation
     from bench.run import Protocol, evaluate
 
     spec = {"identity_spread": 1.2, "image_noise": 0.9, "images_per_subject": 2}

@@ -46,14 +46,14 @@ def _all_config_targets() -> set[str]:
         walk(yaml.safe_load(f.read_text()))
         # targets suggested in comments for overrides (e.g. the oracle aligner)
         found |= set(re.findall(r"_target_=(bench\.[\w.]+)", f.read_text()))
-    for f in (REPO / "bench").rglob("*.py"):  # code that writes configs (bench/calibrate.py)
+    for f in (REPO / "bench").rglob("*.py"):  # code that writes configs (bench/synthetic/calibrate.py)
         found |= set(re.findall(r'"_target_": "(bench\.[\w.]+)"', f.read_text()))
     return found
 
 
 def test_every_target_in_configs_and_config_writing_code_is_registered_and_loads():
     targets = _all_config_targets()
-    assert "bench.data.synthetic.SyntheticPopulation" in targets  # bench/calibrate.py writes it
+    assert "bench.synthetic.generator.SyntheticPopulation" in targets  # bench/synthetic/calibrate.py writes it
     assert "bench.acquisition.oracle_landmarks.OracleEyesAligner" in targets  # override in a comment
     missing = sorted(targets - set(FACTORIES))
     assert not missing, f"configs name unregistered factories: {missing}"
@@ -95,7 +95,7 @@ def test_unregistered_targets_are_refused_without_import_or_effect(tmp_path, nod
 
 def test_nested_gadget_is_refused_before_the_outer_factory_runs():
     node = OmegaConf.create({
-        "_target_": "bench.data.synthetic.SyntheticPopulation",
+        "_target_": "bench.synthetic.generator.SyntheticPopulation",
         "groups": {"A": {"_target_": "subprocess.run", "args": ["true"]}},
     })
     with pytest.raises(ConfigError, match=r"^dataset.loader.groups.A._target_ 'subprocess.run' is not a factory"):
@@ -132,7 +132,7 @@ def test_env_interpolation_is_resolved_once(monkeypatch):
     OmegaConf.register_new_resolver("test_env_once", fake_env, replace=True)
     try:
         node = OmegaConf.create({
-            "_target_": "bench.data.synthetic.SyntheticPopulation",
+            "_target_": "bench.synthetic.generator.SyntheticPopulation",
             "name": "${test_env_once:FIRST}",
             "groups": {"A": {"subjects": 2, "images_per_subject": 2, "identity_spread": 1.0, "image_noise": 0.5}},
         })
@@ -150,8 +150,8 @@ def test_unknown_argument_lists_the_factory_keys():
 
 
 def test_registered_target_is_instantiated():
-    obj = instantiate_bench(OmegaConf.create({"_target_": "bench.data.synthetic.SyntheticPopulation", "groups": {"A": {"subjects": 2, "images_per_subject": 2, "identity_spread": 1.0, "image_noise": 0.5}}}))
-    from bench.data.synthetic import SyntheticPopulation
+    obj = instantiate_bench(OmegaConf.create({"_target_": "bench.synthetic.generator.SyntheticPopulation", "groups": {"A": {"subjects": 2, "images_per_subject": 2, "identity_spread": 1.0, "image_noise": 0.5}}}))
+    from bench.synthetic.generator import SyntheticPopulation
 
     assert isinstance(obj, SyntheticPopulation) and obj.specs["A"].subjects == 2
     assert instantiate_bench(None) is None

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import bench.report.plots as plots
-from bench.data.synthetic import SyntheticPopulation
+from bench.synthetic.generator import SyntheticPopulation
 from bench.report.markdown import (
     figure_plan,
     format_threshold,

@@ -1,4 +1,4 @@
-"""Streamed pipeline (``protocol.engine: stream``, bench.run_streaming) against the table engine.
+"""Streamed pipeline (``protocol.engine: stream``, bench.scores.stream.HistogramStore) against the table engine.
 
 On small seeded synthetic populations both engines see the same comparisons; the stream
 engine scores them as float32 products (the table engine in float64), so thresholds,
@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bench.run_streaming as rs
+import bench.run as rs
+import bench.scores.stream as stream_store
 from bench.data.manifest import Manifest
-from bench.data.synthetic import SyntheticPopulation
+from bench.synthetic.generator import SyntheticPopulation
 from bench.errors import ConfigError
 from bench.metrics.groups import per_group_rates
 from bench.protocol.pairs import all_pairs, comparison_table
@@ -111,9 +112,9 @@ def test_stream_equals_table_with_several_attributes_and_intersection():
 
 def test_binned_mode_within_one_bin_width(monkeypatch):
     """Tiny tail and no exact mode: thresholds fall back to bin edges, EER is binned."""
-    monkeypatch.setattr(rs, "_TAIL_MIN", 64)
-    monkeypatch.setattr(rs, "_TAIL_FACTOR", 0)
-    monkeypatch.setattr(rs, "_KEEP_SCORES_LIMIT", 0)
+    monkeypatch.setattr(stream_store, "TAIL_MIN", 64)
+    monkeypatch.setattr(stream_store, "TAIL_FACTOR", 0)
+    monkeypatch.setattr(stream_store, "KEEP_SCORES_LIMIT", 0)
     table, stream = _run(ONE_ATTRIBUTE, "table"), _run(ONE_ATTRIBUTE, "stream")
     w = stream.engine_info["histogram"]["bin_width"]
     assert not stream.engine_info["histogram"]["exact_mode"]
@@ -137,8 +138,8 @@ def test_binned_mode_within_one_bin_width(monkeypatch):
 
 def test_external_threshold_is_an_exact_extra_edge(monkeypatch):
     """A fixed threshold below the retained tail: rates exact from the extra edge, no bootstrap interval."""
-    monkeypatch.setattr(rs, "_TAIL_MIN", 64)
-    monkeypatch.setattr(rs, "_KEEP_SCORES_LIMIT", 0)
+    monkeypatch.setattr(stream_store, "TAIL_MIN", 64)
+    monkeypatch.setattr(stream_store, "KEEP_SCORES_LIMIT", 0)
     ext = {"ext": 0.3141592653589793}
     table, stream = _run(ONE_ATTRIBUTE, "table", external_thresholds=ext), _run(ONE_ATTRIBUTE, "stream", external_thresholds=ext)
     assert stream.engine_info["histogram"]["extra_edges"] == [ext["ext"]]
@@ -190,8 +191,8 @@ def _mixed_label_run(bootstrap: int | None, metric: str = "cosine"):
     info = {"name": "test", "metric": metric, "nominal_threshold": None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = rs.evaluate_streamed(manifest, emb, reasons, None, info, ["g"], labels, protocol,
-                                      engine_info={"engine": "stream"}, timings={})
+        result = rs.evaluate_acquired(manifest, emb, reasons, None, info, ["g"], labels, protocol,
+                                      engine="stream")
     ia, ib, mated = all_pairs(subjects)
     comp = comparison_table(table, labels, ia, ib, mated, similarity_matrix(emb, metric)[ia, ib])
     return result, comp
@@ -199,7 +200,7 @@ def _mixed_label_run(bootstrap: int | None, metric: str = "cosine"):
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
 def test_image_level_labels_pool_image_cells_and_refuse_the_bootstrap(monkeypatch, metric):
-    monkeypatch.setattr(rs, "_KEEP_SCORES_LIMIT", 0)  # binned: the threshold is a bin edge, not a (float32) score
+    monkeypatch.setattr(stream_store, "KEEP_SCORES_LIMIT", 0)  # binned: the threshold is a bin edge, not a (float32) score
     result, comp = _mixed_label_run(None, metric)
     h = result.stream.histogram
     assert h.counts(mated=False)[[0, -1]].sum() == 0  # nothing outside the stated score range
@@ -234,7 +235,7 @@ def test_cli_stream_smoke_writes_histograms(tmp_path):
     assert m["engine"]["engine"] == "stream" and m["engine"]["selected_by"] == "protocol.engine"
     assert m["engine"]["histogram"]["bin_width"] == 2.0**-15
     assert m["dataset"]["mated_comparisons"] + m["dataset"]["nonmated_comparisons"] == m["engine"]["comparisons"]
-    from bench.metrics.histogram import ScoreHistogram
+    from bench.scores.histogram import ScoreHistogram
 
     hist = ScoreHistogram.load(out / "histograms.npz")
     assert hist.n_comparisons(mated=False) == m["dataset"]["nonmated_comparisons"]

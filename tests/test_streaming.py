@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from bench.errors import ConfigError, DataError
-from bench.metrics.histogram import ScoreHistogram, SubjectAggregates
+from bench.scores.histogram import ScoreHistogram
+from bench.scores.subjects import SubjectAggregates
 from bench.protocol.streaming import default_cell_map, score_all_vs_all, score_listed_pairs
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bench.run_streaming as rs
+import bench.run as rs
 from bench.data.manifest import Manifest
-from bench.metrics.histogram import SubjectAggregates
+from bench.scores.subjects import SubjectAggregates
 from bench.run import Protocol
 
 
@@ -51,9 +51,9 @@ def test_rows_over_four_image_files_give_a_threshold_not_an_error(metric):
     emb = (four / np.linalg.norm(four, axis=1, keepdims=True))[np.arange(n) % 4].astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = rs.evaluate_streamed(manifest, emb, np.full(n, None, dtype=object), None, {"name": "t", "metric": metric, "nominal_threshold": None},
+        res = rs.evaluate_acquired(manifest, emb, np.full(n, None, dtype=object), None, {"name": "t", "metric": metric, "nominal_threshold": None},
                                    ["g"], manifest.group_labels(["g"]), Protocol(target_fmrs=[1e-2], bootstrap_replicates=20),
-                                   engine_info={"engine": "stream"}, timings={})
+                                   engine="stream")
     t = res.thresholds[0]
     # a quarter of the 79,600 non-mated comparisons are identical images (the maximum score): any
     # threshold at FMR 1e-2 lies above them, so nothing is a false match

@@ -18,7 +18,9 @@ import pytest
 
 from bench.acquisition.transforms import Exposure, Resolution
 from bench.errors import ConfigError
-from bench.sweep import SWEEP_COLUMNS, UNPERTURBED, SweepProtocol, make_sweeps, run_sweep, write_sweep
+from bench.protocol.sweep_spec import SWEEP_COLUMNS, UNPERTURBED, SweepProtocol, make_sweeps
+from bench.report.sweep import write_sweep
+from bench.sweep import run_sweep
 
 DATA = Path(__file__).resolve().parents[2] / "shared/datasets/frl_london"
 SUBJECTS = ["001", "002", "003", "004", "005"]

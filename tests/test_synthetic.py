@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from bench.cli import instantiate_bench
-from bench.data.synthetic import BLOCK_SUBJECTS, SyntheticPopulation
+from bench.synthetic.generator import BLOCK_SUBJECTS, SyntheticPopulation
 from bench.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

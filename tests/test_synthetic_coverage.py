@@ -3,7 +3,7 @@
 100 seeded replicate populations of two groups with injected FMR and FNMR differentials
 (about 3x and 2x); the harness's 95% subject-level bootstrap intervals
 (``bench.metrics.bootstrap.bootstrap_group_rates``) must cover each group's true FMR and
-FNMR (``bench.synthetic_truth``) in at least 90% of replicates.
+FNMR (``bench.synthetic.truth``, :mod:`bench.synthetic.coverage`) in at least 90% of replicates.
 
 Size for CI (< 60 s): 150 subjects x 2 images per group and B = 500 bootstrap replicates
 (a percentile bound at 2.5% is then the 12th order statistic: its Monte Carlo noise
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.synthetic_truth import bootstrap_coverage
+from bench.synthetic.coverage import bootstrap_coverage
 
 GROUPS = {
     "A": {"subjects": 150, "images_per_subject": 2, "identity_spread": 1.2, "image_noise": 0.6, "image_noise_sd": 0.25},

@@ -1,4 +1,4 @@
-"""Ground truth of synthetic populations (bench.synthetic_truth), checked against brute force."""
+"""Ground truth of synthetic populations (bench.synthetic.truth), checked against brute force."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from bench.data.synthetic import GroupSpec, SyntheticPopulation
+from bench.synthetic.generator import GroupSpec, SyntheticPopulation
 from bench.errors import ConfigError
-from bench.synthetic_truth import ReducedDraws, ScoreLaw, _pair_terms, group_truth, population_truth
+from bench.synthetic.truth import ReducedDraws, ScoreLaw, _pair_terms, group_truth, population_truth
 
 
 def _unit(x):

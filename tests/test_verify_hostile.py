@@ -396,10 +396,10 @@ def test_calibration_forged_counts_and_map(tmp_path):
 
 
 def test_power_folder_required_subjects_recomputed(tmp_path):
-    """A power folder: the required-subjects table must follow from power.csv (bench.power.required_subjects)."""
+    """A power folder: the required-subjects table must follow from power.csv (bench.synthetic.power.required_subjects)."""
     import pandas as pd
 
-    from bench.power import required_subjects
+    from bench.synthetic.power import required_subjects
 
     folder = tmp_path / "power"
     folder.mkdir()

@@ -18,8 +18,10 @@ own group.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +29,7 @@ import pandas as pd
 from bench.data.manifest import Manifest
 from bench.errors import DataError
 
-__all__ = ["load_frl_london", "read_london_info", "VIEWS"]
+__all__ = ["load_frl_london", "missing_hint", "read_london_info", "VIEWS", "DOI", "LICENCE", "LICENCE_PAGE", "DOWNLOAD_COMMAND", "RECORD_NAME", "release_of"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,80 @@ def read_london_info(csv_path: Path) -> pd.DataFrame:
     return out
 
 
+#: Where the set is published, its licence, and the command that fetches it
+#: (:mod:`bench.data.frl_london_download`; ``{dest}`` = the dataset root).
+DOI = "10.6084/m9.figshare.5047666.v5"
+LICENCE = "CC BY 4.0"
+LICENCE_PAGE = "https://creativecommons.org/licenses/by/4.0/"
+DOWNLOAD_COMMAND = "fvbench-download frl_london --dest {dest}"
+
+
+#: The record ``fvbench-download frl_london`` leaves in the dataset root.
+RECORD_NAME = "fvbench_download.json"
+_MAX_RECORD_BYTES = 1 << 20
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def release_of(root: str | Path) -> dict | None:
+    """Which figshare release a dataset root holds, read from its download record.
+
+    Parameters
+    ----------
+    root : str or pathlib.Path
+        The dataset root.
+
+    Returns
+    -------
+    dict or None
+        ``{"source": "figshare", "doi": str, "article_id": int, "version": int,
+        "licence": str, "files_sha256": {file name: SHA-256 hex}}`` (what a run records to
+        cite the dataset version), or ``None`` when the root has no ``fvbench_download.json``
+        (a copy obtained another way).
+
+    Raises
+    ------
+    DataError
+        The record is larger than 1 MiB, not JSON, or lacks one of these fields with the
+        right type (the file and field named).
+    """
+    path = Path(root) / RECORD_NAME
+    if not path.is_file():
+        return None
+    if path.stat().st_size > _MAX_RECORD_BYTES:
+        raise DataError(f"download record {str(path)!r} is larger than {_MAX_RECORD_BYTES} bytes")
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"download record {str(path)!r} is not JSON: {err}") from err
+    if not isinstance(rec, dict):
+        raise DataError(f"download record {str(path)!r} is not a JSON object")
+    for key, kind in (("doi", str), ("article_id", int), ("version", int), ("licence", str), ("files", list)):
+        if not isinstance(rec.get(key), kind) or isinstance(rec.get(key), bool):
+            raise DataError(f"download record {str(path)!r}: {key!r} is {rec.get(key)!r}; expected a {kind.__name__}")
+    files = {}
+    for f in rec["files"]:
+        if not (isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("sha256"), str)
+                and _HEX64.fullmatch(f["sha256"])):
+            raise DataError(f"download record {str(path)!r}: file entry {str(f)[:120]!r} lacks a name or a 64-hex sha256")
+        files[f["name"]] = f["sha256"]
+    return {"source": "figshare", "doi": rec["doi"], "article_id": rec["article_id"], "version": rec["version"],
+            "licence": rec["licence"], "files_sha256": files}
+
+
+def missing_hint(root: str | Path) -> str:
+    """One clause telling how to get the set into ``root``: command, licence page, layout.
+
+    Example: ``get it with: fvbench-download frl_london --dest /data/frl_london (figshare
+    doi:10.6084/m9.figshare.5047666.v5, licence CC BY 4.0 https://creativecommons.org/licenses/by/4.0/;
+    expected layout: neutral_front/NNN_03.jpg (+ .tem), smiling_front/NNN_08.jpg, london_info.csv)``.
+    """
+    cmd = DOWNLOAD_COMMAND.format(dest=shlex.quote(str(Path(root).absolute())))
+    return (
+        f"get it with: {cmd} (figshare doi:{DOI}, licence {LICENCE} {LICENCE_PAGE}; expected layout: "
+        "neutral_front/NNN_03.jpg (+ .tem), smiling_front/NNN_08.jpg, london_info.csv)"
+    )
+
+
 def load_frl_london(root: str | Path, *, views: tuple[str, ...] = ("neutral_front", "smiling_front")) -> Manifest:
     """Build the manifest of the London set's front views.
 
@@ -132,23 +208,29 @@ def load_frl_london(root: str | Path, *, views: tuple[str, ...] = ("neutral_fron
     Raises
     ------
     DataError
-        If ``root`` or a view folder does not exist, a file name does not follow
+        If ``root``, ``london_info.csv`` or a view folder does not exist (the message
+        names the layout, the licence page and the download command), a file name does not follow
         ``NNN_SS.jpg``, or the CSV is malformed.
     """
     root = Path(root)
     if not root.is_dir():
         raise DataError(
             f"FRL London root {str(root.absolute())!r} does not exist; set paths.data_dir "
-            "(or FVBENCH_DATA_DIR) to the folder that holds frl_london/"
+            f"(or FVBENCH_DATA_DIR) to the folder that holds frl_london/, or {missing_hint(root)}"
         )
+    if not (root / "london_info.csv").is_file():
+        raise DataError(f"FRL London info file {str(root / 'london_info.csv')!r} not found; {missing_hint(root)}")
     info = read_london_info(root / "london_info.csv")
+    release = release_of(root)
+    if release is not None:
+        log.info("FRL London: figshare article %d version %d (doi:%s)", release["article_id"], release["version"], release["doi"])
     rows = []
     for view in views:
         if view not in VIEWS:
             raise DataError(f"unknown FRL London view {view!r}; valid: {sorted(VIEWS)}")
         folder = root / view
         if not folder.is_dir():
-            raise DataError(f"FRL London view folder not found: {str(folder)!r}")
+            raise DataError(f"FRL London view folder {str(folder)!r} not found; {missing_hint(root)}")
         code = VIEWS[view]
         files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in (".jpg", ".jpeg"))
         if not files:

@@ -5,10 +5,10 @@ Public API (metrics-reference §0–§5); every rate carries its counts.
 
 from bench.metrics.bootstrap import (
     BootstrapReplicates,
-    bootstrap_differentials,
     bootstrap_group_rates,
     bootstrap_replicates,
 )
+from bench.metrics.bootstrap_differentials import bootstrap_differentials
 from bench.metrics.differentials import (
     differential_summary,
     fdr,

@@ -52,6 +52,7 @@ import numpy as np
 
 from bench.acquisition.base import FTA_REASONS
 from bench.errors import CacheEntryWarning, StorageError
+from bench.files import process_running, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,6 @@ def model_cache_key(settings: dict, weights_sha256: dict) -> str:
 
 
 def _storage_error(err: OSError, what: str) -> StorageError:
-    from bench.report.folder import storage_error  # lazy: report imports nothing from models
-
     return storage_error(err, what, "entries already written are kept")
 
 
@@ -107,17 +106,8 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True  # ours: possibly being written by another thread right now
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
+    """Whether the writer of a temporary file still runs; ours may be writing it from another thread right now."""
+    return pid == os.getpid() or process_running(pid)
 
 
 def clean_stale_temp(folder: str | os.PathLike[str]) -> int:

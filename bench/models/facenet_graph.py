@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import WeightsError
-from bench.models.weights import LocalWeights, locate_weights, sha256_file, weights_dir
+from bench.models.weights import locate_weights, sha256_file, weights_dir
+from bench.models.weights_registry import DERIVED_WEIGHTS, LocalWeights
 
 __all__ = ["CONVERTED_FILENAME", "CONVERTED_SHA256", "convert_graph", "converted_casia_weights", "graph_constants"]
 
@@ -59,7 +60,8 @@ CONVERTED_FILENAME = "facenet_casia_from_graph_final.pt"
 CONVERTER_VERSION = 1
 #: SHA-256 of the converted state dict as written by :func:`converted_casia_weights`
 #: (deterministic; recomputed and compared on every conversion).
-CONVERTED_SHA256: str | None = "e81480c7b91f29f953eaa216db429f2853af935de770c3c8aef8f544da33b75f"
+#: Pinned in the weights registry (:data:`bench.models.weights_registry.DERIVED_WEIGHTS`).
+CONVERTED_SHA256: str | None = DERIVED_WEIGHTS[CONVERTED_FILENAME]
 
 _SOURCE_MODEL = "facenet_casia_graph"
 _BN_EPS = 1e-3

@@ -15,11 +15,17 @@ acquire are kept: a gallery image that failed to acquire is a failure to enrol (
 subject stays enrolled without a template, so its mated searches cannot succeed); a probe
 that failed to acquire is a search that was not completed. Both are counted per group by
 :mod:`bench.metrics.identification`, never dropped.
+
+:class:`IdentificationProtocol` (the ``protocol`` config of an identification run),
+:class:`IdentificationResult` (what a run computed, read by the report) and
+:func:`check_permitted_uses` (the licence gate) sit here beside the verification
+protocol's :mod:`bench.protocol.verification`; the driver is :mod:`bench.identification_run`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +33,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from bench.errors import ConfigError, DataError
 
-__all__ = ["GALLERY_IMAGE_RULES", "GallerySplit", "split_gallery"]
+__all__ = [
+    "GALLERY_IMAGE_RULES", "GallerySplit", "split_gallery", "IdentificationProtocol", "IdentificationResult", "check_permitted_uses",
+    "IDENTIFICATION_USE",
+]
 
 #: Which image of an enrolled subject becomes its gallery template:
 #: ``first`` (the first image in manifest order, e.g. the neutral front view of FRL
@@ -246,3 +255,189 @@ def split_gallery(
         fraction=used_fraction,
         gallery_image=gallery_image,
     )
+
+
+# ----------------------------------------------------------------------------- the protocol config and its result
+#: The value of a dataset's ``permitted_uses`` that allows this protocol.
+IDENTIFICATION_USE = "identification_research"
+
+
+def check_permitted_uses(dataset_name: str, permitted_uses: Any) -> None:
+    """Refuse a dataset whose licence rules out identification research.
+
+    Parameters
+    ----------
+    dataset_name : str
+    permitted_uses : None or dict
+        From the dataset config: ``{"uses": [...], "source": "..."}`` or a plain list.
+        None (not stated) is refused as well: identification needs an explicit yes.
+
+    Raises
+    ------
+    ConfigError
+        Naming the dataset, what it permits and why.
+    """
+    if permitted_uses is None:
+        raise ConfigError(
+            f"dataset {dataset_name!r} does not state permitted_uses; protocol=identification needs "
+            f"'{IDENTIFICATION_USE}' in its dataset config (dataset.permitted_uses.uses) and the licence source"
+        )
+    uses = permitted_uses.get("uses", []) if isinstance(permitted_uses, dict) else list(permitted_uses)
+    if IDENTIFICATION_USE not in uses:
+        why = permitted_uses.get("reason", "") if isinstance(permitted_uses, dict) else ""
+        raise ConfigError(
+            f"dataset {dataset_name!r} does not permit identification research (permitted_uses: {uses})"
+            + (f": {why}" if why else "") + "; protocol=identification refuses it"
+        )
+
+
+@dataclass(frozen=True)
+class IdentificationProtocol:
+    """How the gallery is formed, searches run and thresholds set (``configs/protocol/identification.yaml``).
+
+    Attributes
+    ----------
+    type : str
+        Always ``"identification"`` (selects this protocol).
+    attributes, intersections : as in :class:`bench.run.Protocol`
+    enrolled_fraction : float
+        Share of each stratum's subjects enrolled, in (0, 1).
+    gallery_image : {"first", "random"}
+        Which image of an enrolled subject is its template.
+    gallery_subjects : list of str or None
+        Explicit enrolled subjects (overrides the draw).
+    target_fpirs : list of float
+        Targets in (0, 1) of the thresholds set on the non-mated searches' top scores.
+    use_nominal_threshold : bool
+        Also report at the model's published 1:1 threshold.
+    candidate_list_length : int
+        ``L``: candidates kept per search (NIST: 50).
+    ranks : list of int
+        Ranks ``R`` of FNIR (each ``<= L``); 1 is always reported.
+    confidence : float
+    seed : int
+    bootstrap_replicates : int or None
+        Probe-subject bootstrap replicates (None skips).
+    gallery_redraws : int or None
+        Re-draws of the gallery split (seeds ``seed+1 ..``) for the split-variation interval.
+    gallery_sizes : list of float
+        Gallery-size sweep: fractions of the enrolled subjects in (0, 1].
+    gallery_size_draws : int
+        Seeded subsets per size (stratified, the composition kept).
+    gallery_size_threshold : str or None
+        Name of the threshold the gallery-size sweep holds fixed (e.g. ``nominal``);
+        None: the primary one (first target FPIR that could be set).
+    gallery_shares : list of float
+        Composition sweep: for each group h of each base attribute, galleries of
+        ``min(n_h, N - n_h)`` templates in which h has each of these shares (in [0, 1]);
+        empty skips it.
+    device : str or None
+        Torch device of the search (None: CUDA when present).
+    search_dtype : {"float32", "float64"}
+    """
+
+    type: str = "identification"
+    attributes: list[str] | None = None
+    intersections: list[list[str]] = field(default_factory=list)
+    enrolled_fraction: float = 0.5
+    gallery_image: str = "first"
+    gallery_subjects: list[str] | None = None
+    target_fpirs: list[float] = field(default_factory=lambda: [1e-2])
+    use_nominal_threshold: bool = True
+    candidate_list_length: int = 50
+    ranks: list[int] = field(default_factory=lambda: [1, 5])
+    confidence: float = 0.95
+    seed: int = 0
+    bootstrap_replicates: int | None = 1000
+    gallery_redraws: int | None = 20
+    gallery_sizes: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
+    gallery_size_draws: int = 20
+    gallery_size_threshold: str | None = None
+    gallery_shares: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    device: str | None = None
+    search_dtype: str = "float64"
+
+    def __post_init__(self) -> None:
+        if self.type != "identification":
+            raise ConfigError(f"protocol.type must be 'identification' here, got {self.type!r}")
+        if not 0 < float(self.enrolled_fraction) < 1:
+            raise ConfigError(f"protocol.enrolled_fraction must be in (0, 1), got {self.enrolled_fraction!r}")
+        if self.gallery_image not in GALLERY_IMAGE_RULES:
+            raise ConfigError(f"protocol.gallery_image must be one of {list(GALLERY_IMAGE_RULES)}, got {self.gallery_image!r}")
+        for f in self.target_fpirs:
+            if not 0 < float(f) < 1:
+                raise ConfigError(f"protocol.target_fpirs: {f!r} is outside (0, 1)")
+        if not self.target_fpirs and not self.use_nominal_threshold:
+            raise ConfigError("protocol: give at least one target_fpirs value or use_nominal_threshold: true")
+        L = self.candidate_list_length
+        if isinstance(L, bool) or int(L) != L or L < 1:
+            raise ConfigError(f"protocol.candidate_list_length must be an integer >= 1, got {L!r}")
+        bad = [r for r in self.ranks if int(r) != r or not 1 <= int(r) <= int(L)]
+        if bad:
+            raise ConfigError(f"protocol.ranks must be integers in [1, candidate_list_length={L}], got {bad}")
+        object.__setattr__(self, "ranks", sorted({1, *[int(r) for r in self.ranks]}))
+        if not 0 < self.confidence < 1:
+            raise ConfigError(f"protocol.confidence must be in (0, 1), got {self.confidence}")
+        for key in ("bootstrap_replicates", "gallery_redraws"):
+            v = getattr(self, key)
+            if v is not None and (int(v) != v or v < 1):
+                raise ConfigError(f"protocol.{key} must be an integer >= 1 or null, got {v!r}")
+        for s in self.gallery_sizes:
+            if not 0 < float(s) <= 1:
+                raise ConfigError(f"protocol.gallery_sizes: {s!r} is not a fraction in (0, 1]")
+        for s in self.gallery_shares:
+            if not 0 <= float(s) <= 1:
+                raise ConfigError(f"protocol.gallery_shares: {s!r} is not a share in [0, 1]")
+        if int(self.gallery_size_draws) < 1:
+            raise ConfigError(f"protocol.gallery_size_draws must be >= 1, got {self.gallery_size_draws}")
+        if self.search_dtype not in ("float32", "float64"):
+            raise ConfigError(f"protocol.search_dtype must be float32 or float64, got {self.search_dtype!r}")
+
+
+@dataclass
+class IdentificationResult:
+    """Everything :func:`evaluate_identification` computed (written by :mod:`bench.report.identification`).
+
+    Attributes
+    ----------
+    split_counts : pandas.DataFrame
+        Per attribute and group: enrolled / not, templates, FTE, searches, FTA.
+    thresholds : list of dict
+        ``investigation`` (no threshold), nominal, and one per target FPIR (or refused).
+    per_group : pandas.DataFrame
+        Per probe group: FPIR, FNIR at each rank, SEL, FTA_probe with Wilson and probe-subject bootstrap intervals,
+        and ``redraw_low/high`` (re-drawn gallery split).
+    false_by_gallery, false_cells : pandas.DataFrame
+        False candidates per gallery group and per probe-group x gallery-group cell.
+    gallery_size : pandas.DataFrame
+        Per attribute, size, probe group: measured FPIR (mean and range over draws) and predicted.
+    gallery_composition : pandas.DataFrame
+        Per attribute, varied gallery group, share, probe group: measured FPIR and predicted.
+    search_table : pandas.DataFrame
+        Per search: probe subject, groups, kind, acquired, mate rank/score and the candidate list (git-ignored file).
+    """
+
+    manifest: Any
+    attributes: list[str]
+    split: GallerySplit
+    split_counts: pd.DataFrame
+    thresholds: list[dict]
+    per_group: pd.DataFrame
+    false_by_gallery: pd.DataFrame
+    false_cells: pd.DataFrame
+    gallery_size: pd.DataFrame
+    search_table: pd.DataFrame
+    model_info: dict
+    dataset_info: dict
+    protocol: IdentificationProtocol
+    timings: dict = field(default_factory=dict)
+    gallery_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    gallery_composition: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cross_fmr: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def primary_threshold(self) -> dict | None:
+        """First target-FPIR threshold that could be set, else the nominal one, else None."""
+        ok = [t for t in self.thresholds if t.get("status") == "ok" and t["kind"] != "investigation"]
+        cal = [t for t in ok if t["kind"] == "target_fpir"]
+        return (cal or ok or [None])[0]

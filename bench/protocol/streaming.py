@@ -2,8 +2,8 @@
 
 For large all-vs-all runs (1e9 comparisons from ~45k images) the score matrix cannot be
 held: it is computed block by block with ``torch`` matrix products (CPU or CUDA) and
-every block is binned into a :class:`~bench.metrics.histogram.ScoreHistogram` (and,
-optionally, offered to :class:`~bench.metrics.histogram.SubjectAggregates`) before the
+every block is binned into a :class:`~bench.scores.histogram.ScoreHistogram` (and,
+optionally, offered to :class:`~bench.scores.subjects.SubjectAggregates`) before the
 next one is computed. Memory is ``O(block_size**2 + n * d)``.
 
 Scores are similarities (metrics-reference §0): cosine similarity of unit-norm
@@ -27,7 +27,9 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from bench.errors import ConfigError, DataError
-from bench.metrics.histogram import ScoreHistogram, SubjectAggregates, _ceil_to_dtype
+from bench.scores.histogram import ScoreHistogram
+from bench.scores.binning import _ceil_to_dtype
+from bench.scores.subjects import SubjectAggregates
 
 __all__ = ["METRICS", "StreamStats", "score_all_vs_all", "score_listed_pairs", "default_cell_map"]
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bench.acquisition.images import image_sha256
-from bench.data.synthetic import SyntheticPopulation
+from bench.synthetic.generator import SyntheticPopulation
 from bench.errors import DataError, ImageLoadError
 from bench.models.cache import EmbeddingCache
 

@@ -34,7 +34,6 @@ mismatch).
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
@@ -47,7 +46,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from bench.errors import ConfigError, StorageError
+from bench.errors import ConfigError
+from bench.files import paths_as_references, process_running, storage_error
 
 __all__ = [
     "check_writable",
@@ -59,7 +59,6 @@ __all__ = [
     "experiment_config",
     "recover_folder",
     "staged_folder",
-    "storage_error",
     "write_file_manifest",
     "read_file_manifest",
     "MANIFEST_FILE",
@@ -85,28 +84,6 @@ RUNTIME_KEYS = ("progress", "overwrite", "paths", "hydra", "run_name", "shard", 
 
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,@-]*")
 _HIDDEN = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)-(?P<tag>[0-9a-f]{8})$")
-
-
-def storage_error(err: OSError, what: str, keep: str = "") -> StorageError:
-    """One-line :class:`~bench.errors.StorageError` for an ``OSError`` while writing.
-
-    Parameters
-    ----------
-    err : OSError
-        The error (its ``filename`` and ``strerror`` are named).
-    what : str
-        What was being written (e.g. ``"the result folder"``).
-    keep : str
-        What is still intact, appended as ``"; <keep>"``.
-    """
-    where = err.filename if err.filename is not None else "?"
-    hint = ""
-    if err.errno == errno.ENOSPC:
-        hint = " (free some space, or point the path elsewhere)"
-    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        hint = " (not writable: choose a writable location)"
-    msg = f"cannot write {what}: {str(where)!r}: {err.strerror or err}{hint}"
-    return StorageError(msg + (f"; {keep}" if keep else ""))
 
 
 def check_writable(results_dir: Path, *, key: str = "paths.results_dir") -> None:
@@ -237,17 +214,8 @@ def check_output_path(path: Any, *, key: str) -> Path:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # our own leftovers (an earlier job in this process) are finished
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
+    """Whether the writer of a hidden folder still runs; our own leftovers (an earlier job in this process) are finished."""
+    return pid != os.getpid() and process_running(pid)
 
 
 def recover_folder(out_dir: str | os.PathLike[str]) -> list[str]:
@@ -294,23 +262,8 @@ def experiment_config(config: Mapping[str, Any], runtime_keys: tuple[str, ...] =
     ``<paths.data_dir>/frl_london``) written relative to it (``${paths.data_dir}/frl_london``),
     so the same experiment run from another checkout or data location compares equal.
     """
-    roots = sorted(
-        ((k, str(v).rstrip("/")) for k, v in dict(config.get("paths") or {}).items() if isinstance(v, str) and v.strip("/")),
-        key=lambda kv: -len(kv[1]),
-    )
-
-    def norm(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: norm(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [norm(x) for x in v]
-        if isinstance(v, str):
-            for k, root in roots:
-                if v == root or v.startswith(root + "/"):
-                    return "${paths." + k + "}" + v[len(root):]
-        return v
-
-    return {k: norm(v) for k, v in dict(config).items() if k not in runtime_keys}
+    roots = dict(config.get("paths") or {})
+    return {k: paths_as_references(v, roots) for k, v in dict(config).items() if k not in runtime_keys}
 
 
 def _differences(a: Any, b: Any, where: str = "") -> list[str]:

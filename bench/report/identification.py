@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from bench.identification_run import IdentificationResult  # noqa: E402
+from bench.protocol.identification import IdentificationResult  # noqa: E402
 from bench.metrics.identification import INVESTIGATION  # noqa: E402
 from bench.report.folder import write_file_manifest  # noqa: E402
 from bench.report.plots import safe_name  # noqa: E402

@@ -346,7 +346,7 @@ def plot_score_histograms(counts: dict, thresholds: list[dict], path: Path, *, t
     ----------
     counts : dict
         group -> (lower bin edges, mated counts, non-mated counts), arrays of equal
-        length (``bench.run_streaming.StreamedScores.score_counts``).
+        length (``bench.scores.stream.StreamedScores.score_counts``).
     thresholds : list of dict
         Usable thresholds are drawn as vertical lines.
     path : pathlib.Path

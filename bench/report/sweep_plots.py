@@ -25,7 +25,7 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 from bench.report.plots import _MARKERS, _SAVE  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
-    from bench.sweep import TransformSweep
+    from bench.protocol.sweep_spec import TransformSweep
 
 __all__ = ["plot_sweep"]
 
@@ -55,7 +55,7 @@ def _unperturbed_x(sweep: TransformSweep, original_x: float | None) -> tuple[flo
 def _points(rows: pd.DataFrame, sweep: TransformSweep, attribute: str, group: str, metric: str, threshold_name: str,
             x0: float) -> pd.DataFrame:
     """Rows of one line: the sweep's strengths plus the unperturbed point, sorted by x."""
-    from bench.sweep import UNPERTURBED
+    from bench.protocol.sweep_spec import UNPERTURBED
 
     sel = rows[(rows["attribute"] == attribute) & (rows["group"] == group) & (rows["metric"] == metric) & (rows["threshold_name"] == threshold_name)]
     cur = sel[sel["transform"] == sweep.name].assign(x=lambda d: d["strength"].astype(float))
@@ -71,7 +71,7 @@ def plot_sweep(rows: pd.DataFrame, sweep: TransformSweep, attribute: str, thresh
     Parameters
     ----------
     rows : pandas.DataFrame
-        Published sweep rows (:data:`bench.sweep.SWEEP_COLUMNS`; suppressed groups
+        Published sweep rows (:data:`bench.protocol.sweep_spec.SWEEP_COLUMNS`; suppressed groups
         already blanked).
     sweep : TransformSweep
         Gives the strengths, the axis label (``transform.unit``) and scale.
@@ -161,7 +161,7 @@ def plot_sweep(rows: pd.DataFrame, sweep: TransformSweep, attribute: str, thresh
         ax.set_title(head + (f" at {tname} (t = {t['threshold']:.4g})" if t else ""), fontsize=9)
         ax.grid(True, which="major", alpha=0.35)
     # legend: groups with their sample sizes at the unperturbed run
-    from bench.sweep import UNPERTURBED
+    from bench.protocol.sweep_spec import UNPERTURBED
 
     base = df[df["transform"] == UNPERTURBED]
     first = usable[0]["name"] if usable else ""

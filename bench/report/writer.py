@@ -19,7 +19,7 @@ Layout of ``results/<run_name>/`` (every file documented in README "Result files
   anyone recompute every metric without the model).
 - ``histograms.npz`` instead of ``scores.parquet`` for a run of the streaming engine
   (``metrics.json`` ``engine``): its score histograms (:meth:`ScoreHistogram.save
-  <bench.metrics.histogram.ScoreHistogram.save>`; git-ignored too).
+  <bench.scores.histogram.ScoreHistogram.save>`; git-ignored too).
 
 Privacy of small groups: the subjects of every group with fewer than
 ``min_group_subjects`` subjects (any reported attribute, intersections included)
@@ -49,7 +49,7 @@ from bench.report.html import write_html_report
 from bench.report.markdown import figure_plan, load_published_tables, render_report, safe_name
 from bench.report.plots import plot_det, plot_error_rates, plot_fmr_matrix, plot_score_distributions, plot_score_histograms
 from bench.report.provenance import code_version, package_versions, scrub_paths
-from bench.run import RunResult
+from bench.protocol.verification import RunResult
 
 __all__ = ["write_results", "stage_timings", "METRICS_SCHEMA", "SCHEMA_VERSION"]
 

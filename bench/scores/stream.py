@@ -1,16 +1,18 @@
-"""Streamed evaluation: the pipeline's path for runs too large for the comparison table.
+"""The histogram store: the score store of runs too large for the comparison table.
 
-:func:`bench.run.evaluate` calls :func:`evaluate_streamed` when ``protocol.engine``
+:func:`bench.run.evaluate` builds a :class:`HistogramStore` when ``protocol.engine``
 resolves to ``stream`` (``auto`` above ``protocol.table_max_comparisons``
-comparisons). Every unordered pair of acquired images is scored once, in blocks
+comparisons); it implements :class:`bench.scores.store.ScoreStore` as
+:class:`bench.scores.table.TableStore` does, and the one orchestration in
+:mod:`bench.run` reads both the same way. Every unordered pair of acquired images is scored once, in blocks
 (:func:`bench.protocol.streaming.score_all_vs_all`), straight into
 
-* a :class:`~bench.metrics.histogram.ScoreHistogram`: mated and non-mated counts in
+* a :class:`~bench.scores.histogram.ScoreHistogram`: mated and non-mated counts in
   fine fixed bins per cell (memory independent of the number of comparisons), and
-* :class:`~bench.metrics.histogram.SubjectAggregates`: every mated score with its
+* :class:`~bench.scores.subjects.SubjectAggregates`: every mated score with its
   subject and the exact top tail of the non-mated scores with their subject pairs.
 
-The result is a :class:`~bench.run.RunResult` with the same tables as the table
+The run's :class:`~bench.run.RunResult` has the same tables as the table
 engine (per-group FTA/FMR/FNMR rows with counts, Wilson/Clopper-Pearson intervals,
 flags and subject-bootstrap intervals; generalized rates; differentials with
 bootstrap intervals; EER and DET per group; cross-group FMR matrices), but no
@@ -71,27 +73,26 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from bench.data.manifest import Manifest
-from bench.errors import ConfigError, DataError, InsufficientDataError, ScoreSanityWarning
-from bench.metrics.bootstrap import BootstrapReplicates, bootstrap_group_rates, with_overall_rows
-from bench.metrics.fta import fta_by_group, generalized_rates
+from bench.errors import ConfigError, InsufficientDataError
+from bench.metrics.bootstrap import BootstrapReplicates, bootstrap_group_rates
 from bench.metrics.groups import ALL_GROUP, CROSS_GROUP_COLUMNS, PER_GROUP_COLUMNS, _flag
-from bench.metrics.histogram import ScoreHistogram, SubjectAggregates
+from bench.scores.histogram import ScoreHistogram
+from bench.scores.subjects import SubjectAggregates
 from bench.metrics.intervals import clopper_pearson_interval, wilson_interval, zero_error_upper_bound
 from bench.metrics.rates import ThresholdAtFMR, _supports
-from bench.run import Protocol, RunResult, _differentials, primary_threshold, threshold_entries
 
-__all__ = ["STREAM_BINS", "StreamedScores", "evaluate_streamed", "HISTOGRAM_FILE"]
+__all__ = [
+    "STREAM_BINS", "STREAM_BLOCK", "StreamedScores", "HistogramStore", "HISTOGRAM_FILE", "eer_table", "triu_cells", "joint_groups",
+    "score_range", "hist_mean", "TAIL_MIN", "TAIL_MAX", "TAIL_FACTOR", "KEEP_SCORES_LIMIT",
+]
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +101,18 @@ STREAM_BINS = 1 << 16
 #: Result file of a streamed run's histograms (git-ignored, like scores.parquet).
 HISTOGRAM_FILE = "histograms.npz"
 #: Bounds on the retained non-mated tail (entries of 16 bytes, twice that transiently).
-_TAIL_MIN = 1 << 16
-_TAIL_MAX = 1 << 24
+TAIL_MIN = 1 << 16
+TAIL_MAX = 1 << 24
 #: Retained tail per allowed false match of the largest target FMR (room for the bootstrap).
-_TAIL_FACTOR = 4
+TAIL_FACTOR = 4
 #: Runs with at most this many comparisons keep their raw scores (histogram exact mode: exact EER/DET).
-_KEEP_SCORES_LIMIT = 1_000_000
+KEEP_SCORES_LIMIT = 1_000_000
 #: Rows/columns per scored block (3 x 4 x 4096^2 bytes = 200 MB of work arrays).
-_BLOCK = 4096
+STREAM_BLOCK = 4096
 
 
 # ----------------------------------------------------------------------------- cells
-def _triu_cells(n: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+def triu_cells(n: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
     """Unordered cells of ``n`` groups: (first, second) group of each cell, and the symmetric (n, n) cell index."""
     a, b = np.triu_indices(n)
     index = np.zeros((n, n), dtype=np.intp)
@@ -163,12 +164,12 @@ class StreamedScores:
 
     def __post_init__(self) -> None:
         G = len(self.joint_labels)
-        a, b, _ = _triu_cells(G)
+        a, b, _ = triu_cells(G)
         self._cells: dict[str, _AttributeCells] = {}
         for k, attr in enumerate(self.attributes):
             groups = sorted({lab[k] for lab in self.joint_labels})
             of_joint = np.array([groups.index(lab[k]) for lab in self.joint_labels], dtype=np.intp)
-            _, _, pair_index = _triu_cells(len(groups))
+            _, _, pair_index = triu_cells(len(groups))
             self._cells[attr] = _AttributeCells(groups, of_joint, pair_index[of_joint[a], of_joint[b]], pair_index)
 
     def cells(self, attribute: str) -> _AttributeCells:
@@ -194,7 +195,7 @@ class StreamedScores:
         return out
 
 
-def _joint_groups(labels: pd.DataFrame, attributes: list[str]) -> tuple[list[tuple[str, ...]], NDArray[np.int64]]:
+def joint_groups(labels: pd.DataFrame, attributes: list[str]) -> tuple[list[tuple[str, ...]], NDArray[np.int64]]:
     """Sorted joint label tuples and the code of every row."""
     frame = labels[attributes].astype(str).reset_index(drop=True)
     grouped = frame.groupby(attributes, sort=True)
@@ -225,7 +226,7 @@ def _cell_counts(
     must be bin edges of the histogram (nominal/external thresholds are extra edges,
     binned target-FMR thresholds are edges).
     """
-    a, b, _ = _triu_cells(n_joint)
+    a, b, _ = triu_cells(n_joint)
     C = a.size
     n_m = np.array([hist.n_comparisons(mated=True, cells=c) for c in range(C)], dtype=np.float64)
     n_nm = np.array([hist.n_comparisons(mated=False, cells=c) for c in range(C)], dtype=np.float64)
@@ -309,7 +310,7 @@ def _cross(ac: _AttributeCells, c: _CellCounts) -> pd.DataFrame:
                          "false_matches": e, "comparisons": n, "fmr": fmr}, columns=CROSS_GROUP_COLUMNS)
 
 
-def _eer_table(scores: StreamedScores) -> tuple[pd.DataFrame, dict]:
+def eer_table(scores: StreamedScores) -> tuple[pd.DataFrame, dict]:
     """EER and DET per (attribute, group) from the histogram (``(all)``: every cell)."""
     hist = scores.histogram
     rows, dets = [], {}
@@ -369,7 +370,7 @@ def _bootstrap(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unresolved replicates are reported through the counts below
         rc = agg.replicate_counts(counts, thresholds=fixed or None, recalibrate=recalibrate or None)
-    a, b, _ = _triu_cells(len(rc.group_labels))
+    a, b, _ = triu_cells(len(rc.group_labels))
     diag = np.flatnonzero(a == b)
 
     def mated_cells(x: NDArray) -> NDArray:
@@ -398,7 +399,7 @@ def _bootstrap(
 
 
 # ----------------------------------------------------------------------------- thresholds
-def _hist_mean(hist: ScoreHistogram, mated: bool) -> float:
+def hist_mean(hist: ScoreHistogram, mated: bool) -> float:
     """Mean score of a class from bin midpoints (under/overflow at the range ends): within w/2 in range."""
     c = hist.counts(mated=mated)
     if not c.sum():
@@ -408,7 +409,7 @@ def _hist_mean(hist: ScoreHistogram, mated: bool) -> float:
     return float((c * mid).sum() / c.sum())
 
 
-def _score_range(emb: NDArray, metric: str) -> tuple[float, float]:
+def score_range(emb: NDArray, metric: str) -> tuple[float, float]:
     """Histogram range ``[lo, hi)`` holding every possible score strictly inside.
 
     The largest possible score (1 for cosine, 0 for negated distance: identical images)
@@ -424,116 +425,56 @@ def _score_range(emb: NDArray, metric: str) -> tuple[float, float]:
     return lo, -lo * 1e-4
 
 
-# ----------------------------------------------------------------------------- entry point
-def evaluate_streamed(
-    manifest: Manifest, emb: NDArray, fta_reason: NDArray, n_faces: NDArray | None, model_info: dict,
-    attributes: list[str], labels: pd.DataFrame, protocol: Protocol, *, engine_info: dict, timings: dict,
-    n_bins: int = STREAM_BINS, block_size: int = _BLOCK,
-) -> RunResult:
-    """Evaluate an acquired run with the streaming engine (module docstring).
+# ----------------------------------------------------------------------------- the store
+class HistogramStore:
+    """Score store of a streamed run (module docstring): histograms, exact tail, subject aggregates.
 
-    Parameters
+    Filled by :func:`bench.protocol.verification.histogram_store`; implements :class:`bench.scores.store.ScoreStore`.
+
+    Attributes
     ----------
-    manifest : Manifest
-        The dataset's images (all of them, failures to acquire included).
-    emb : numpy.ndarray
-        Shape (n_images, d): embeddings (rows of failed images are ignored).
-    fta_reason : numpy.ndarray
-        Shape (n_images,): None where acquired, else the reason code.
-    n_faces : numpy.ndarray or None
-        Shape (n_images,): faces found (None for synthetic data).
-    model_info : dict
-        Model provenance (``metric``, ``nominal_threshold``, ...).
-    attributes : list of str
-        Reported attributes (intersections included).
-    labels : pandas.DataFrame
-        Shape (n_images, n_attributes): group label per image.
-    protocol : Protocol
-    engine_info : dict
-        The engine choice (:func:`bench.run._choose_engine`); completed here.
-    timings : dict
-        Stage timings so far; completed here.
-    n_bins : int, default 65536
-        Requested uniform histogram bins (bin width ``2**-15`` for cosine).
-    block_size : int, default 4096
-        Rows/columns per scored block.
-
-    Returns
-    -------
-    RunResult
-        ``comparisons`` None, ``stream`` the :class:`StreamedScores`.
-
-    Raises
-    ------
-    ConfigError
-        Bootstrap requested while a subject's labels vary between images; a
-        calibration group that is not reported or has no non-mated comparisons.
-    DataError
-        No non-mated comparison, or no threshold could be set.
+    scores : StreamedScores
+        The histograms and the cell mapping (written as ``histograms.npz``).
+    aggregates : SubjectAggregates or None
+        Mated scores and the non-mated tail with their subjects; None when a
+        subject's labels vary between images (no subject bootstrap then).
+    n_mated, n_nonmated : int
+        Comparisons scored.
     """
-    from bench.protocol.streaming import score_all_vs_all  # torch
 
-    t1 = time.perf_counter()
-    ok = np.array([r is None for r in fta_reason], dtype=bool)
-    subj_str = manifest.table["subject_id"][ok].astype(str).to_numpy(dtype=object)
-    lab_ok = labels[ok].reset_index(drop=True)
-    subject_ids, subj_code = np.unique(subj_str, return_inverse=True)
-    subj_code = subj_code.reshape(-1).astype(np.int64)
-    S, n = subject_ids.size, subj_code.size
-    joint, img_group = _joint_groups(lab_ok, attributes)
-    G = len(joint)
-    pairs = np.unique(subj_code * G + img_group)
-    per_subject_labels = pairs.size == S
-    subject_group = np.zeros(S, dtype=np.intp)
-    subject_group[pairs // G] = pairs % G
-    m = np.bincount(subj_code, minlength=S).astype(np.int64)
-    n_mated = int((m * (m - 1) // 2).sum())
-    n_nonmated = n * (n - 1) // 2 - n_mated
-    if n_nonmated == 0:
-        raise DataError(f"dataset {manifest.name!r}: no non-mated comparisons (only one subject acquired)")
-    if protocol.bootstrap_replicates and not per_subject_labels:
-        raise ConfigError(
-            f"dataset {manifest.name!r}: the labels of some subjects differ between their images (attributes {attributes}); "
-            "the streaming engine's subject bootstrap needs one group per subject: set protocol.bootstrap_replicates: null, "
-            "or protocol.engine: table"
-        )
+    engine = "stream"
 
-    fixed_values = []
-    if protocol.use_nominal_threshold and model_info.get("nominal_threshold") is not None:
-        fixed_values.append(float(model_info["nominal_threshold"]))
-    fixed_values += [float(v) for v in (protocol.external_thresholds or {}).values()]
-    a_cell, b_cell, cell_index = _triu_cells(G)
-    lo, hi = _score_range(emb[ok], model_info["metric"])
-    hist = ScoreHistogram(a_cell.size, lo=lo, hi=hi, n_bins=int(n_bins), extra_edges=fixed_values,
-                          cell_labels=[(joint[i], joint[j]) for i, j in zip(a_cell, b_cell)],
-                          keep_scores_limit=_KEEP_SCORES_LIMIT, threads=max(1, min(4, os.cpu_count() or 1)))
-    f_max = max((float(f) for f in protocol.target_fmrs), default=0.0)
-    tail_size = int(min(_TAIL_MAX, _TAIL_MIN + math.ceil(_TAIL_FACTOR * f_max * n_nonmated)))
-    agg = SubjectAggregates(subject_group, m, group_labels=joint, tail_size=tail_size) if per_subject_labels else None
-    x = emb[ok].astype(np.float64)
-    if model_info["metric"] == "cosine":  # as bench.protocol.scoring.pair_scores
-        x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    stats = score_all_vs_all(x.astype(np.float32), subj_code, img_group, hist, metric=model_info["metric"],
-                             aggregates=agg, cell_map=cell_index, block_size=int(block_size))
-    timings["score_s"] = time.perf_counter() - t1
-    if stats.n_mated != n_mated or stats.n_nonmated != n_nonmated:  # pragma: no cover - engine invariant
-        raise DataError(f"streaming engine scored {stats.n_mated}/{stats.n_nonmated} comparisons, expected {n_mated}/{n_nonmated}")
-    if n_mated:
-        m_mean, nm_mean = _hist_mean(hist, True), _hist_mean(hist, False)
-        if m_mean <= nm_mean:
-            warnings.warn(f"mean mated score {m_mean:.6g} <= mean non-mated score {nm_mean:.6g} (from the histogram): the scores "
-                          "look like distances or the mated labels are wrong; fvbench expects similarities", ScoreSanityWarning,
-                          stacklevel=2)
+    def __init__(self, scores: StreamedScores, aggregates: SubjectAggregates | None, *, subject_ids: NDArray,
+                 subject_group: NDArray[np.intp], images_per_subject: NDArray[np.int64], subject_code: NDArray[np.int64],
+                 image_labels: pd.DataFrame, n_mated: int, n_nonmated: int, scoring: dict) -> None:
+        self.scores = scores
+        self.aggregates = aggregates
+        self.subject_ids = subject_ids
+        self.subject_group = subject_group
+        self._m = images_per_subject
+        self._subj_code = subject_code
+        self._lab_ok = image_labels
+        self.n_mated = n_mated
+        self.n_nonmated = n_nonmated
+        self._scoring = scoring
+        self._method: dict[float, str] = {}
+        self._fixed_boot: dict[str, float] = {}
+        self._counts: dict[str, _CellCounts] = {}
+        self.unresolved: dict[str, dict[str, int]] = {}
 
-    t2 = time.perf_counter()
-    scores = StreamedScores(hist, list(attributes), joint)
-    method: dict[float, str] = {}
+    @property
+    def histogram(self) -> ScoreHistogram:
+        """The run's :class:`ScoreHistogram`."""
+        return self.scores.histogram
 
-    def calibration() -> tuple[Callable[[float], ThresholdAtFMR], str]:
+    # -- thresholds
+    def calibration(self, calibration_group: dict | None) -> tuple[Callable[[float], ThresholdAtFMR], str]:
+        """See :meth:`bench.scores.store.ScoreStore.calibration`: exact from the tail, else binned."""
+        hist, agg, scores = self.histogram, self.aggregates, self.scores
         groups_sel, cells_sel, population = None, None, "all non-mated comparisons"
-        if protocol.calibration_group is not None:
-            attr, group = protocol.calibration_group["attribute"], str(protocol.calibration_group["group"])
-            if attr not in attributes:
+        if calibration_group is not None:
+            attr, group = calibration_group["attribute"], str(calibration_group["group"])
+            if attr not in scores.attributes:
                 raise ConfigError(f"protocol.calibration_group: attribute {attr!r} is not reported; add it to protocol.attributes")
             ac = scores.cells(attr)
             gi = ac.groups.index(group) if group in ac.groups else -1
@@ -541,6 +482,7 @@ def evaluate_streamed(
                 raise ConfigError(f"protocol.calibration_group: no non-mated comparisons in {attr}={group!r}; groups: {ac.groups}")
             groups_sel, cells_sel = np.flatnonzero(ac.of_joint == gi), ac.group_cells(gi)
             population = f"non-mated comparisons with both subjects in {attr}={group}"
+        method = self._method
 
         def calibrate(f: float) -> ThresholdAtFMR:
             n_cal = hist.n_comparisons(mated=False, cells=cells_sel)
@@ -557,111 +499,109 @@ def evaluate_streamed(
 
         return calibrate, population
 
-    thresholds = threshold_entries(model_info, protocol, calibration)
-    for t in thresholds:
-        if t["kind"] == "target_fmr" and t["status"] == "ok":
-            if method[t["target_fmr"]] == "exact":
-                t["calibration_method"] = "exact: order statistic of the retained non-mated tail (streaming engine)"
-            else:
-                t["calibration_method"] = (f"binned: smallest histogram bin edge with at most k false matches; less than one bin "
-                                           f"width ({hist.bin_width:g}) above the exact threshold or decision-equivalent to it")
-                if t["bootstrap"] == "recalibrated":
-                    t["bootstrap"] = "unavailable: the cut lies below the retained tail (no re-calibration possible)"
-    usable = {t["name"]: t["threshold"] for t in thresholds if t["status"] == "ok"}
-    recalibrate = {t["name"]: t["target_fmr"] for t in thresholds if t["status"] == "ok" and t.get("bootstrap") == "recalibrated"}
-    cutoff = agg.cutoff if agg is not None else math.inf
-    fixed_boot = {t["name"]: t["threshold"] for t in thresholds
-                  if t["status"] == "ok" and t.get("bootstrap") == "fixed" and t["threshold"] >= cutoff}
-    for t in thresholds:
-        if t["status"] == "ok" and t.get("bootstrap") == "fixed" and t["name"] not in fixed_boot and protocol.bootstrap_replicates:
-            t["bootstrap"] = f"unavailable: threshold below the retained non-mated tail (cutoff {cutoff:.6g})"
-    counts = _cell_counts(hist, agg, G, usable)
+    def settle_thresholds(self, thresholds: list[dict], bootstrap: bool) -> None:
+        """See :meth:`bench.scores.store.ScoreStore.settle_thresholds`.
 
-    parts, gen_parts, diff_parts = [], [], []
-    unresolved: dict[str, dict[str, int]] = {}
-    boot_s = 0.0
-    has_mated = m >= 2
-    overall = None
-    if protocol.bootstrap_replicates and agg is not None:  # the (all) interval, once (bench.metrics.bootstrap)
-        tb = time.perf_counter()
-        ac0 = scores.cells(attributes[0])
-        any_count = next(iter(counts.values()))
-        orig0 = {"FNMR": ac0.pool(any_count.n_mated), "FMR": ac0.pool(any_count.n_nonmated)}
-        reps0, unres0 = _bootstrap(agg, attributes[0], ac0, subject_ids, subject_group, usable, fixed_boot, recalibrate,
-                                   int(protocol.bootstrap_replicates), protocol.seed, orig0, has_mated, overall=True)
-        unresolved["(all)"] = unres0
-        b0 = bootstrap_group_rates(None, attribute=None, thresholds=usable, confidence=protocol.confidence, replicates=reps0)
-        overall = b0[b0["group"] == ALL_GROUP].drop(columns=["attribute"])
-        boot_s += time.perf_counter() - tb
-    for attr in attributes:
-        ac = scores.cells(attr)
-        fta = fta_by_group(labels[attr], manifest.table["subject_id"], fta_reason, attribute=attr, confidence=protocol.confidence)
-        subj_counts = _subject_counts(lab_ok[attr].astype(str).to_numpy(dtype=object), subj_code, ac.groups)
-        rates = _per_group(attr, ac, counts, usable, subj_counts, protocol.confidence)
-        reps = None
-        if protocol.bootstrap_replicates and agg is not None:
-            tb = time.perf_counter()
-            any_count = next(iter(counts.values()))
-            original = {"FNMR": ac.pool(any_count.n_mated), "FMR": ac.pool(any_count.n_nonmated)}
-            reps, unres = _bootstrap(agg, attr, ac, subject_ids, subject_group, usable, fixed_boot, recalibrate,
-                                     int(protocol.bootstrap_replicates), protocol.seed, original, has_mated)
-            unresolved[attr] = unres
-            boot = bootstrap_group_rates(None, attribute=attr, thresholds=usable, confidence=protocol.confidence, replicates=reps)
-            boot = with_overall_rows(boot, overall)
-            rates = rates.merge(boot, on=["attribute", "group", "threshold_name", "metric"], how="left")
-            boot_s += time.perf_counter() - tb
-        pg_attr = pd.concat([fta, rates], ignore_index=True)
-        parts.append(pg_attr)
-        gen_parts.append(generalized_rates(pg_attr, labels[attr], manifest.table["subject_id"], ok, attribute=attr))
-        diff_parts.append(_differentials(rates, attr, usable, protocol, reps))
-    per_group = pd.concat(parts, ignore_index=True)
-    per_group["reasons"] = per_group["reasons"].fillna("")
-    generalized = pd.concat(gen_parts, ignore_index=True)
-    differentials = pd.concat(diff_parts, ignore_index=True)
-    eer, dets = _eer_table(scores)
-    primary = primary_threshold(thresholds)
-    cross = {a: _cross(scores.cells(a), counts[primary["name"]]) for a in attributes}
-    timings["bootstrap_s"] = boot_s
-    timings["metrics_s"] = time.perf_counter() - t2
+        Records each calibrated threshold's ``calibration_method`` (exact or binned),
+        marks the bootstrap of thresholds the tail cannot resolve as unavailable, and
+        counts every usable threshold per joint cell.
+        """
+        hist = self.histogram
+        for t in thresholds:
+            if t["kind"] == "target_fmr" and t["status"] == "ok":
+                if self._method[t["target_fmr"]] == "exact":
+                    t["calibration_method"] = "exact: order statistic of the retained non-mated tail (streaming engine)"
+                else:
+                    t["calibration_method"] = (f"binned: smallest histogram bin edge with at most k false matches; less than one bin "
+                                               f"width ({hist.bin_width:g}) above the exact threshold or decision-equivalent to it")
+                    if t["bootstrap"] == "recalibrated":
+                        t["bootstrap"] = "unavailable: the cut lies below the retained tail (no re-calibration possible)"
+        usable = {t["name"]: t["threshold"] for t in thresholds if t["status"] == "ok"}
+        cutoff = self.aggregates.cutoff if self.aggregates is not None else math.inf
+        self._fixed_boot = {t["name"]: t["threshold"] for t in thresholds
+                            if t["status"] == "ok" and t.get("bootstrap") == "fixed" and t["threshold"] >= cutoff}
+        for t in thresholds:
+            if t["status"] == "ok" and t.get("bootstrap") == "fixed" and t["name"] not in self._fixed_boot and bootstrap:
+                t["bootstrap"] = f"unavailable: threshold below the retained non-mated tail (cutoff {cutoff:.6g})"
+        self._counts = _cell_counts(hist, self.aggregates, len(self.scores.joint_labels), usable)
 
-    w = hist.bin_width
-    engine_info = {
-        **engine_info,
-        "score_precision": "float32 matrix products (the table engine computes float64; scores differ by about 1e-7)",
-        "cells": f"unordered pairs of joint groups (one label per attribute: {list(attributes)}); attributes pool cells",
-        "histogram": {"bin_width": w, "uniform_bins": hist.n_uniform_bins, "lo": hist.lo, "hi": hist.hi,
-                      "extra_edges": hist.extra_edges.tolist(), "cells": hist.n_cells, "joint_groups": G,
-                      "exact_mode": hist.is_exact},
-        "aggregates": None if agg is None else {"tail_size": agg.tail_size, "tail_cutoff": agg.cutoff,
-                                                "retained_nonmated": agg.n_tail, "mated_kept": agg.n_mated},
-        "scoring": {"comparisons": stats.n_comparisons, "blocks": stats.n_blocks, "block_size": int(block_size),
-                    "device": stats.device},
-        "bootstrap_unresolved": unresolved,
-        "tolerance": {
-            "thresholds_at_target_fmr": "exact order statistic (§0) of the retained non-mated tail, unless a threshold's "
-                                        "calibration_method says binned (then < one bin width above the exact one)",
-            "rates_at_thresholds": "exact counts: calibrated thresholds from the tail and the kept mated scores, nominal and "
-                                   "external thresholds at extra bin edges",
-            "bootstrap": "same draws as the table engine; re-calibration on the weighted tail; unresolved replicates dropped",
-            "eer": ("exact (histogram exact mode)" if hist.is_exact else
-                    f"bob.measure estimator over the binned DET points; threshold a bin edge, within {w:g} of the exact one"),
-            "det": "exact" if hist.is_exact else "one point per non-empty bin, each a point of the exact DET",
-            "scores": "float32 products: thresholds agree with the table engine to about 1e-6",
-        },
-    }
-    dataset_info = {
-        **manifest.summary(),
-        "manifest_sha256": manifest.content_hash(),
-        "images_acquired": int(ok.sum()),
-        "mated_comparisons": n_mated,
-        "nonmated_comparisons": n_nonmated,
-        "root": None if manifest.root is None else str(manifest.root),
-    }
-    if n_faces is not None:
-        dataset_info["images_with_several_faces"] = int((n_faces > 1).sum())
-    return RunResult(
-        manifest=manifest, attributes=attributes, labels=labels, fta_reason=fta_reason, n_faces=n_faces, comparisons=None,
-        thresholds=thresholds, per_group=per_group, generalized=generalized, differentials=differentials, eer=eer, det=dets,
-        cross=cross, model_info=model_info, dataset_info=dataset_info, protocol=protocol, timings=timings,
-        engine_info=engine_info, stream=scores,
-    )
+    # -- rates
+    def group_rates(self, attribute: str, thresholds: dict[str, float], confidence: float) -> pd.DataFrame:
+        """See :meth:`bench.scores.store.ScoreStore.group_rates` (exact counts per joint cell, pooled)."""
+        ac = self.scores.cells(attribute)
+        subj_counts = _subject_counts(self._lab_ok[attribute].astype(str).to_numpy(dtype=object), self._subj_code, ac.groups)
+        return _per_group(attribute, ac, self._counts, thresholds, subj_counts, confidence)
+
+    def cross_group(self, attribute: str, name: str, threshold: float) -> pd.DataFrame:
+        """See :meth:`bench.scores.store.ScoreStore.cross_group` (``name`` must be a settled threshold)."""
+        return _cross(self.scores.cells(attribute), self._counts[name])
+
+    def eer_det(self) -> tuple[pd.DataFrame, dict]:
+        """See :meth:`bench.scores.store.ScoreStore.eer_det` (from the histogram)."""
+        return eer_table(self.scores)
+
+    # -- bootstrap
+    def _replicates(self, attribute: str, thresholds: dict[str, float], recalibrate: dict[str, float], n_replicates: int,
+                    seed: int, overall: bool) -> BootstrapReplicates:
+        assert self.aggregates is not None
+        ac = self.scores.cells(attribute)
+        any_count = next(iter(self._counts.values()))
+        original = {"FNMR": ac.pool(any_count.n_mated), "FMR": ac.pool(any_count.n_nonmated)}
+        reps, unres = _bootstrap(self.aggregates, attribute, ac, self.subject_ids, self.subject_group, thresholds,
+                                 self._fixed_boot, recalibrate, n_replicates, seed, original, self._m >= 2, overall=overall)
+        self.unresolved[ALL_GROUP if overall else attribute] = unres
+        return reps
+
+    def bootstrap_overall(self, thresholds: dict[str, float], recalibrate: dict[str, float], n_replicates: int, seed: int,
+                          confidence: float) -> pd.DataFrame | None:
+        """See :meth:`bench.scores.store.ScoreStore.bootstrap_overall` (None without subject aggregates)."""
+        if self.aggregates is None:
+            return None
+        reps0 = self._replicates(self.scores.attributes[0], thresholds, recalibrate, n_replicates, seed, overall=True)
+        b0 = bootstrap_group_rates(None, attribute=None, thresholds=thresholds, confidence=confidence, replicates=reps0)
+        return b0[b0["group"] == ALL_GROUP].drop(columns=["attribute"])
+
+    def bootstrap(self, attribute: str, thresholds: dict[str, float], recalibrate: dict[str, float], n_replicates: int,
+                  seed: int) -> BootstrapReplicates | None:
+        """See :meth:`bench.scores.store.ScoreStore.bootstrap` (None without subject aggregates)."""
+        if self.aggregates is None:
+            return None
+        return self._replicates(attribute, thresholds, recalibrate, n_replicates, seed, overall=False)
+
+    # -- the rest
+    def mitigation(self, target_fmrs: list[float]) -> pd.DataFrame:
+        """Not available from histograms (refused when the engine is chosen)."""
+        raise ConfigError("protocol.per_group_thresholds (mitigation analysis) needs the table engine; set engine: table")
+
+    def engine_info(self, choice: dict) -> dict:
+        """See :meth:`bench.scores.store.ScoreStore.engine_info`: bin width, tail and the stated tolerances."""
+        hist, agg = self.histogram, self.aggregates
+        w = hist.bin_width
+        return {
+            **choice,
+            "score_precision": "float32 matrix products (the table engine computes float64; scores differ by about 1e-7)",
+            "cells": f"unordered pairs of joint groups (one label per attribute: {list(self.scores.attributes)}); attributes pool cells",
+            "histogram": {"bin_width": w, "uniform_bins": hist.n_uniform_bins, "lo": hist.lo, "hi": hist.hi,
+                          "extra_edges": hist.extra_edges.tolist(), "cells": hist.n_cells, "joint_groups": len(self.scores.joint_labels),
+                          "exact_mode": hist.is_exact},
+            "aggregates": None if agg is None else {"tail_size": agg.tail_size, "tail_cutoff": agg.cutoff,
+                                                    "retained_nonmated": agg.n_tail, "mated_kept": agg.n_mated},
+            "scoring": dict(self._scoring),
+            "bootstrap_unresolved": self.unresolved,
+            "tolerance": {
+                "thresholds_at_target_fmr": "exact order statistic (§0) of the retained non-mated tail, unless a threshold's "
+                                            "calibration_method says binned (then < one bin width above the exact one)",
+                "rates_at_thresholds": "exact counts: calibrated thresholds from the tail and the kept mated scores, nominal and "
+                                       "external thresholds at extra bin edges",
+                "bootstrap": "same draws as the table engine; re-calibration on the weighted tail; unresolved replicates dropped",
+                "eer": ("exact (histogram exact mode)" if hist.is_exact else
+                        f"bob.measure estimator over the binned DET points; threshold a bin edge, within {w:g} of the exact one"),
+                "det": "exact" if hist.is_exact else "one point per non-empty bin, each a point of the exact DET",
+                "scores": "float32 products: thresholds agree with the table engine to about 1e-6",
+            },
+        }
+
+    @property
+    def result_fields(self) -> dict[str, Any]:
+        """``RunResult`` fields this store fills: ``comparisons`` None, ``stream`` the :class:`StreamedScores`."""
+        return {"comparisons": None, "stream": self.scores}

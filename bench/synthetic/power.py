@@ -3,7 +3,7 @@
 ``fvbench-power`` answers the planner's question of design.md: "How many consented
 subjects per group must we collect to detect a 2x FMR differential at FMR = 1e-4?"
 It simulates the study many times from the synthetic generator
-(:mod:`bench.data.synthetic`) and counts how often the harness's own analysis -- the
+(:mod:`bench.synthetic.generator`) and counts how often the harness's own analysis -- the
 subject-level bootstrap (metrics-reference §5.2-5.3) -- detects the differential.
 
 Scenario
@@ -11,7 +11,7 @@ Scenario
 A *reference* group (by default the largest group of the dlib x FRL London
 calibration) and a *comparison* group. The decision threshold ``t`` is set where the
 reference group's true FMR equals ``target_fmr``; the comparison group's parameters
-are solved on the ground truth (:mod:`bench.synthetic_truth`) so that at ``t``
+are solved on the ground truth (:mod:`bench.synthetic.truth`) so that at ``t``
 
     FMR_cmp  = fmr_ratio * target_fmr,      FNMR_cmp = FNMR_ref + fnmr_difference
 
@@ -67,9 +67,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from bench.data.synthetic import GroupSpec, SyntheticPopulation
+from bench.synthetic.generator import GroupSpec, SyntheticPopulation
 from bench.errors import BenchError, ConfigError
-from bench.synthetic_truth import ReducedDraws, mated_law, nonmated_law
+from bench.synthetic.truth import ReducedDraws, mated_law, nonmated_law
 
 __all__ = [
     "PowerScenario",
@@ -700,7 +700,7 @@ def power_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--images-per-subject", type=int, nargs="+", default=[2],
                    help="images per subject of the planned study; several values compare designs (default 2)")
     p.add_argument("--subjects", type=int, nargs="+", default=None, help="grid of subjects per group (default: around the normal approximation)")
-    p.add_argument("--dataset-config", default=str(Path(__file__).resolve().parents[1] / "configs" / "dataset" / "synthetic_london_dlib.yaml"),
+    p.add_argument("--dataset-config", default=str(Path(__file__).resolve().parents[2] / "configs" / "dataset" / "synthetic_london_dlib.yaml"),
                    help="synthetic dataset config giving the reference group (default: the dlib x London calibration)")
     p.add_argument("--reference-group", default=None, help="group of that config (default: the largest)")
     p.add_argument("--replicates", type=int, default=200, help="simulated studies per design (default 200)")
@@ -778,3 +778,7 @@ def power_main(argv: Sequence[str] | None = None) -> int:
     print("  design effects (simulated): " + ", ".join(f"{m} {curve[f'deff_{m}'].median():.2f}" for m in METRICS))
     print(f"fvbench-power: wrote {out / 'power.csv'}, {out / 'power.json'} and {out / 'power.png'}")
     return 0
+
+
+if __name__ == "__main__":  # python -m bench.synthetic.power ...
+    sys.exit(power_main())

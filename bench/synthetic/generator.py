@@ -2,9 +2,9 @@
 
 No face images and no model are involved: the generator emits unit-norm
 embeddings directly, so it runs anywhere in seconds and its ground truth is known
-by construction (:mod:`bench.synthetic_truth`). The default (``make demo``)
+by construction (:mod:`bench.synthetic.truth`). The default (``make demo``)
 experiment is such a population, calibrated to dlib x FRL London
-(:mod:`bench.calibrate`).
+(:mod:`bench.synthetic.calibrate`).
 
 Generative model (per group ``g``, dimension ``d``)::
 

@@ -1,10 +1,10 @@
 """Calibrate the synthetic generator to a real run's per-group score distributions.
 
-``fvbench-calibrate results/<run>`` reads the run's comparison scores
+``fvbench-calibrate results/<run>`` (:mod:`bench.synthetic.calibrate_cli`) reads the run's comparison scores
 (``scores.parquet``) and ``metrics.json``, fits the parameters of
-:class:`bench.data.synthetic.SyntheticPopulation` per demographic group, and writes a
+:class:`bench.synthetic.generator.SyntheticPopulation` per demographic group, and writes a
 dataset config (``configs/dataset/<name>.yaml``) plus a figure of fitted vs real
-score distributions. The synthetic population then stands in for "this model on
+score distributions (:mod:`bench.synthetic.calibration_figure`). The synthetic population then stands in for "this model on
 this kind of population", at any size, with known ground truth.
 
 Method
@@ -29,7 +29,7 @@ Method
 2. **Fit.** Minimum-Wasserstein-distance estimation: for each group ``g``, the squared
    2-Wasserstein distance between the empirical distribution and the model's
    (estimated with common random numbers from the exact reduction of
-   :mod:`bench.synthetic_truth`, ``n_draws`` draws) is minimised --
+   :mod:`bench.synthetic.truth`, ``n_draws`` draws) is minimised --
    ``image_noise_g`` from the group's mated scores, then ``identity_spread_g`` from
    its same-group non-mated scores given ``image_noise_g``. The shared effective
    dimension ``dim`` and per-subject noise heterogeneity ``image_noise_sd`` minimise
@@ -50,25 +50,23 @@ source run resolves (FMR < 1/n_nonmated) are extrapolations.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import re
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import optimize, special
 
 from bench.data.manifest import INTERSECTION_SEPARATOR
-from bench.data.synthetic import GroupSpec
-from bench.errors import BenchError, ConfigError, DataError
+from bench.synthetic.generator import GroupSpec
+from bench.errors import ConfigError, DataError
 from bench.report.provenance import scrub_paths
-from bench.synthetic_truth import ReducedDraws, mated_law, nonmated_law
+from bench.synthetic.truth import ReducedDraws, mated_law, nonmated_law
 
 __all__ = [
     "ScoreMap",
@@ -79,8 +77,6 @@ __all__ = [
     "calibrate_run",
     "dataset_config",
     "write_dataset_config",
-    "plot_calibration",
-    "calibrate_main",
 ]
 
 log = logging.getLogger(__name__)
@@ -152,7 +148,7 @@ class GroupFit:
     fta_rate : float
         FTA rate of the group in the source run.
     identity_spread, image_noise : float
-        Fitted parameters (see :class:`bench.data.synthetic.GroupSpec`).
+        Fitted parameters (see :class:`bench.synthetic.generator.GroupSpec`).
     n_mated, n_nonmated : int
         Comparisons the fit used.
     w2_mated, w2_nonmated : float
@@ -610,7 +606,7 @@ def dataset_config(result: CalibrationResult, *, name: str, subjects_scale: floa
             "not_fitted": dict(result.excluded),
         },
         "loader": {
-            "_target_": "bench.data.synthetic.SyntheticPopulation",
+            "_target_": "bench.synthetic.generator.SyntheticPopulation",
             "name": name,
             "dim": result.dim,
             "seed": "${seed}",
@@ -618,7 +614,7 @@ def dataset_config(result: CalibrationResult, *, name: str, subjects_scale: floa
             "groups": result.population_groups(),
         },
         # generated embeddings of no real person: no licence restriction (protocol=identification checks this)
-        "permitted_uses": {"uses": ["verification_research", "identification_research"], "source": "synthetic (bench.data.synthetic)"},
+        "permitted_uses": {"uses": ["verification_research", "identification_research"], "source": "synthetic (bench.synthetic.generator)"},
     }
 
 
@@ -635,226 +631,9 @@ def write_dataset_config(result: CalibrationResult, path: str | Path, *, name: s
         f"# conditioning attributes fitted to the run's {result.attribute!r} groups (label_source = generator).\n"
         "# Scores are generator cosines; calibration.score_map translates the model's thresholds.\n"
         f"# Fitted: dim={result.dim} (effective), image_noise_sd={result.image_noise_sd:.3g}, per group identity_spread and\n"
-        "# image_noise (minimum 2-Wasserstein fit, bench/calibrate.py). subjects_scale multiplies every group.\n"
+        "# image_noise (minimum 2-Wasserstein fit, bench/synthetic/calibrate.py). subjects_scale multiplies every group.\n"
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None, width=120))
     return path
-
-
-# ----------------------------------------------------------------------------- figure
-def plot_calibration(result: CalibrationResult, scores: pd.DataFrame, path: str | Path, *, n_truth: int = 200_000) -> Path:
-    """Figure of fitted vs real per-group score distributions and error-rate curves.
-
-    Top row: real score histograms (mated, same-group non-mated) with the fitted
-    densities; the last column shows cross-group non-mated pairs (fitted: averaged
-    over random group centres). Bottom row: FMR(t) and FNMR(t), real (steps, from the
-    run) vs fitted (smooth, from the ground truth of the fitted generator), on a log
-    axis; vertical lines mark the run's thresholds. All x axes are in the model's own
-    score units (the score map is inverted).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bench.synthetic_truth import group_truth
-
-    smap = result.score_map
-    attr = result.attribute
-    la = scores[f"{attr}_a"].astype(str).to_numpy()
-    lb = scores[f"{attr}_b"].astype(str).to_numpy()
-    mated = scores["mated"].to_numpy(dtype=bool)
-    raw = scores["score"].to_numpy(dtype=np.float64)
-    labels = list(result.groups)
-    ncol = len(labels) + 1
-    fig, axes = plt.subplots(2, ncol, figsize=(3.3 * ncol, 6.4), squeeze=False)
-    lo_s = float(np.quantile(raw, 0.0005)) - 0.05
-    hi_s = float(raw.max()) + 0.05
-    grid = np.linspace(lo_s, hi_s, 240)
-    grid_c = smap.to_generator(grid)
-    # d(cos)/d(score) for the density change of variable
-    dc = np.gradient(grid_c, grid)
-    colours = {"mated": "#1b7837", "nonmated": "#b2182b"}
-    rng = np.random.default_rng(0)
-    for j, label in enumerate(labels):
-        fit = result.groups[label]
-        truth = group_truth(fit.spec(result.image_noise_sd), result.dim, n_samples=n_truth, seed=j)
-        in_g = (la == label) & (lb == label)
-        ax = axes[0, j]
-        for cls, sel, law in (("mated", in_g & mated, truth.mated), ("nonmated", in_g & ~mated, truth.nonmated)):
-            ax.hist(raw[sel], bins=30, range=(lo_s, hi_s), density=True, alpha=0.35, color=colours[cls],
-                    label=f"real {cls.replace('nonmated', 'non-mated')} (n={int(sel.sum())})")
-            dens = np.array([law.pdf(float(c)) for c in grid_c]) * dc
-            ax.plot(grid, dens, color=colours[cls], lw=1.5, label=f"fitted {cls.replace('nonmated', 'non-mated')}")
-        ax.set_title(f"{attr} = {label}\n({fit.subjects} subjects)", fontsize=9)
-        ax.set_xlabel(smap.score_label(str(result.source.get("model") or "")), fontsize=8)
-        ax.set_ylabel("density (per score unit)", fontsize=8)
-        ax.legend(fontsize=6, loc="upper left")
-        ax2 = axes[1, j]
-        m_sorted = np.sort(raw[in_g & mated])
-        n_sorted = np.sort(raw[in_g & ~mated])
-        fmr_real = 1.0 - np.searchsorted(n_sorted, grid, side="left") / n_sorted.size
-        fnmr_real = np.searchsorted(m_sorted, grid, side="left") / m_sorted.size
-        ax2.step(grid, np.where(fmr_real > 0, fmr_real, np.nan), where="post", color=colours["nonmated"], lw=1, label="FMR real")
-        ax2.step(grid, np.where(fnmr_real > 0, fnmr_real, np.nan), where="post", color=colours["mated"], lw=1, label="FNMR real")
-        ax2.plot(grid, truth.fmr(grid_c), color=colours["nonmated"], ls="--", lw=1.5, label="FMR fitted (truth)")
-        ax2.plot(grid, truth.fnmr(grid_c), color=colours["mated"], ls="--", lw=1.5, label="FNMR fitted (truth)")
-        _threshold_lines(ax2, result)
-        ax2.set_yscale("log")
-        ax2.set_ylim(1e-5, 1.2)
-        ax2.set_xlabel("threshold t (" + smap.score_label().split(": ", 1)[1] + ")", fontsize=8)
-        ax2.set_ylabel("error rate (share of comparisons)", fontsize=8)
-        ax2.legend(fontsize=6, loc="lower left")
-    # cross-group column
-    ax = axes[0, -1]
-    cross = ~mated & (la != lb)
-    ax.hist(raw[cross], bins=30, range=(lo_s, hi_s), density=True, alpha=0.35, color="#2166ac", label=f"real cross-group (n={int(cross.sum())})")
-    law = _expected_cross_law(result, n_truth, rng)
-    dens = np.array([law.pdf(float(c)) for c in grid_c]) * dc
-    ax.plot(grid, dens, color="#2166ac", lw=1.5, label="fitted cross-group\n(mean over random centres)")
-    ax.set_title(f"{attr}: pairs from different groups", fontsize=9)
-    ax.set_xlabel(smap.score_label(str(result.source.get("model") or "")), fontsize=8)
-    ax.set_ylabel("density (per score unit)", fontsize=8)
-    ax.legend(fontsize=6, loc="upper left")
-    ax2 = axes[1, -1]
-    n_sorted = np.sort(raw[cross])
-    fmr_real = 1.0 - np.searchsorted(n_sorted, grid, side="left") / n_sorted.size
-    ax2.step(grid, np.where(fmr_real > 0, fmr_real, np.nan), where="post", color="#2166ac", lw=1, label="cross-group FMR real")
-    ax2.plot(grid, law.sf(grid_c), color="#2166ac", ls="--", lw=1.5, label="cross-group FMR fitted")
-    _threshold_lines(ax2, result)
-    ax2.set_yscale("log")
-    ax2.set_ylim(1e-5, 1.2)
-    ax2.set_xlabel("threshold t (" + smap.score_label().split(": ", 1)[1] + ")", fontsize=8)
-    ax2.set_ylabel("error rate (share of comparisons)", fontsize=8)
-    ax2.legend(fontsize=6, loc="lower left")
-    src = result.source
-    fig.suptitle(
-        f"Synthetic generator fitted to {src.get('model')} x {src.get('dataset')} (run {src.get('run_name')}): "
-        f"dim={result.dim}, image_noise_sd={result.image_noise_sd:.2f}. Real = histograms/steps, fitted = lines.",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130, metadata={"Software": None}, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def _threshold_lines(ax: Any, result: CalibrationResult) -> None:
-    for t in result.thresholds:
-        ax.axvline(t["threshold"], color="0.4", lw=0.8, ls=":")
-        ax.text(t["threshold"], 1.0, f" {t['name']}", rotation=90, va="top", ha="right", fontsize=6, color="0.3")
-
-
-def _expected_cross_law(result: CalibrationResult, n: int, rng: np.random.Generator) -> Any:
-    """Cross-group score law, pooled over group pairs (weights: subjects x subjects) and
-    averaged over random centres (cosine of two random unit vectors in ``dim``)."""
-    from bench.synthetic_truth import ReducedDraws, ScoreLaw
-
-    fits = list(result.groups.values())
-    pairs = [(a, b) for i, a in enumerate(fits) for b in fits[i + 1 :]]
-    if not pairs:
-        fits2 = fits * 2
-        pairs = [(fits2[0], fits2[1])]
-    w = np.array([a.subjects * b.subjects for a, b in pairs], dtype=np.float64)
-    counts = rng.multinomial(n, w / w.sum())
-    a_all, b_all, w_all = [], [], []
-    k = (result.dim - 1) / 2.0
-    for (fa, fb), c in zip(pairs, counts):
-        if c == 0:
-            continue
-        draws = ReducedDraws.random(rng, int(c), result.dim)
-        gamma = 2.0 * rng.beta(k, k, size=int(c)) - 1.0
-        law = nonmated_law(fa.spec(result.image_noise_sd), fb.spec(result.image_noise_sd), result.dim, draws, centre_cosine=gamma)  # type: ignore[arg-type]
-        a_all.append(law.a)
-        b_all.append(law.b)
-        w_all.append(np.ones(int(c)) if law.w is None else law.w)
-    return ScoreLaw(np.concatenate(a_all), np.concatenate(b_all), result.dim, np.concatenate(w_all))
-
-
-# ----------------------------------------------------------------------------- CLI
-def _check_config_name(name: str) -> str:
-    """``--name``: a result name (:func:`bench.report.folder.check_run_name`) that is also a config file name."""
-    from bench.report.folder import check_run_name
-
-    check_run_name(name, key="--name")
-    if not re.fullmatch(r"[A-Za-z0-9_]+", name):
-        raise ConfigError(f"--name {name!r} must be letters, digits and underscores (it names a config file)")
-    return name
-
-
-def calibrate_main(argv: Sequence[str] | None = None) -> int:
-    """Console script ``fvbench-calibrate``: fit, write the dataset config and the figure.
-
-    Example::
-
-        fvbench-calibrate results/frl_london_dlib --attribute face_eth \\
-            --name synthetic_london_dlib --figure-dir results/calibration_frl_london_dlib
-    """
-    p = argparse.ArgumentParser(prog="fvbench-calibrate", description=__doc__.split("\n\n")[0])
-    p.add_argument("results_dir", help="results folder of a real run (needs scores.parquet and metrics.json)")
-    p.add_argument("--attribute", default=None, help="attribute whose groups are fitted (default: the run's first)")
-    p.add_argument("--name", default=None, help="dataset name (default: synthetic_<run_name>)")
-    p.add_argument("--output", default=None, help="config path (default: configs/dataset/<name>.yaml)")
-    p.add_argument("--force", action="store_true", help="replace an existing config file")
-    p.add_argument("--figure-dir", default=None, help="folder for calibration.png and calibration.json (default: results/calibration_<run_name>)")
-    p.add_argument("--min-subjects", type=int, default=5, help="smallest group fitted (default 5)")
-    p.add_argument("--subjects-scale", type=float, default=1.0, help="subjects_scale written into the config (default 1)")
-    p.add_argument("--draws", type=int, default=20_000, help="model draws per fit evaluation (default 20000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generator draws (default 0)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar (default on; --no-progress)")
-    p.add_argument("--dim", type=int, default=None, help="fix the effective dimension instead of fitting it")
-    p.add_argument("--image-noise-sd", type=float, default=None, help="fix image_noise_sd instead of fitting it")
-    p.add_argument("--no-figure", action="store_true", help="skip the figure (calibration.json is still written)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from bench.report.folder import check_output_path, check_replace, check_run_name, result_folder, staged_folder
-
-    arguments = {k: v for k, v in vars(args).items() if k not in ("output", "force", "figure_dir", "no_figure")}
-    try:
-        # names and folders first, before reading or fitting anything
-        if args.name is not None:
-            _check_config_name(args.name)
-        if args.figure_dir:
-            check_output_path(args.figure_dir, key="--figure-dir")
-        scores, metrics = read_run(args.results_dir)
-        # the default names derive from the run name in metrics.json, which someone else may have written
-        run = check_run_name(metrics.get("run_name") or Path(args.results_dir).name, key="run_name recorded in metrics.json")
-        name = _check_config_name(args.name or f"synthetic_{run.replace('/', '_')}")
-        out = Path(args.output) if args.output else Path("configs") / "dataset" / f"{name}.yaml"
-        if out.exists() and not args.force:
-            raise ConfigError(f"{out} exists; pass --force to replace it (the default demo is configs/dataset/synthetic.yaml)")
-        if args.figure_dir:
-            fig_dir = check_output_path(args.figure_dir, key="--figure-dir")
-        else:
-            fig_dir = result_folder(Path("results"), f"calibration_{run.replace('/', '_')}", key="--figure-dir")
-        check_replace(fig_dir, config=arguments, overwrite=args.force, record="calibration.json", how="--force", key="--figure-dir")
-        result = calibrate(
-            scores, metrics, attribute=args.attribute, min_subjects=args.min_subjects, n_draws=args.draws, seed=args.seed,
-            dim=args.dim, image_noise_sd=args.image_noise_sd, progress=args.progress,
-        )
-    except (DataError, ConfigError) as err:
-        print(f"fvbench-calibrate: {err}", file=sys.stderr)
-        return 2
-    result.source["results_dir"] = scrub_paths(str(args.results_dir))
-    write_dataset_config(result, out, name=name, subjects_scale=args.subjects_scale)
-    try:
-        with staged_folder(fig_dir) as stage:  # whole or not at all
-            summary = {**result.summary(), "config": arguments}
-            (stage / "calibration.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-            if not args.no_figure:
-                plot_calibration(result, scores, stage / "calibration.png")
-    except BenchError as err:
-        print(f"fvbench-calibrate: {err}", file=sys.stderr)
-        return 2
-    print(f"fvbench-calibrate: wrote {out} and {fig_dir}")
-    for label, f in result.groups.items():
-        print(f"  {label}: identity_spread={f.identity_spread:.3f} image_noise={f.image_noise:.3f} "
-              f"(W2 mated {f.w2_mated:.4f}, non-mated {f.w2_nonmated:.4f}; {f.subjects} subjects)")
-    print(f"  dim={result.dim} image_noise_sd={result.image_noise_sd:.3f} score map delta_bar={result.score_map.dissimilarity_scale:.5f}")
-    for label, why in result.excluded.items():
-        print(f"  not fitted: {label} ({why})")
-    return 0
