@@ -230,6 +230,7 @@ def verify_run(
     check_bootstrap: bool = True,
     check_figures: bool = True,
     rtol: float = 1e-9,
+    dataset_metadata: str | Path | None = None,
 ) -> VerifyReport:
     """Verify a result folder: every published number recomputed or cross-checked.
 
@@ -251,6 +252,9 @@ def verify_run(
         Re-render the figures and compare them (a few seconds per figure).
     rtol : float
         Relative tolerance of float comparisons (CSV cells carry 10 significant digits).
+    dataset_metadata : path, optional
+        A newer release's metadata file (FHIBE): flag a result whose release has since
+        been revised (:mod:`bench.verify_dataset_revision`).
 
     Returns
     -------
@@ -446,6 +450,10 @@ def verify_run(
     checks.append(_check_dataset(run, None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
     checks.append(_check_weights(run) if check_weights else Check("weights", "skipped", "not requested"))
     checks.append(_check_provenance(m))
+    if dataset_metadata is not None:  # issue #14: the run's dataset release vs a newer one
+        from bench.verify_dataset_revision import check_dataset_revision
+
+        checks.append(check_dataset_revision(m, run.config, dataset_metadata, dataset_root))
     return report
 
 
@@ -509,10 +517,13 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-figures", action="store_true", help="do not re-render the figures to compare them")
     parser.add_argument("--require-all", action="store_true", help="exit 3 if any check had to be skipped")
     parser.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance of float comparisons (default 1e-9)")
+    parser.add_argument("--dataset-metadata", default=None, metavar="NEWER.csv",
+                        help="a newer release's metadata (FHIBE fhibe_face_crop_align.csv): flag a result computed on a release since revised")
     args = parser.parse_args(argv)
     try:
         report = verify_run(args.run_dir, dataset_root=args.dataset_root, check_dataset=not args.skip_dataset,
-                            check_weights=not args.skip_weights, check_bootstrap=not args.skip_bootstrap, check_figures=not args.skip_figures, rtol=args.rtol)
+                            check_weights=not args.skip_weights, check_bootstrap=not args.skip_bootstrap, check_figures=not args.skip_figures, rtol=args.rtol,
+                            dataset_metadata=args.dataset_metadata)
     except DataError as err:
         print(f"fvbench-verify: cannot verify {args.run_dir}: {err}", file=sys.stderr)
         return 2
