@@ -39,8 +39,13 @@ Outputs (per dataset ``<d>``):
     of the run's overall non-mated standard deviation (comparable across score scales),
     with a 95% interval over subjects (normal approximation to the per-subject means);
     only for runs whose ``scores.parquet`` is present.
+``report.html``
+    The same tables with counts and intervals, the figures embedded, the reading guide,
+    limitations and provenance: a self-contained web page rendered from ``sources.json``,
+    ``leaderboard.csv`` and the figures only (:mod:`bench.report.leaderboard_html`).
 ``sources.json``
-    Each source's folder name, run name, SHA-256 of its ``metrics.json``, and each refused
+    Each source's folder name, run name, SHA-256 of its ``metrics.json``, recogniser,
+    detector, licence and training data, and each refused
     folder with its reason. ``--verify`` recomputes everything from the sources and
     compares it with the published files.
 """
@@ -53,12 +58,10 @@ import hashlib
 import json
 import logging
 import math
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError, ConfigError, DataError
@@ -304,7 +307,9 @@ def _tables(runs: list[RunSummary]) -> tuple[dict[str, list[RunSummary]], dict[s
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+    from bench.report.leaderboard_html import slug  # one file-name rule for the writer and the page
+
+    return slug(text)
 
 
 def _fmt_rate(v, lo=math.nan, hi=math.nan) -> str:
@@ -516,8 +521,14 @@ def _collect(folders: list[Path]) -> tuple[list[RunSummary], list[dict]]:
     return runs, refused
 
 
-def _build(runs: list[RunSummary], refused: list[dict], stage: Path, figures: bool = True) -> dict:
-    """Write the leaderboard files into ``stage``; return the sources record."""
+def _build(runs: list[RunSummary], refused: list[dict], stage: Path, figures: bool = True, record_figures: bool | None = None) -> dict:
+    """Write the leaderboard files into ``stage``; return the sources record.
+
+    ``record_figures``: the ``figures`` value written to ``sources.json`` (default: ``figures``;
+    ``--verify`` rebuilds without drawing but records what the published folder says).
+    """
+    from bench.report.leaderboard_html import figure_suffix
+
     all_rows: list[dict] = []
     by_dataset: dict[tuple[str, str], list[RunSummary]] = {}
     for r in runs:
@@ -542,7 +553,7 @@ def _build(runs: list[RunSummary], refused: list[dict], stage: Path, figures: bo
                 common = set.intersection(*[{n for n, v in _target_thresholds(r).items() if v is not None} for r in truns])
                 primary = sorted(common, key=lambda n: -float(_target_thresholds(t1)[n]))[:1]
                 for attribute in t1.per_group["attribute"].unique():
-                    suffix = f"{_slug(dname)}_{tid}_{_slug(attribute)}" if len(tables) > 1 else f"{_slug(dname)}_{_slug(attribute)}"
+                    suffix = figure_suffix(dname, tid, attribute, len(tables))
                     for tname in primary:
                         _per_group_figure(stage / f"fmr_by_group_{suffix}.png", truns, attribute, tname, "FMR")
                         _per_group_figure(stage / f"fnmr_by_group_{suffix}.png", truns, attribute, tname, "FNMR")
@@ -554,10 +565,11 @@ def _build(runs: list[RunSummary], refused: list[dict], stage: Path, figures: bo
     tidy_all.to_csv(stage / "leaderboard.csv", index=False, float_format="%.10g", lineterminator="\n")
     sources = {
         "schema_version": 1,
-        "sources": [{"folder": r.label, "run_name": r.run_name, "metrics_sha256": r.metrics_sha256} for r in runs],
+        "sources": [{"folder": r.label, "run_name": r.run_name, "metrics_sha256": r.metrics_sha256, "recogniser": r.recogniser,
+                     "detector": r.detector, "licence": r.licence, "training_data": r.training_data} for r in runs],
         "refused": refused,
         "tables": tables_record,
-        "figures": figures,
+        "figures": figures if record_figures is None else bool(record_figures),
     }
     (stage / SOURCES_FILE).write_text(json.dumps(sources, indent=2) + "\n", encoding="utf-8")
     return sources
@@ -597,6 +609,7 @@ def aggregate(folders: list[str | Path], out: str | Path, *, figures: bool = Tru
         one of the sources.
     """
     from bench.report.folder import staged_folder, write_file_manifest
+    from bench.report.html import write_html_report
 
     out = Path(out)
     srcs = [Path(f) for f in folders]
@@ -613,6 +626,7 @@ def aggregate(folders: list[str | Path], out: str | Path, *, figures: bool = Tru
     out.parent.mkdir(parents=True, exist_ok=True)
     with staged_folder(out) as stage:
         _build(runs, refused, stage, figures=figures)
+        write_html_report(stage)  # report.html from the files just written (sources.json, leaderboard.csv, figures)
         write_file_manifest(stage)
     return out
 
@@ -622,7 +636,8 @@ def verify_leaderboard(folder: str | Path) -> list[str]:
 
     Source folder names in ``sources.json`` are untrusted: only plain names of sibling
     folders are accepted. Checks: each source's ``metrics.json`` SHA-256; ``leaderboard.csv``
-    and the Markdown files byte for byte; ``files.sha256``. Figures are checked through
+    and the Markdown files and ``sources.json`` byte for byte; ``report.html`` re-rendered from
+    them and the figures, byte for byte; ``files.sha256``. Figures are checked through
     ``files.sha256`` only (drawing is not bit-reproducible across matplotlib versions).
 
     Returns
@@ -659,15 +674,18 @@ def verify_leaderboard(folder: str | Path) -> list[str]:
         return problems
     runs, refused = _collect(srcs)
     with tempfile.TemporaryDirectory(prefix="fvbench-aggregate-verify-") as tmp:
-        _build(runs, rec.get("refused", []), Path(tmp), figures=False)
+        _build(runs, rec.get("refused", []), Path(tmp), figures=False, record_figures=rec.get("figures") is True)
         for p in sorted(Path(tmp).iterdir()):
-            if p.suffix not in (".csv", ".md"):
+            if p.suffix not in (".csv", ".md") and p.name != SOURCES_FILE:
                 continue
             published = folder / p.name
             if not published.is_file():
                 problems.append(f"{p.name}: missing")
             elif published.read_bytes() != p.read_bytes():
                 problems.append(f"{p.name}: differs from what its sources give")
+    from bench.report.html import check_html_report
+
+    problems += check_html_report(folder)  # report.html re-rendered from the (just checked) CSV, sources.json and figures
     return problems
 
 

@@ -215,6 +215,10 @@ def run_from_config(cfg: DictConfig) -> Path | str:
         raise ConfigError("scenario=... is not supported with protocol=identification yet (the 1:1 protocol applies it: "
                           "reference x probe comparisons); drop scenario or use protocol=verification")
     config = published_config(cfg, paths)  # paths as <data_dir>..., no environment value
+    if cfg.protocol.get("type") == "identification":  # issue #14: a dataset whose terms refuse 1:N is refused before it is read
+        from bench.protocol.identification import check_permitted_uses
+
+        check_permitted_uses(str(cfg.dataset.get("name")), (config.get("dataset") or {}).get("permitted_uses"))
     dataset = instantiate_bench(cfg.dataset.loader, "dataset.loader")
     model = instantiate_bench(cfg.model.embedder, "model.embedder")
     apply_model_config(model, cfg.model)

@@ -67,7 +67,7 @@ from bench.metrics.rates import RULE_OF_30, score_sanity_check, threshold_at_fmr
 from bench.models.cache import CachedResult, EmbeddingCache, model_cache_key, clean_stale_temp, write_atomic
 from bench.models.extraction import extract_embeddings
 from bench.models.weights import weights_verification
-from bench.protocol.pairs import comparison_table
+from bench.protocol.pairs import capture_ids_of, comparison_table
 from bench.protocol.scoring import pair_scores
 from bench.protocol.sweep_spec import SWEEP_COLUMNS, UNPERTURBED, SweepProtocol, SweepResult, TransformSweep
 
@@ -133,7 +133,8 @@ def _split(dataset: Manifest, protocol: SweepProtocol) -> Manifest:
             raise ConfigError(f"sweep.{role}_view {view!r} has no images in dataset {dataset.name!r}; views: {views}")
         parts.append(sel.assign(role=role))
     table = pd.concat(parts, ignore_index=True)
-    return Manifest(table=table, root=dataset.root, attributes=dataset.attributes, name=dataset.name, check_files=False)
+    return Manifest(table=table, root=dataset.root, attributes=dataset.attributes, name=dataset.name, check_files=False,
+                    provenance=dataset.provenance)  # issue #14: release facts travel with the sweep
 
 
 def _valid(vec: np.ndarray) -> bool:
@@ -195,6 +196,10 @@ class _Population:
         ia, ib = np.meshgrid(self.probes, self.refs, indexing="ij")
         self.idx_a, self.idx_b = ia.ravel(), ib.ravel()
         self.mated = subj[self.idx_a] == subj[self.idx_b]
+        cap = capture_ids_of(t)  # issue #14: a probe and a reference from one capture (video) are no comparison
+        if cap is not None:
+            keep = ~(self.mated & (cap[self.idx_a] == cap[self.idx_b]))
+            self.idx_a, self.idx_b, self.mated = self.idx_a[keep], self.idx_b[keep], self.mated[keep]
 
 
 def _comparisons(pop: _Population, emb: np.ndarray, reasons: np.ndarray, metric: str) -> pd.DataFrame:

@@ -230,6 +230,7 @@ def verify_run(
     check_bootstrap: bool = True,
     check_figures: bool = True,
     rtol: float = 1e-9,
+    dataset_metadata: str | Path | None = None,
 ) -> VerifyReport:
     """Verify a result folder: every published number recomputed or cross-checked.
 
@@ -251,6 +252,9 @@ def verify_run(
         Re-render the figures and compare them (a few seconds per figure).
     rtol : float
         Relative tolerance of float comparisons (CSV cells carry 10 significant digits).
+    dataset_metadata : path, optional
+        A newer release's metadata file (FHIBE): flag a result whose release has since
+        been revised (:mod:`bench.verify_dataset_revision`).
 
     Returns
     -------
@@ -265,8 +269,16 @@ def verify_run(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"run folder {str(run_dir)!r} does not exist")
-    from bench.verify_identification import is_identification_run, verify_identification_run
+    from bench.verify_identification import GALLERY_FILE, SEARCH_FILE, is_identification_run, verify_identification_run
+    from bench.verify_html import html_check, is_leaderboard, verify_leaderboard_report  # issue 15: report.html, leaderboards
 
+    if is_leaderboard(run_dir):  # issue 15: a leaderboard folder (fvbench-aggregate) is recomputed from its sources
+        return verify_leaderboard_report(run_dir)
+    if is_identification_run(run_dir) and not any((run_dir / f).exists() for f in (SEARCH_FILE, GALLERY_FILE)):  # issue 13/15
+        from bench.verify_identification_counts import verify_published_identification  # a published folder: from its counts
+
+        return verify_published_identification(run_dir, dataset_root=dataset_root, check_dataset=check_dataset,
+                                               check_weights=check_weights, rtol=rtol)
     if is_identification_run(run_dir):  # 1:N run (issue 13): recomputed from its stored searches
         return verify_identification_run(run_dir, dataset_root=dataset_root, check_dataset=check_dataset, check_weights=check_weights,
                                          check_bootstrap=check_bootstrap, rtol=rtol)
@@ -433,10 +445,15 @@ def verify_run(
     tables = _report_tables(run)
     figs = _figure_names(run, tables)
     checks.append(_check_report(run, tables))
+    checks.append(html_check(run_dir))  # issue 15: report.html re-rendered from the verified files
     checks += _check_figures(run, figs, small, det_source, score_plot) if check_figures else [Check("figures", "skipped", "not requested")]
     checks.append(_check_dataset(run, None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
     checks.append(_check_weights(run) if check_weights else Check("weights", "skipped", "not requested"))
     checks.append(_check_provenance(m))
+    if dataset_metadata is not None:  # issue #14: the run's dataset release vs a newer one
+        from bench.verify_dataset_revision import check_dataset_revision
+
+        checks.append(check_dataset_revision(m, run.config, dataset_metadata, dataset_root))
     return report
 
 
@@ -500,10 +517,13 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-figures", action="store_true", help="do not re-render the figures to compare them")
     parser.add_argument("--require-all", action="store_true", help="exit 3 if any check had to be skipped")
     parser.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance of float comparisons (default 1e-9)")
+    parser.add_argument("--dataset-metadata", default=None, metavar="NEWER.csv",
+                        help="a newer release's metadata (FHIBE fhibe_face_crop_align.csv): flag a result computed on a release since revised")
     args = parser.parse_args(argv)
     try:
         report = verify_run(args.run_dir, dataset_root=args.dataset_root, check_dataset=not args.skip_dataset,
-                            check_weights=not args.skip_weights, check_bootstrap=not args.skip_bootstrap, check_figures=not args.skip_figures, rtol=args.rtol)
+                            check_weights=not args.skip_weights, check_bootstrap=not args.skip_bootstrap, check_figures=not args.skip_figures, rtol=args.rtol,
+                            dataset_metadata=args.dataset_metadata)
     except DataError as err:
         print(f"fvbench-verify: cannot verify {args.run_dir}: {err}", file=sys.stderr)
         return 2

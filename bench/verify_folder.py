@@ -349,7 +349,11 @@ def _dataset_loaders() -> dict[str, Any]:
     from bench.data.frl_london import load_frl_london
     from bench.synthetic.generator import SyntheticPopulation
 
-    return {"bench.data.frl_london.load_frl_london": load_frl_london, "bench.synthetic.generator.SyntheticPopulation": SyntheticPopulation}
+    from bench.data.cfd import load_cfd
+    from bench.data.fhibe import load_fhibe
+
+    return {"bench.data.frl_london.load_frl_london": load_frl_london, "bench.synthetic.generator.SyntheticPopulation": SyntheticPopulation,
+            "bench.data.fhibe.load_fhibe": load_fhibe, "bench.data.cfd.load_cfd": load_cfd}  # issue #14
 
 
 def _plain(value: Any) -> bool:
@@ -387,6 +391,16 @@ def _check_dataset(run: RunFolder, dataset_root: Path | None) -> Check:
         if not math.isfinite(size) or size > _MAX_SYNTHETIC_VALUES:
             return Check("dataset", "skipped", f"the recorded synthetic population has {size:.3g} embedding values, more than verify "
                          f"rebuilds ({_MAX_SYNTHETIC_VALUES:.0e})")
+    if target.endswith(("load_fhibe", "load_cfd")):  # issue #14: same rules as London below (plain keywords, --dataset-root)
+        import inspect
+
+        known = set(inspect.signature(loaders[target]).parameters) - {"check_files"}
+        if set(kwargs) - known:
+            return Check("dataset", "mismatch", f"dataset.loader has argument(s) {sorted(set(kwargs) - known)} that {target.rsplit('.', 1)[1]} does not take")
+        root = Path(dataset_root) if dataset_root is not None else Path(str(kwargs.get("root", ""))).expanduser()
+        if not root.is_dir():
+            return Check("dataset", "skipped", f"dataset root {str(root)!r} not found; pass --dataset-root to verify the manifest hash")
+        kwargs["root"] = str(root)
     if target.endswith("load_frl_london"):
         if set(kwargs) - {"root", "views"}:
             return Check("dataset", "mismatch", f"dataset.loader has argument(s) {sorted(set(kwargs) - {'root', 'views'})} that load_frl_london does not take")

@@ -238,4 +238,7 @@ def verify_identification_run(run_dir: str | Path, *, dataset_root: str | Path |
                                  None if dataset_root is None else Path(dataset_root)) if check_dataset else Check("dataset", "skipped", "not requested"))
     checks.append(_weights_check(metrics["model"]) if check_weights else Check("weights", "skipped", "not requested"))
     checks.append(_check_provenance(metrics))
+    from bench.verify_html import html_check  # issue 15: report.html re-rendered from the verified files
+
+    checks.append(html_check(run_dir))
     return report

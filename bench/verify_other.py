@@ -60,6 +60,9 @@ def verify_other(folder: Path, kind: str, *, rtol: float = 1e-9, check_weights: 
     report = VerifyReport(run_dir=folder, kind=kind)
     if kind == "sweep":
         _verify_sweep(folder, report, rtol, check_weights)
+        from bench.verify_html import html_check  # issue 15: report.html re-rendered from the verified files
+
+        report.checks.append(html_check(folder))
     elif kind == "calibration":
         _verify_calibration(folder, report, rtol)
     else:

@@ -30,7 +30,7 @@ MAX_LINES = 800
 #: comparisons are formed before they are counted; model weights are verified files that
 #: detectors (acquisition) and embedders (models) both load.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("bench", "bench.errors", "bench.limits", "bench.files", "bench.suggest", "bench.registry")),
+    ("base", ("bench", "bench.errors", "bench.limits", "bench.files", "bench.suggest", "bench.registry", "bench.job_threads")),
     ("data", ("bench.data", "bench.synthetic.generator")),
     ("weights", ("bench.models.weights", "bench.models.weights_registry")),
     ("acquisition", ("bench.acquisition",)),
@@ -42,7 +42,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("drivers", ("bench.run", "bench.identification_run", "bench.sweep", "bench.aggregate",
                  "bench.shard", "bench.multirun", "bench.verify", "bench.verify_core", "bench.verify_other",
                  "bench.verify_identification", "bench.verify_folder", "bench.verify_recompute",
-                 "bench.verify_histograms", "bench.synthetic")),
+                 "bench.verify_histograms", "bench.verify_html", "bench.verify_identification_counts",
+                 "bench.verify_dataset_revision", "bench.synthetic")),
     ("cli", ("bench.cli", "bench.cli_output", "bench.identification_cli", "bench.config_schema", "bench.__main__", "bench.download",
              "bench.synthetic.calibrate_cli")),
 ]

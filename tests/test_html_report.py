@@ -191,10 +191,95 @@ def test_sweep_page(sweep_dir):
     assert html.check_html_report(sweep_dir) == []
 
 
-@pytest.mark.parametrize("kind", ["run", "sweep"])
+_PUBLISHED_RUNS = ("frl_london_dlib", "frl_london_sface", "frl_london_facenet_casia")
+
+
+@pytest.fixture(scope="module")
+def leaderboard_dir(tmp_path_factory) -> Path:
+    """A leaderboard of the published London runs (copied, so the sources sit beside it), figures drawn."""
+    from bench.aggregate import aggregate
+
+    srcs = [REPO / "results" / r for r in _PUBLISHED_RUNS]
+    if not all((s / "metrics.json").is_file() for s in srcs):
+        pytest.skip("published London runs not present")
+    root = tmp_path_factory.mktemp("lb")
+    for s in srcs:
+        shutil.copytree(s, root / s.name)
+    return aggregate([root / s.name for s in srcs], root / "leaderboard_frl_london")
+
+
+@pytest.fixture(scope="module")
+def identification_dir(tmp_path_factory) -> Path:
+    """The published London identification folder (in the repository), its page rendered afresh."""
+    src = REPO / "results" / "frl_london_dlib_identification"
+    if not (src / "metrics.json").is_file():
+        pytest.skip(f"{src} not present")
+    out = tmp_path_factory.mktemp("ident") / "ident"
+    shutil.copytree(src, out)
+    html.write_html_report(out)
+    return out
+
+
+def _page_of(kind: str, folder: Path) -> dict:
+    from bench.report.identification_html import identification_page
+    from bench.report.leaderboard_html import leaderboard_page
+
+    return {"run": html.run_page, "sweep": html.sweep_page, "leaderboard": leaderboard_page,
+            "identification": identification_page}[kind](folder)
+
+
+def test_leaderboard_page(leaderboard_dir):
+    import pandas as pd
+
+    text = (leaderboard_dir / "report.html").read_text(encoding="utf-8")
+    assert "report.html" in (leaderboard_dir / "files.sha256").read_text()
+    pngs = sorted(p.name for p in leaderboard_dir.glob("*.png"))
+    # FMR and FNMR by group for each of the 3 attributes (face_eth, face_gender, their product); the score-shift
+    # figure needs scores.parquet, which published folders do not carry
+    assert len(pngs) == 6 and text.count('src="data:image/png;base64,') == 6
+    for pattern in (r"https?://", r"<script", r"<link", r"url\(", r"\son[a-z]+="):
+        assert not re.search(pattern, text, re.I), pattern
+    pg = _page_of("leaderboard", leaderboard_dir)
+    # one table per attribute x threshold (3 x (nominal where the model has one + FMR=1e-3 ...)), models, sources
+    tidy = pd.read_csv(leaderboard_dir / "leaderboard.csv", keep_default_na=False)
+    n_at = len(tidy[(tidy["threshold_name"] != "")][["attribute", "threshold_name"]].drop_duplicates())
+    assert _tables_in(pg) == n_at + 2
+    # counts and intervals as in leaderboard.csv: the dlib (all) FMR at its nominal threshold
+    r = tidy[(tidy["run"] == "frl_london_dlib") & (tidy["quantity"] == "FMR") & (tidy["threshold_name"] == "nominal")].iloc[0]
+    assert f"({int(r['errors']):,} / {int(r['comparisons']):,})" in text
+    assert f"[{float(r['low']):.2g}, {float(r['high']):.2g}]" in text
+    for anchor in ("summary", "models", "reading-guide", "limitations", "provenance"):
+        assert f'id="{anchor}"' in text and f'href="#{anchor}"' in text
+    src = json.loads((leaderboard_dir / "sources.json").read_text())
+    from markupsafe import escape
+
+    assert all(s["metrics_sha256"] in text and str(escape(s["licence"])) in text for s in src["sources"])
+
+
+def test_identification_page(identification_dir):
+    from bench.report.identification_html import false_candidate_interval
+
+    text = (identification_dir / "report.html").read_text(encoding="utf-8")
+    m = json.loads((identification_dir / "metrics.json").read_text())
+    ident = m["identification"]
+    pngs = sorted(p.name for p in identification_dir.glob("ident_*.png"))
+    assert len(pngs) >= 2 * len(ident["protocol"]["attributes"]) and text.count('src="data:image/png;base64,') == len(pngs)
+    # the (all) FPIR at the primary threshold: counts and bootstrap interval as published
+    r = next(x for x in ident["per_group"] if x["group"] == "(all)" and x["metric"] == "FPIR" and x["threshold_name"] == ident["primary_threshold"])
+    assert f"({r['errors']:,} / {r['n']:,})" in text and f"[{r['boot_low']:.2g}, {r['boot_high']:.2g}]" in text
+    # false candidates: k / (searches x enrolled) with a Wilson interval (Wilson 1927): 30 of 100 x 6 pairs -> [0.0352, 0.0705]
+    lo, hi = false_candidate_interval(30, 100, 6)
+    assert (round(lo, 4), round(hi, 4)) == (0.0352, 0.0705)
+    assert false_candidate_interval(None, 100, 6) is None and false_candidate_interval(0, 0, 6) is None
+    for anchor in ("summary", "thresholds", "per-group", "reading-guide", "limitations", "provenance"):
+        assert f'id="{anchor}"' in text and f'href="#{anchor}"' in text
+    assert html.check_html_report(identification_dir) == []
+
+
+@pytest.mark.parametrize("kind", ["run", "sweep", "leaderboard", "identification"])
 def test_report_in_headless_chromium(request, tmp_path, kind):
     folder = request.getfixturevalue(f"{kind}_dir")
-    pg = html.run_page(folder) if kind == "run" else html.sweep_page(folder)
+    pg = _page_of(kind, folder)
     drv, profile = _browser()
     try:
         drv.get((folder / "report.html").resolve().as_uri())

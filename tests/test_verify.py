@@ -174,7 +174,7 @@ def test_suppression_must_follow_min_group_subjects(copy):
 def test_manifest_hash_mismatch(copy):
     _edit_metrics(copy, lambda m: m["dataset"].update(manifest_sha256="0" * 64))
     report = _fast(copy)
-    assert {c.name for c in report.mismatches} == {"dataset", "report.md"}  # the report prints the hash too
+    assert {c.name for c in report.mismatches} == {"dataset", "report.md", "report.html"}  # both reports print the hash too
     assert "manifest SHA-256 stored 0000" in report.detail("dataset")
 
 
@@ -191,6 +191,10 @@ def test_frl_london_manifest_hash_and_dataset_root(copy, london, tmp_path, capsy
 
     (copy / "report.md").write_text((copy / "report.md").read_text().replace(old, digest))
     _edit_metrics(copy, edit)
+    from bench.report.html import write_html_report
+
+    write_html_report(copy)  # the page shows the hash too (issue 15)
+    _reseal(copy)
     report = _fast(copy)
     check = next(c for c in report.checks if c.name == "dataset")
     assert check.status == "skipped" and "pass --dataset-root" in check.detail
@@ -282,7 +286,7 @@ def test_swapped_score_figure_is_caught_when_the_scores_are_present(copy):
     scores.write_bytes(a)
     _reseal(copy)
     report = _fast(copy, check_dataset=False, check_figures=True)
-    assert [c.name for c in report.mismatches] == ["figures"]
+    assert {c.name for c in report.mismatches} == {"figures", "report.html"}  # the page embeds the figures (issue 15)
     assert f"fmr_matrix_{attr}.png: differs" in report.detail("figures") and f"scores_{attr}.png: differs" in report.detail("figures")
 
 

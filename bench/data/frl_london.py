@@ -253,4 +253,6 @@ def load_frl_london(root: str | Path, *, views: tuple[str, ...] = ("neutral_fron
     table["label_source"] = "self-reported"
     for c in ("image_id", "path", "subject_id", "view", "label_source", "face_gender", "face_eth"):
         table[c] = table[c].astype("string")
-    return Manifest(table=table, root=root, attributes=("face_eth", "face_gender"), name="frl_london")
+    # the figshare version fvbench-download fetched (None for a copy made otherwise), cited in metrics.json
+    return Manifest(table=table, root=root, attributes=("face_eth", "face_gender"), name="frl_london",
+                    provenance={"download": release} if release else None)

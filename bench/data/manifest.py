@@ -69,6 +69,11 @@ class Manifest:
         The demographic attribute columns, in reporting order.
     name : str
         Dataset name, used in reports.
+    provenance : dict or None
+        Facts about the dataset release a result depends on, recorded in the run's
+        ``metrics.json`` (``dataset.provenance``): licence, consent, which attribute is
+        self-reported or annotated, the release version and metadata hash (issue #14,
+        :mod:`bench.data.consented`). Plain JSON values; not part of :meth:`content_hash`.
 
     Raises
     ------
@@ -83,6 +88,7 @@ class Manifest:
     attributes: tuple[str, ...]
     name: str
     check_files: bool = field(default=True, compare=False)
+    provenance: dict | None = field(default=None, compare=False)  # issue #14: release facts (bench.data.consented)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -280,6 +286,7 @@ class Manifest:
             "subjects": int(self.table["subject_id"].nunique()),
             "label_source": sorted(self.table["label_source"].astype(str).unique()),
             "subjects_per_group": per_attr,
+            **({"provenance": dict(self.provenance)} if self.provenance else {}),  # issue #14
         }
 
 

@@ -203,7 +203,9 @@ class OnnxArcFace:
         self.nominal_threshold_source = nominal_threshold_source
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(intra_op_threads)
+        from bench.job_threads import onnx_threads  # issue 15: one pool per parallel job, not one per core
+
+        opts.intra_op_num_threads = onnx_threads(intra_op_threads)
         opts.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(str(path), sess_options=opts, providers=providers_for(device))

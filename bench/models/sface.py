@@ -161,8 +161,10 @@ class SFace:
         self.weights_path = local.path
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        if int(intra_op_threads) > 0:
-            opts.intra_op_num_threads = int(intra_op_threads)
+        from bench.job_threads import onnx_threads  # issue 15: one pool per parallel job, not one per core
+
+        if onnx_threads(intra_op_threads) > 0:
+            opts.intra_op_num_threads = onnx_threads(intra_op_threads)
         try:
             self._session = ort.InferenceSession(load_sface_graph(local.path), opts, providers=providers_for(device))
         except Exception as err:  # onnxruntime raises its own exception types

@@ -533,7 +533,8 @@ def resolve_pairs(pairs: PairList, keys: Sequence[str], subject_ids: Sequence[st
                          pairs_withheld=withheld, listed=pairs)
 
 
-def all_pair_design(subject_ids: np.ndarray, acquired: np.ndarray, *, max_nonmated: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def all_pair_design(subject_ids: np.ndarray, acquired: np.ndarray, *, max_nonmated: int | None, seed: int,
+                    capture_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The pairs an all-pairs run compares, written as its pair list (manifest rows, file order).
 
     Without sampling: every unordered pair of the published images, acquired or not, mated
@@ -542,6 +543,8 @@ def all_pair_design(subject_ids: np.ndarray, acquired: np.ndarray, *, max_nonmat
     images, then the seeded non-mated sample drawn among the acquired images exactly as
     :func:`bench.protocol.pairs.all_pairs` draws it (a rerun then counts no non-mated pair
     lost to FTA, where the all-pairs run counts the unsampled ones: docs/protocol.md §10).
+    ``capture_ids`` (shape (n,), or None): two images of one capture (frames of one video)
+    are never a mated pair, as in :func:`bench.protocol.pairs.all_pairs`.
 
     Returns
     -------
@@ -555,12 +558,17 @@ def all_pair_design(subject_ids: np.ndarray, acquired: np.ndarray, *, max_nonmat
     subject_ids = np.asarray(subject_ids)
     acquired = np.asarray(acquired, bool)
     if max_nonmated is None:
-        return all_pairs(subject_ids)
+        return all_pairs(subject_ids, capture_ids=capture_ids)
     ia, ib = np.triu_indices(subject_ids.size, k=1)
     same = subject_ids[ia] == subject_ids[ib]
     ma, mb = ia[same], ib[same]
+    if capture_ids is not None:  # issue #14: no mated pair within one capture (video)
+        capture_ids = np.asarray(capture_ids)
+        other = capture_ids[ma] != capture_ids[mb]
+        ma, mb = ma[other], mb[other]
     rows = np.flatnonzero(acquired)
-    sa, sb, sm = all_pairs(subject_ids[rows], max_nonmated=max_nonmated, seed=seed)
+    sa, sb, sm = all_pairs(subject_ids[rows], max_nonmated=max_nonmated, seed=seed,
+                           capture_ids=None if capture_ids is None else capture_ids[rows])
     na, nb = rows[sa[~sm]], rows[sb[~sm]]
     return (np.concatenate([ma, na]).astype(np.int64), np.concatenate([mb, nb]).astype(np.int64),
             np.concatenate([np.ones(ma.size, bool), np.zeros(na.size, bool)]))
@@ -686,16 +694,19 @@ class PairDesign:
 
     def __init__(self, source: str, *, subjects: np.ndarray | None = None, ok: np.ndarray | None = None,
                  max_nonmated: int | None = None, seed: int = 0, resolved: ResolvedPairs | None = None,
-                 listed: PairList | None = None) -> None:
+                 listed: PairList | None = None, capture_ids: np.ndarray | None = None) -> None:
         self.source = source
         self._subjects, self._ok, self.max_nonmated, self.seed = subjects, ok, max_nonmated, seed
+        self._capture_ids = capture_ids
         self._resolved, self.listed = resolved, listed
         self._arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @classmethod
-    def all_pairs(cls, subjects: np.ndarray, ok: np.ndarray, max_nonmated: int | None, seed: int) -> "PairDesign":
+    def all_pairs(cls, subjects: np.ndarray, ok: np.ndarray, max_nonmated: int | None, seed: int,
+                  capture_ids: np.ndarray | None = None) -> "PairDesign":
         """The all-pairs design (:func:`all_pair_design`)."""
-        return cls("all_pairs", subjects=np.asarray(subjects), ok=np.asarray(ok, bool), max_nonmated=max_nonmated, seed=seed)
+        return cls("all_pairs", subjects=np.asarray(subjects), ok=np.asarray(ok, bool), max_nonmated=max_nonmated, seed=seed,
+                   capture_ids=capture_ids)
 
     @classmethod
     def from_list(cls, resolved: ResolvedPairs) -> "PairDesign":
@@ -710,7 +721,8 @@ class PairDesign:
                 self._arrays = (r.idx_a, r.idx_b, r.mated)
             else:
                 assert self._subjects is not None and self._ok is not None
-                self._arrays = all_pair_design(self._subjects, self._ok, max_nonmated=self.max_nonmated, seed=self.seed)
+                self._arrays = all_pair_design(self._subjects, self._ok, max_nonmated=self.max_nonmated, seed=self.seed,
+                                               capture_ids=self._capture_ids)
         return self._arrays
 
     def acquired(self, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

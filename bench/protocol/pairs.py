@@ -13,10 +13,23 @@ import pandas as pd
 
 from bench.errors import ConfigError
 
-__all__ = ["all_pairs", "comparison_table"]
+__all__ = ["all_pairs", "comparison_table", "capture_ids_of"]
 
 
-def all_pairs(subject_ids: np.ndarray, *, max_nonmated: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def capture_ids_of(table: pd.DataFrame) -> np.ndarray | None:
+    """The manifest's ``capture_id`` column (e.g. the video of a frame), or None when absent or all distinct.
+
+    Images sharing a capture are not independent samples of a person (frames of one
+    video); :func:`all_pairs` leaves out mated pairs within one capture (issue #14).
+    """
+    if "capture_id" not in table.columns:
+        return None
+    cap = table["capture_id"].astype(str).to_numpy()
+    return cap if len(np.unique(cap)) < len(cap) else None
+
+
+def all_pairs(subject_ids: np.ndarray, *, max_nonmated: int | None = None, seed: int = 0,
+              capture_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Index pairs (i < j) of all comparisons among ``n`` images.
 
     Parameters
@@ -28,6 +41,10 @@ def all_pairs(subject_ids: np.ndarray, *, max_nonmated: int | None = None, seed:
         this many (all mated pairs are always kept).
     seed : int
         Seed of that sample.
+    capture_ids : numpy.ndarray or None
+        Shape (n,), capture per image (:func:`capture_ids_of`); a pair of images of the
+        same subject *and* the same capture is no comparison at all (neither mated nor
+        non-mated): frames of one video are never a mated pair.
 
     Returns
     -------
@@ -41,6 +58,10 @@ def all_pairs(subject_ids: np.ndarray, *, max_nonmated: int | None = None, seed:
     ia, ib = np.triu_indices(n, k=1)
     same = subject_ids[ia] == subject_ids[ib]
     ma, mb = ia[same], ib[same]
+    if capture_ids is not None:  # issue #14: no mated pair within one capture (video)
+        capture_ids = np.asarray(capture_ids)
+        other = capture_ids[ma] != capture_ids[mb]
+        ma, mb = ma[other], mb[other]
     na, nb = ia[~same], ib[~same]
     if max_nonmated is not None:
         if max_nonmated < 1:

@@ -32,7 +32,7 @@ from bench.data.manifest import INTERSECTION_SEPARATOR, Manifest
 from bench.errors import ConfigError, DataError, InsufficientDataError, ScoreSanityWarning
 from bench.limits import MAX_BOOTSTRAP_REPLICATES, check_int, check_seed
 from bench.metrics.rates import ThresholdAtFMR, score_sanity_check
-from bench.protocol.pairs import all_pairs, comparison_table
+from bench.protocol.pairs import all_pairs, capture_ids_of, comparison_table
 from bench.protocol.scoring import pair_scores, similarity_matrix
 from bench.scores import stream
 from bench.scores.store import ScoreStore
@@ -450,9 +450,11 @@ def table_store(manifest: Manifest, emb: np.ndarray, acquired: np.ndarray, label
     lab_ok = labels[acquired].reset_index(drop=True)
     from bench.protocol.pair_list import PairDesign  # the design written as the run's pair list (pairs.csv.gz)
 
-    if pairs is None:
-        idx_a, idx_b, mated = all_pairs(table["subject_id"].astype(str).to_numpy(), max_nonmated=max_nonmated, seed=seed)
-        design = PairDesign.all_pairs(manifest.table["subject_id"].astype(str).to_numpy(), acquired, max_nonmated, seed)
+    if pairs is None:  # issue #14: frames of one video are never a mated pair (capture_ids_of)
+        idx_a, idx_b, mated = all_pairs(table["subject_id"].astype(str).to_numpy(), max_nonmated=max_nonmated, seed=seed,
+                                        capture_ids=capture_ids_of(table))
+        design = PairDesign.all_pairs(manifest.table["subject_id"].astype(str).to_numpy(), acquired, max_nonmated, seed,
+                                      capture_ids=capture_ids_of(manifest.table))
     else:
         design = PairDesign.from_list(pairs)
         idx_a, idx_b, mated = design.acquired(acquired)
@@ -571,6 +573,9 @@ def score_into_store(manifest: Manifest, emb: np.ndarray, ok: np.ndarray, labels
     ``engine`` ``"stream"``: :func:`histogram_store` (``stream_options``: its ``n_bins``,
     ``block_size``); ``"table"``: :func:`table_store`. Errors as theirs.
     """
+    if engine == "stream" and capture_ids_of(manifest.table[ok]) is not None:  # issue #14
+        raise ConfigError(f"dataset {manifest.name!r} has several images per capture (capture_id: frames of one video); the streaming "
+                          "engine cannot leave out their mated pairs: set protocol.engine=table or dataset.frames_per_video=1")
     if engine == "stream":
         return histogram_store(manifest, emb, ok, labels, attributes, model_info, protocol, **stream_options)
     return table_store(manifest, emb, ok, labels, attributes, model_info["metric"], max_nonmated=protocol.max_nonmated,

@@ -16,7 +16,8 @@ Files (``results/<run_name>/``):
 - ``identification_gallery_composition.csv``: the same vs one group's share of a fixed-size gallery.
 - ``identification_cross_fmr.csv``: the 1:1 cross-group FMR the prediction uses.
 - figures ``ident_rates_<attr>.png``, ``ident_false_candidates_<attr>.png``,
-  ``ident_gallery_size_<attr>.png``, ``ident_gallery_mix_<attr>.png``; ``report.md``.
+  ``ident_gallery_size_<attr>.png``, ``ident_gallery_mix_<attr>.png``; ``report.md`` and
+  ``report.html`` (:mod:`bench.report.identification_html`).
 - ``identification_search.parquet`` (git-ignored, like ``scores.parquet``): every
   search's candidate list, from which ``fvbench-verify`` recomputes the numbers.
 
@@ -208,6 +209,9 @@ def write_identification(result: IdentificationResult, out_dir: Path, *, run_nam
             figs[attr] = f
     write_identification_report(out_dir / "report.md", result, per_group=per_group, by_g=by_g, size=size, figures=figs,
                                 run_name=run_name, small=small)
+    from bench.report.html import write_html_report  # issue 15: report.html from metrics.json and the figures
+
+    write_html_report(out_dir)
     write_file_manifest(out_dir)
     return out_dir
 

@@ -469,6 +469,14 @@ def _limitations(metrics: dict, per_group: pd.DataFrame) -> str:
         f"- **Labels**: {label_source} ({PROTOCOL_DOC} §6.1). fvbench never infers a demographic label; the groups are "
         "as the data record them, with their categories and any errors in them."
     )
+    prov = d.get("provenance") if isinstance(d.get("provenance"), dict) else {}
+    if prov:  # issue #14: release, licence and consent of a consented set (docs/datasets.md)
+        bits = [f"version {_txt(prov['version'])}" if prov.get("version") else "",
+                f"licence: {_txt(prov['licence'])}" if prov.get("licence") else "",
+                f"consent: {_txt(prov['consent'])}" if prov.get("consent") else "",
+                f"phenotype attributes: {', '.join(map(str, prov['phenotype_attributes']))}" if prov.get("phenotype_attributes") else "",
+                _txt(prov.get("mated_pairs")) if prov.get("mated_pairs") else ""]
+        out.append(f"- **Release**: {'; '.join(b for b in bits if b)} (docs/datasets.md).")
     low = [t["name"] for t in thresholds if t.get("status") == "ok" and t.get("support") not in (None, "ok")]
     refused = [t["name"] for t in thresholds if t.get("status") != "ok"]
     rates = per_group[per_group["metric"].isin(["FMR", "FNMR"]) & (per_group["flag"].map(_txt) != "suppressed_small_group")] if len(per_group) else per_group

@@ -267,7 +267,8 @@ def write_results(
 
     primary = result.primary_threshold
     protocol = {
-        "mated": "all unordered pairs of distinct images of the same subject",
+        "mated": "all unordered pairs of distinct images of the same subject"
+        + ("" if not (result.dataset_info.get("provenance") or {}).get("mated_pairs") else " taken in different captures (frames of one video are never a mated pair)"),  # issue #14
         "nonmated": "all unordered pairs of images of different subjects"
         + ("" if result.protocol.max_nonmated is None else f" (seeded sample of {result.protocol.max_nonmated})"),
         "per_group_fmr": "non-mated comparisons with both subjects in the group (demographically matched impostors, NIST FRVT); all other pairs in the cross-group matrix",
