@@ -23,6 +23,10 @@ the effect of the degradation at a fixed operating point. Per strength and group
 
 each with counts, 95% Wilson intervals (comparison-level: a floor on the uncertainty,
 §5.1) and the one-sided 95% upper bound for zero-error cells (§5.5).
+FNMR and FMR cells also get 95% subject-bootstrap intervals (``boot_low``/``boot_high``,
+``n_replicates``; subjects resampled within groups at the fixed thresholds, same seed at
+every strength: :mod:`bench.metrics.bootstrap_fixed`, docs/protocol.md §5.2-5.3;
+``sweep.bootstrap_replicates``, null for Wilson only).
 
 Embeddings of perturbed probes are cached privately (:class:`EmbeddingCache` under
 ``<cache_dir>/sweeps``), keyed by the model cache key, the transform settings, the
@@ -55,6 +59,7 @@ from bench.acquisition.images import image_sha256, load_rgb
 from bench.acquisition.transforms import TRANSFORMS_VERSION, FaceGeometry, FaceGeometryLocator
 from bench.data.manifest import INTERSECTION_SEPARATOR, Manifest
 from bench.errors import ConfigError, DataError, ImageLoadError, InsufficientDataError
+from bench.metrics.bootstrap_fixed import BOOT_COLUMNS, with_fixed_threshold_bootstrap
 from bench.metrics.fta import fta_by_group
 from bench.metrics.groups import ALL_GROUP, per_group_rates, withhold_small_groups
 from bench.metrics.intervals import wilson_interval, zero_error_upper_bound
@@ -207,8 +212,12 @@ def _comparisons(pop: _Population, emb: np.ndarray, reasons: np.ndarray, metric:
 
 
 def _rates(pop: _Population, emb: np.ndarray, reasons: np.ndarray, metric: str, thresholds: dict[str, float],
-           confidence: float) -> pd.DataFrame:
-    """Per-group FTA, FNMR, FNMR_incl_FTA and FMR rows for one set of probe outcomes."""
+           confidence: float, bootstrap: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Per-group FTA, FNMR, FNMR_incl_FTA and FMR rows for one set of probe outcomes.
+
+    ``bootstrap`` = (replicates, seed) adds the subject-bootstrap columns of FNMR and FMR
+    (:func:`bench.metrics.bootstrap_fixed.with_fixed_threshold_bootstrap`); None leaves them blank.
+    """
     probe_ok = np.array([r is None for r in reasons], dtype=bool)
     comp = _comparisons(pop, emb, reasons, metric)
     # mated comparisons attempted, failed probes included (NIST convention)
@@ -247,7 +256,11 @@ def _rates(pop: _Population, emb: np.ndarray, reasons: np.ndarray, metric: str, 
     order = {"FTA": 0, "FNMR": 1, "FNMR_incl_FTA": 2, "FMR": 3}
     rows["_o"] = rows["metric"].map(order)
     rows["_a"] = rows["attribute"].map({a: i for i, a in enumerate(pop.attributes)})
-    return rows.sort_values(["_a", "_o"], kind="stable").drop(columns=["_o", "_a"])
+    rows = rows.sort_values(["_a", "_o"], kind="stable").drop(columns=["_o", "_a"])
+    if bootstrap is None:  # issue #14: Wilson only
+        return rows.assign(**{c: np.nan for c in BOOT_COLUMNS})
+    return with_fixed_threshold_bootstrap(rows, comp, pop.attributes, thresholds, n_replicates=bootstrap[0],
+                                          seed=bootstrap[1], confidence=confidence)
 
 
 # ----------------------------------------------------------------------------- run
@@ -455,12 +468,13 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
     thresholds = _thresholds(model, base_comp["score"].to_numpy(), base_comp["mated"].to_numpy(), protocol)
     usable = {t["name"]: t["threshold"] for t in thresholds if t["status"] == "ok"}
     parts = []
-    rows = _rates(pop, base.embeddings, base_reasons, model.metric, usable, protocol.confidence)
+    boot = (protocol.bootstrap_replicates, protocol.seed) if protocol.bootstrap_replicates else None  # issue #14
+    rows = _rates(pop, base.embeddings, base_reasons, model.metric, usable, protocol.confidence, boot)
     parts.append(rows.assign(transform=UNPERTURBED, strength=np.nan))
     for si, sw in enumerate(sweeps):
         for ki, s in enumerate(sw.strengths):
             emb, reasons = outcomes[(si, ki)]
-            rows = _rates(pop, emb, reasons, model.metric, usable, protocol.confidence)
+            rows = _rates(pop, emb, reasons, model.metric, usable, protocol.confidence, boot)
             parts.append(rows.assign(transform=sw.name, strength=float(s)))
     all_rows = pd.concat(parts, ignore_index=True)[SWEEP_COLUMNS]
     timings["metrics_s"] = time.perf_counter() - t3

@@ -5,7 +5,8 @@ data, nothing it names is imported, instantiated or resolved, nothing is written
 
 sweep (``sweep.json`` + ``sweep.csv``)
     Every rate, Wilson interval, zero-error bound and flag of ``sweep.csv`` recomputed
-    from its counts; the ``threshold`` column equals the named threshold; counts-only
+    from its counts; the subject-bootstrap columns (issue #14) checked for structure and
+    range (:func:`_sweep_bootstrap`; recomputing them needs the scores); the ``threshold`` column equals the named threshold; counts-only
     groups are exactly those below ``min_group_subjects`` and publish no rate or error
     count; the unperturbed run's counts equal ``counts`` and the calibrated thresholds'
     ``N``, ``k`` and achieved FMR (metrics-reference §0); model facts and weights against
@@ -79,7 +80,7 @@ def _files_check(folder: Path) -> Check:
 
 # ----------------------------------------------------------------------------- sweep
 def _verify_sweep(folder: Path, report: VerifyReport, rtol: float, weights: bool) -> None:
-    from bench.protocol.sweep_spec import SWEEP_COLUMNS
+    from bench.protocol.sweep_spec import SWEEP_BASE_COLUMNS
 
     jpath = folder_file(folder, "sweep.json")
     doc = read_json(jpath, what="the sweep.json fvbench-sweep writes (a JSON object)")
@@ -91,9 +92,12 @@ def _verify_sweep(folder: Path, report: VerifyReport, rtol: float, weights: bool
     require(doc, jpath, "suppression.min_group_subjects", Int)
     require_row_fields(doc["thresholds"], jpath, "thresholds", {"name": Str, "kind": Str, "status": Str})
     require_row_fields(doc["transforms"], jpath, "transforms", {"name": Str, "unit": Str, "strengths": List})
-    rows = read_csv(folder_file(folder, "sweep.csv"), columns=SWEEP_COLUMNS, text_columns=_SWEEP_TEXT)
+    rows = read_csv(folder_file(folder, "sweep.csv"), columns=SWEEP_BASE_COLUMNS, text_columns=_SWEEP_TEXT)
     for c in ("errors", "comparisons", "subjects", "strength", "threshold"):
         rows[c] = pd.to_numeric(rows[c], errors="coerce")
+    for c in ("boot_low", "boot_high", "n_replicates"):  # issue #14: subject bootstrap (absent from older folders)
+        if c in rows.columns:
+            rows[c] = pd.to_numeric(rows[c], errors="coerce")
     if rows["comparisons"].isna().any() or (rows["comparisons"] < 0).any():
         raise DataError(f"{str(folder / 'sweep.csv')!r}: column comparisons has a blank or negative cell; expected counts >= 0")
     checks = report.checks
@@ -144,6 +148,7 @@ def _verify_sweep(folder: Path, report: VerifyReport, rtol: float, weights: bool
     if bad_reasons:
         d.append(f"counts-only group(s) {bad_reasons} publish FTA reasons")
     checks.append(_result("sweep.csv", d, f"{len(rows)} rows: rates, Wilson intervals, zero-error bounds, flags and thresholds follow from the counts"))
+    checks.append(_sweep_bootstrap(rows, hidden, (cfg.get("sweep") or {}).get("bootstrap_replicates") if isinstance(cfg.get("sweep"), dict) else None))
 
     # thresholds and the unperturbed counts
     counts = doc["counts"]
@@ -184,6 +189,57 @@ def _verify_sweep(folder: Path, report: VerifyReport, rtol: float, weights: bool
     # report.md
     checks.append(_sweep_report(folder, doc, rows, small, min_subjects))
     checks.append(_sweep_figures(folder, doc, rows, small))
+
+
+def _sweep_bootstrap(rows: pd.DataFrame, hidden: np.ndarray, replicates: Any) -> Check:
+    """The subject-bootstrap columns of ``sweep.csv`` (issue #14): what can be checked without the scores.
+
+    Intervals are percentile intervals of resampled rates at fixed thresholds
+    (:mod:`bench.metrics.bootstrap_fixed`), so ``0 <= boot_low <= boot_high <= 1`` (the
+    rate itself need not lie inside); a cell with zero errors resamples to 0 in every
+    replicate and one whose every comparison is an error to 1, so their intervals are
+    exactly [0, 0] and [1, 1]; ``n_replicates`` (replicates with the rate defined) is a
+    whole number in [1, bootstrap_replicates] where an interval is published, and
+    blank or 0 where none is; FTA, FNMR_incl_FTA and counts-only rows publish none.
+    Recomputing the intervals needs the comparison scores, which a sweep does not publish.
+    """
+    cols = ["boot_low", "boot_high", "n_replicates"]
+    present = [c for c in cols if c in rows.columns]
+    if replicates is None:
+        if present and rows[present].notna().any().any():
+            return Check("bootstrap", "mismatch", "sweep.bootstrap_replicates is null in the recorded config, but sweep.csv publishes bootstrap intervals")
+        return Check("bootstrap", "skipped", "no subject bootstrap recorded (sweep.bootstrap_replicates null or absent): Wilson intervals only")
+    if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
+        return Check("bootstrap", "mismatch", f"config sweep.bootstrap_replicates is {str(replicates)[:40]!r}; expected a whole number >= 1 or null")
+    if len(present) < len(cols):
+        return Check("bootstrap", "mismatch", f"config sweep.bootstrap_replicates is {replicates}, but sweep.csv lacks column(s) {[c for c in cols if c not in present]}")
+    lo, hi, nr = (rows[c].to_numpy(dtype=float) for c in cols)
+    e, n = rows["errors"].to_numpy(dtype=float), rows["comparisons"].to_numpy(dtype=float)
+    name = (rows["transform"] + "/" + rows["strength"].map(lambda v: "" if pd.isna(v) else f"{float(v):g}") + "/" + rows["attribute"] + "/"
+            + rows["group"] + "/" + rows["threshold_name"] + "/" + rows["metric"]).tolist()
+    boot_metric = rows["metric"].isin(["FNMR", "FMR"]).to_numpy() & ~hidden
+    has = np.isfinite(lo) | np.isfinite(hi)
+    diffs: list[str] = []
+
+    def bad(mask: np.ndarray, why: str) -> None:
+        idx = np.flatnonzero(mask)
+        if len(idx):
+            diffs.append(f"{len(idx)} row(s) {why}, e.g. {name[idx[0]]}: boot_low {_str(lo[idx[0]])}, boot_high {_str(hi[idx[0]])}, "
+                         f"n_replicates {_str(nr[idx[0]])}")
+
+    bad(~boot_metric & (has | (np.isfinite(nr) & (nr != 0))), "publish a bootstrap interval where none applies (FTA, FNMR_incl_FTA, counts-only groups)")
+    bad(boot_metric & (np.isfinite(lo) != np.isfinite(hi)), "have one end of the interval only")
+    ok = boot_metric & np.isfinite(lo) & np.isfinite(hi)
+    with np.errstate(invalid="ignore"):
+        bad(ok & ~((lo >= 0) & (lo <= hi) & (hi <= 1)), "break 0 <= boot_low <= boot_high <= 1")
+        bad(ok & ~(np.isfinite(nr) & (nr == np.round(nr)) & (nr >= 1) & (nr <= replicates)),
+            f"publish an interval without n_replicates, a whole number in [1, {replicates}]")
+        bad(boot_metric & ~np.isfinite(lo) & ~(np.isfinite(nr) & (nr == 0)) & (n > 0), "have comparisons but no interval, without n_replicates 0 (undefined in every replicate)")
+        bad(ok & (e == 0) & ~((lo == 0) & (hi == 0)), "have zero errors, so every replicate resamples 0, but an interval other than [0, 0]")
+        bad(ok & (e == n) & (n > 0) & ~((lo == 1) & (hi == 1)), "have every comparison an error, so every replicate resamples 1, but an interval other than [1, 1]")
+    return _result("bootstrap", diffs, f"{int(ok.sum())} FNMR/FMR interval(s) of {replicates}-replicate subject bootstrap: 0 <= low <= high <= 1, "
+                                       "[0, 0] at zero errors, n_replicates in range; none on FTA, FNMR_incl_FTA or counts-only rows "
+                                       "(recomputation needs the comparison scores, which a sweep does not publish)")
 
 
 def _transform_classes() -> dict[str, type]:
@@ -256,7 +312,8 @@ def _sweep_report(folder: Path, doc: dict, rows: pd.DataFrame, small: dict, min_
     figs = {k: v for k, v in figs.items() if v in listed}
     view = SimpleNamespace(thresholds=doc["thresholds"], counts=doc["counts"], model_info=doc["model"], dataset_info=doc["dataset"],
                            geometry_info=doc.get("geometry") or {}, sweeps=sweeps, attributes=attrs,
-                           protocol=SimpleNamespace(reference_view=sweep_cfg.get("reference_view"), probe_view=sweep_cfg.get("probe_view")))
+                           protocol=SimpleNamespace(reference_view=sweep_cfg.get("reference_view"), probe_view=sweep_cfg.get("probe_view"),
+                                                    bootstrap_replicates=sweep_cfg.get("bootstrap_replicates")))
     shown = rows.copy()
     shown["reasons"] = shown["reasons"].fillna("")
     try:

@@ -271,6 +271,12 @@ def test_evaluate_under_a_scenario_pairs_reference_x_probe_with_subject_bootstra
     assert metrics["protocol"]["nonmated"].startswith("reference of one subject x probe of another")
     report = (out / "report.md").read_text()
     assert "## Scenario: doc" in report and "| enrolment (reference) | 2 | jpeg | 20 (JPEG quality" in report
+    # the pair-list sentence names the scenario's design (it printed "(n: pair list )" before)
+    n_pairs = N_SUBJECTS * N_SUBJECTS
+    assert (f"This run's comparisons ({n_pairs:,}: scenario doc, reference x probe: every enrolment image against every "
+            "probe image; mated = same subject, non-mated = every pair of different subjects; pairs with an image that failed to "
+            "acquire are listed but not scored) are listed in `pairs.csv.gz`") in report
+    assert metrics["protocol"]["pair_list"]["design"].startswith("reference x probe: every enrolment image")
     assert render_report_from_folder(out) == report
     html = (out / "report.html").read_text()
     assert "Scenario: doc" in html and "Acquisition conditions per side" in html

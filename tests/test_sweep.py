@@ -215,3 +215,111 @@ def test_small_group_subjects_are_withheld_from_the_sweep(setup):
     assert len(both) and (both["comparisons_all"] >= both["comparisons_f"]).all()
     fnmr = both[both["metric"] != "FMR"]  # FMR (all) also counts cross-group pairs; FTA/FNMR are per subject
     assert (fnmr["comparisons_all"] == fnmr["comparisons_f"]).all() and (fnmr["errors_all"].fillna(-1) == fnmr["errors_f"].fillna(-1)).all()
+
+
+# ----------------------------------------------------------------------------- subject bootstrap (issue #14)
+def _comparisons_by_hand(setup):
+    """The unperturbed probe x reference comparison table, built from the hand-computed score matrix."""
+    from bench.protocol.pairs import comparison_table
+
+    score, mated, thr, gender = _by_hand(setup)
+    k = len(SUBJECTS)
+    table = pd.DataFrame({"subject_id": SUBJECTS * 2, "image_id": [f"p{s}" for s in SUBJECTS] + [f"r{s}" for s in SUBJECTS]})  # probes, then references
+    labels = pd.DataFrame({"face_gender": list(gender) * 2})
+    ia, ib = np.meshgrid(np.arange(k), np.arange(k, 2 * k), indexing="ij")
+    return comparison_table(table, labels, ia.ravel(), ib.ravel(), mated.ravel(), score.ravel()), thr
+
+
+def test_bootstrap_columns_equal_a_direct_recomputation(setup):
+    """boot_low/boot_high/n_replicates of the unperturbed run equal the fixed-threshold subject bootstrap
+    (docs/protocol.md §5.2-5.3) of the comparisons computed by hand, at the same seed and replicates."""
+    from bench.metrics.bootstrap import bootstrap_group_rates, bootstrap_overall_rates
+
+    *_, first, _ = setup
+    comp, thr = _comparisons_by_hand(setup)
+    thresholds = {"nominal": -0.6, "FMR=5e-02": thr.threshold}
+    B = PROTOCOL.bootstrap_replicates
+    assert B == 1000  # the default: a 1:1 run's
+    direct = bootstrap_group_rates(comp, attribute="face_gender", thresholds=thresholds, n_replicates=B, seed=PROTOCOL.seed)
+    direct = direct.set_index(["group", "threshold_name", "metric"])
+    overall = bootstrap_overall_rates(comp, thresholds=thresholds, n_replicates=B, seed=PROTOCOL.seed).set_index(["threshold_name", "metric"])
+    rows = first.rows[first.rows["transform"] == UNPERTURBED]
+    cells = rows[rows["metric"].isin(["FNMR", "FMR"])]
+    assert len(cells) == 3 * 2 * 2  # (all), female, male x 2 thresholds x FNMR/FMR
+    for _, r in cells.iterrows():
+        want = overall.loc[(r["threshold_name"], r["metric"])] if r["group"] == "(all)" else direct.loc[(r["group"], r["threshold_name"], r["metric"])]
+        assert (r["boot_low"], r["boot_high"], r["n_replicates"]) == (want["boot_low"], want["boot_high"], want["n_replicates"]), r.to_dict()
+    # real values: one false match in 20 (all) non-mated pairs at FMR=5e-02 resamples to an interval from 0 up;
+    # zero-error cells resample to [0, 0]; FTA and FNMR_incl_FTA get no bootstrap
+    fm = cells[(cells["group"] == "(all)") & (cells["metric"] == "FMR") & (cells["threshold_name"] == "FMR=5e-02")].iloc[0]
+    assert fm["errors"] == 1 and fm["boot_low"] == 0 and 0.05 < fm["boot_high"] <= 0.5
+    zero = cells[cells["errors"] == 0]
+    assert len(zero) and (zero["boot_low"] == 0).all() and (zero["boot_high"] == 0).all()
+    assert first.rows.loc[first.rows["metric"].isin(["FTA", "FNMR_incl_FTA"]), ["boot_low", "boot_high", "n_replicates"]].isna().all().all()
+    # thresholds are fixed: every strength is bootstrapped at the same thresholds and seed, so the identity strength equals the unperturbed run
+    zero_exposure = first.rows[(first.rows["transform"] == "exposure") & (first.rows["strength"] == 0)]
+    assert zero_exposure["boot_high"].reset_index(drop=True).equals(rows["boot_high"].reset_index(drop=True))
+
+
+def test_bootstrap_is_seeded_and_can_be_skipped(setup):
+    import dataclasses
+
+    dataset, model, cache, first, second = setup
+    pd.testing.assert_frame_equal(first.rows, second.rows)  # same seed: same intervals
+    sweeps = make_sweeps({"exposure": {"transform": Exposure(), "strengths": [0]}})
+    off = run_sweep(dataset, model, sweeps, dataclasses.replace(PROTOCOL, bootstrap_replicates=None), cache_dir=cache, progress=False)
+    assert list(off.rows.columns) == SWEEP_COLUMNS and off.rows[["boot_low", "boot_high", "n_replicates"]].isna().all().all()
+    base = first.rows[first.rows["transform"].isin([UNPERTURBED])].drop(columns=["boot_low", "boot_high", "n_replicates"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(off.rows[off.rows["transform"] == UNPERTURBED].drop(columns=["boot_low", "boot_high", "n_replicates"]).reset_index(drop=True), base)
+    other = run_sweep(dataset, model, sweeps, dataclasses.replace(PROTOCOL, seed=7, bootstrap_replicates=200), cache_dir=cache, progress=False)
+    comp, thr = _comparisons_by_hand(setup)
+    from bench.metrics.bootstrap import bootstrap_overall_rates
+
+    want = bootstrap_overall_rates(comp, thresholds={"nominal": -0.6, "FMR=5e-02": thr.threshold}, n_replicates=200, seed=7)
+    want = want.set_index(["threshold_name", "metric"]).loc[("FMR=5e-02", "FMR")]
+    got = other.rows[(other.rows["transform"] == UNPERTURBED) & (other.rows["group"] == "(all)") & (other.rows["attribute"] == "face_gender")
+                     & (other.rows["metric"] == "FMR") & (other.rows["threshold_name"] == "FMR=5e-02")].iloc[0]
+    assert (got["boot_low"], got["boot_high"], got["n_replicates"]) == (want["boot_low"], want["boot_high"], want["n_replicates"])
+    assert got["n_replicates"] <= 200
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "many", True, 10**9])
+def test_bad_bootstrap_replicates_are_refused(bad):
+    with pytest.raises(ConfigError, match="sweep.bootstrap_replicates"):
+        SweepProtocol(bootstrap_replicates=bad)
+
+
+def test_verify_checks_the_bootstrap_columns_and_rerenders_report_and_figures(setup, tmp_path):
+    from bench.verify_other import verify_other
+
+    *_, first, _ = setup
+    config = {"sweep": {"reference_view": PROTOCOL.reference_view, "probe_view": PROTOCOL.probe_view, "confidence": 0.95,
+                        "bootstrap_replicates": PROTOCOL.bootstrap_replicates}}
+    out = write_sweep(first, tmp_path / "run", run_name="tiny", config=config, min_group_subjects=3, figures=True)
+    csv = pd.read_csv(out / "sweep.csv", keep_default_na=False, na_values=[""])
+    assert list(csv.columns) == SWEEP_COLUMNS
+    male = csv[csv["group"] == "male"]  # counts only: no interval of any kind
+    assert len(male) and male[["boot_low", "boot_high", "n_replicates", "wilson_low"]].isna().all().all()
+    text = (out / "report.md").read_text()
+    assert "subject-bootstrap intervals (1,000 replicates" in text and "docs/protocol.md §5.2-5.3" in text and "Wilson for FTA" in text
+    assert "[0, 0.25]" in text  # the (all) FMR=5e-02 FMR cell shows its bootstrap interval, not Wilson
+    doc = json.loads((out / "sweep.json").read_text())
+    assert "subject-bootstrap" in doc["protocol"]["intervals"] and doc["protocol"]["bootstrap_replicates"] == 1000
+    report = verify_other(out, "sweep", check_weights=False)
+    for name in ("sweep.csv", "bootstrap", "report.md", "figures"):
+        assert report.status(name) == "ok", (name, report.detail(name))
+    # forged intervals are named
+    forged = csv.copy()
+    i = forged.index[(forged["group"] == "(all)") & (forged["metric"] == "FMR") & (forged["errors"] == 1)][0]
+    forged.loc[i, ["boot_low", "boot_high"]] = [0.3, 0.2]
+    j = forged.index[(forged["metric"] == "FNMR") & (forged["errors"] == 0) & forged["boot_high"].notna()][0]
+    forged.loc[j, "boot_high"] = 0.1
+    k = forged.index[forged["metric"] == "FTA"][0]
+    forged.loc[k, ["boot_low", "boot_high", "n_replicates"]] = [0.0, 0.1, 1000]
+    forged.to_csv(out / "sweep.csv", index=False)
+    detail = verify_other(out, "sweep", check_weights=False).detail("bootstrap")
+    assert "break 0 <= boot_low <= boot_high <= 1" in detail and "other than [0, 0]" in detail and "where none applies" in detail
+    # columns dropped while the config says the bootstrap ran
+    csv.drop(columns=["boot_low", "boot_high", "n_replicates"]).to_csv(out / "sweep.csv", index=False)
+    report = verify_other(out, "sweep", check_weights=False)
+    assert report.status("bootstrap") == "mismatch" and "lacks column(s)" in report.detail("bootstrap")

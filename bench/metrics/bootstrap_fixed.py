@@ -22,8 +22,9 @@ from bench.metrics.bootstrap import bootstrap_group_rates, bootstrap_overall_rat
 
 __all__ = ["BOOT_COLUMNS", "with_fixed_threshold_bootstrap"]
 
-#: Columns added to per-group rate rows (NaN for FTA and other metrics).
-BOOT_COLUMNS = ["boot_low", "boot_high"]
+#: Columns added to per-group rate rows (NaN for FTA and other metrics): the percentile
+#: interval and ``n_replicates``, the replicates in which the rate was defined (docs/protocol.md §5.6).
+BOOT_COLUMNS = ["boot_low", "boot_high", "n_replicates"]
 
 
 def with_fixed_threshold_bootstrap(rows: pd.DataFrame, comparisons: pd.DataFrame, attributes: Sequence[str],
@@ -52,7 +53,8 @@ def with_fixed_threshold_bootstrap(rows: pd.DataFrame, comparisons: pd.DataFrame
     -------
     pandas.DataFrame
         ``rows`` (same order) plus :data:`BOOT_COLUMNS`; NaN where no interval applies
-        (FTA, FNMR_incl_FTA) or the rate was undefined in every replicate.
+        (FTA, FNMR_incl_FTA) or the rate was undefined in every replicate
+        (``n_replicates`` 0 there, NaN where no interval applies).
 
     Raises
     ------
@@ -60,7 +62,7 @@ def with_fixed_threshold_bootstrap(rows: pd.DataFrame, comparisons: pd.DataFrame
     """
     out = rows.drop(columns=[c for c in BOOT_COLUMNS if c in rows.columns])
     if comparisons is None or not len(comparisons) or not thresholds:
-        return out.assign(boot_low=float("nan"), boot_high=float("nan"))
+        return out.assign(boot_low=float("nan"), boot_high=float("nan"), n_replicates=float("nan"))
     thresholds = dict(thresholds)
     overall = bootstrap_overall_rates(comparisons, thresholds=thresholds, n_replicates=n_replicates, seed=seed,
                                       confidence=confidence)

@@ -153,4 +153,9 @@ def scenario_pairs(roles: np.ndarray, subject_ids: np.ndarray, protocol: object)
     scenario_engine(roles, subject_ids, protocol)
     a, b, mated = reference_probe_pairs(roles, subject_ids, max_nonmated=getattr(protocol, "max_nonmated", None),
                                         seed=int(getattr(protocol, "seed", 0)))
-    return ResolvedPairs(idx_a=a, idx_b=b, mated=mated)
+    cap = getattr(protocol, "max_nonmated", None)
+    words = ("reference x probe: every enrolment image against every probe image; mated = same subject, "
+             "non-mated = " + ("every pair of different subjects" if cap is None else
+                               f"a seeded sample of {int(cap):,} pairs of different subjects (seed {int(getattr(protocol, 'seed', 0))})")
+             + "; pairs with an image that failed to acquire are listed but not scored")
+    return ResolvedPairs(idx_a=a, idx_b=b, mated=mated, design=words)

@@ -141,6 +141,9 @@ class ResolvedPairs:
         Listed pairs left out because an image belongs to a withheld (small-group) subject.
     listed : PairList or None
         The parsed list these pairs come from.
+    design : str
+        How the pairs were formed, in words, when no listed file gave them (e.g. a
+        scenario's reference x probe design); recorded in ``metrics.json`` and the report.
     """
 
     idx_a: np.ndarray
@@ -148,6 +151,7 @@ class ResolvedPairs:
     mated: np.ndarray
     pairs_withheld: int = 0
     listed: PairList | None = None
+    design: str = ""
 
 
 # --------------------------------------------------------------------------- reading
@@ -777,7 +781,8 @@ def write_run_pair_list(result: object, out_dir: Path, *, enabled: bool = True) 
     keys = result.manifest.table["path"].astype(str).str.replace("\\", "/", regex=False).to_numpy(dtype=object)
     p = result.protocol
     what = ("all pairs" if p.max_nonmated is None else f"all mated pairs + seeded sample of {p.max_nonmated} non-mated pairs (seed {p.seed})") \
-        if design.source == "all_pairs" else "pair list " + ", ".join(design.listed.info()["files"] if design.listed else [])
+        if design.source == "all_pairs" else ("pair list " + ", ".join(design.listed.info()["files"]) if design.listed is not None
+                                              else getattr(design._resolved, "design", "") or "pairs given by the run's protocol")
     comments = [
         "fvbench pair list v1: image keys are paths relative to the dataset root; mated 1/0 (docs/protocol.md §10)",
         f"dataset={result.dataset_info.get('name')} manifest_sha256={result.dataset_info.get('manifest_sha256')}",

@@ -16,19 +16,28 @@ import pandas as pd
 from bench.acquisition.transforms import Transform
 from bench.errors import ConfigError
 
-__all__ = ["RATE_COLUMNS", "SWEEP_COLUMNS", "UNPERTURBED", "SweepProtocol", "SweepResult", "TransformSweep", "make_sweeps"]
+__all__ = ["BOOT_COLUMNS", "RATE_COLUMNS", "SWEEP_BASE_COLUMNS", "SWEEP_COLUMNS", "UNPERTURBED", "SweepProtocol", "SweepResult", "TransformSweep", "make_sweeps"]
 
 #: ``transform`` value of the rows of the unperturbed run (strength NaN).
 UNPERTURBED = "none"
 
-#: Columns of ``sweep.csv``, in order.
-SWEEP_COLUMNS = [
+#: Columns every ``sweep.csv`` has (folders written before issue #14 have only these).
+SWEEP_BASE_COLUMNS = [
     "transform", "strength", "attribute", "group", "threshold_name", "threshold", "metric", "errors", "comparisons",
     "subjects", "rate", "wilson_low", "wilson_high", "upper_bound_95", "flag", "reasons",
 ]
 
+#: Subject-bootstrap columns (issue #14; :mod:`bench.metrics.bootstrap_fixed`): percentile
+#: interval of FNMR and FMR at the fixed thresholds and the number of replicates in which
+#: the rate was defined; blank for FTA, FNMR_incl_FTA, counts-only groups, and every row
+#: when ``bootstrap_replicates`` is null.
+BOOT_COLUMNS = ["boot_low", "boot_high", "n_replicates"]
+
+#: Columns of ``sweep.csv``, in order.
+SWEEP_COLUMNS = [*SWEEP_BASE_COLUMNS, *BOOT_COLUMNS]
+
 #: The columns of ``sweep.csv`` blanked for a group published as counts only.
-RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "upper_bound_95"]
+RATE_COLUMNS = ["rate", "wilson_low", "wilson_high", "upper_bound_95", *BOOT_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -51,11 +60,15 @@ class SweepProtocol:
     use_nominal_threshold : bool
         Also report at the model's published threshold, where it has one.
     confidence : float
-        Level of the Wilson intervals.
+        Level of the Wilson and bootstrap intervals.
     seed : int
-        Seed of the random transforms (noise).
+        Seed of the random transforms (noise) and of the subject bootstrap.
     geometry : dict
         Keyword arguments of :class:`FaceGeometryLocator`.
+    bootstrap_replicates : int or None
+        Subject-bootstrap replicates of every FNMR/FMR cell at the fixed thresholds
+        (:mod:`bench.metrics.bootstrap_fixed`; docs/protocol.md §5.2-5.3), 1 to
+        :data:`bench.limits.MAX_BOOTSTRAP_REPLICATES`; None: Wilson intervals only.
     """
 
     reference_view: str = "neutral_front"
@@ -68,8 +81,14 @@ class SweepProtocol:
     confidence: float = 0.95
     seed: int = 0
     geometry: dict = field(default_factory=dict)
+    bootstrap_replicates: int | None = 1000  # issue #14: subject bootstrap at the fixed thresholds
 
     def __post_init__(self) -> None:
+        if self.bootstrap_replicates is not None:  # issue #14
+            from bench.limits import MAX_BOOTSTRAP_REPLICATES, check_int
+
+            object.__setattr__(self, "bootstrap_replicates", check_int(
+                "sweep.bootstrap_replicates", self.bootstrap_replicates, 1, MAX_BOOTSTRAP_REPLICATES, "or null to skip the bootstrap"))
         if self.reference_view == self.probe_view:
             raise ConfigError(f"sweep: reference_view and probe_view must differ, both are {self.reference_view!r}")
         if not self.target_fmrs and not self.use_nominal_threshold:

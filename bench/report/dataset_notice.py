@@ -80,7 +80,15 @@ def pair_list_notice(metrics: dict) -> str | None:
             f"{int(lost.get('mated') or 0):,} mated and {int(lost.get('nonmated') or 0):,} non-mated listed pairs touch an image "
             "that failed to acquire: not scored, counted in the generalized rates (docs/protocol.md §10).")
     if isinstance(written, dict):
+        design = str(written.get("design") or "").strip()
+        scenario = (metrics.get("protocol") or {}).get("scenario") or metrics.get("scenario")
+        name = scenario.get("name") if isinstance(scenario, dict) else scenario if isinstance(scenario, str) else None
+        if name:  # a scenario's pairs come from its reference x probe design, not a listed file
+            if design in ("", "pair list"):  # the label recorded before the design was named
+                design = "reference x probe"
+            design = f"scenario {name}, {design}"
         parts.append(
-            f"This run's comparisons ({int(written.get('pairs') or 0):,}: {written.get('design')}) are listed in "
+            f"This run's comparisons ({int(written.get('pairs') or 0):,}"
+            + (f": {design}" if design and design != "pair list" else "") + f") are listed in "
             f"`{written.get('file')}`; `protocol.pair_list=<that file>` reruns exactly them.")
     return " ".join(parts) or None

@@ -402,18 +402,26 @@ def sweep_page(folder: Path) -> dict:
             children.append(section(f"{name} by {attr}", blocks, id=f"{name}-{attr}"))
         sections.append(section(f"{name}: {tr.get('unit', '')}", [], children, id=f"transform-{name}"))
     small = (doc.get("suppression") or {}).get("groups_shown_as_counts_only") or {}
+    n_boot = proto.get("bootstrap_replicates")  # issue #14: subject bootstrap beside Wilson (bench/report/sweep.py)
+    boot = bool(n_boot) and any(_fin(r.get("boot_low")) for r in recs)
+    bars = (f"Bars: FNMR and FMR 95% subject-bootstrap intervals ({_int(n_boot):,} replicates; subjects resampled within their "
+            "group, thresholds held fixed; docs/protocol.md §5.2-5.3), FTA 95% Wilson." if boot else
+            "Bars are 95% Wilson intervals (comparison-level: a floor on the uncertainty).")
     sections += [
         section("How to read this", [bullets([
             "Each figure: x = transform strength (units on the axis), one line per group (black dashed: all subjects); panels FTA, "
-            "then FNMR and FMR at each threshold, on log axes. Bars are 95% Wilson intervals (comparison-level: a floor on the "
-            "uncertainty). A zero-error point is an open triangle at its one-sided 95% upper bound.",
+            f"then FNMR and FMR at each threshold, on log axes. {bars} A zero-error point is an open triangle at its one-sided 95% upper bound.",
             "FNMR and FMR are over probes that were acquired; a probe that fails to acquire is an FTA (FNMR_incl_FTA in sweep.csv "
             "counts it as a false non-match, NIST convention).",
             "Per-group FMR uses non-mated pairs with both subjects in the group; small groups have few such pairs.",
-            "Cells: rate, (errors / comparisons), [95% Wilson]; † fewer than 30 errors; 0/n with ≤ u: zero errors, one-sided 95% bound u.",
+            ("Cells: rate, (errors / comparisons), [95% interval: subject bootstrap for FNMR and FMR, Wilson for FTA; every cell's "
+             "Wilson interval is in sweep.csv]" if boot else "Cells: rate, (errors / comparisons), [95% Wilson]")
+            + "; † fewer than 30 errors; 0/n with ≤ u: zero errors, one-sided 95% bound u.",
         ])], id="reading-guide"),
         section("Limitations", [bullets([
-            "Intervals are Wilson intervals over comparisons: a floor on the uncertainty (comparisons sharing a subject are correlated).",
+            ("FNMR and FMR intervals resample subjects at thresholds held fixed: they cover the sampling of subjects, not the "
+             "uncertainty of the thresholds themselves; FTA intervals are Wilson intervals over probes." if boot else
+             "Intervals are Wilson intervals over comparisons: a floor on the uncertainty (comparisons sharing a subject are correlated)."),
             "Transforms are simulations of capture conditions, not captured images; real degradations combine several effects.",
             *([f"Groups shown as counts only: {'; '.join(f'{a}: ' + ', '.join(map(str, g)) for a, g in small.items())}."] if small else []),
             f"One model ({m.get('name')}) on one dataset ({d.get('name')}); results describe this sample, not a population.",

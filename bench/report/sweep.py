@@ -123,7 +123,11 @@ def _write_sweep_files(result: SweepResult, out_dir: Path, *, run_name: str, con
         "threshold_rule": "order statistic, achieved FMR never above target, tie-aware (docs/protocol.md §0.3)",
         "decision_rule": "match iff score >= threshold; scores are similarities (distances negated)",
         "fta": "probes without a usable template are excluded from FNMR/FMR and counted as FTA per group; FNMR_incl_FTA counts them as false non-matches",
-        "intervals": f"{p.confidence:.0%} Wilson (comparison-level: a floor on the uncertainty); zero-error cells: one-sided 95% upper bound 1 - 0.05^(1/n)",
+        "intervals": f"{p.confidence:.0%} Wilson (comparison-level: a floor on the uncertainty); zero-error cells: one-sided 95% upper bound 1 - 0.05^(1/n)"
+        + (f"; boot_low/boot_high: FNMR and FMR {p.confidence:.0%} subject-bootstrap percentile intervals ({p.bootstrap_replicates} replicates, "
+           f"seed {p.seed}, subjects resampled within groups, thresholds held fixed; n_replicates: replicates in which the rate was defined; "
+           "docs/protocol.md §5.2-5.3, §5.6)" if p.bootstrap_replicates else "; no subject bootstrap (sweep.bootstrap_replicates: null)"),
+        "bootstrap_replicates": p.bootstrap_replicates,
         "seed": p.seed,
         "attributes": result.attributes,
         "target_fmrs": list(p.target_fmrs),
@@ -181,6 +185,8 @@ def render_sweep_report(result: SweepResult, rows: pd.DataFrame, figs: dict, run
     primary = ([t for t in usable if t["kind"] == "target_fmr"] or usable)[0]
     c = result.counts
     p = result.protocol
+    n_boot = getattr(p, "bootstrap_replicates", None)  # issue #14: subject bootstrap published beside Wilson
+    boot = bool(n_boot) and "boot_low" in rows.columns and rows["boot_low"].notna().any()
     lines = [
         f"# Acquisition-condition sweep: {run_name}",
         "",
@@ -210,14 +216,24 @@ def render_sweep_report(result: SweepResult, rows: pd.DataFrame, figs: dict, run
         "## How to read",
         "",
         "- Each figure: x = transform strength (units on the axis), one line per group (black dashed: all subjects); panels FTA, "
-        "then FNMR and FMR at each threshold, on log axes. Bars are 95% Wilson intervals (comparison-level: a floor on the true "
-        "uncertainty). A point with zero errors is an open triangle at its one-sided 95% upper bound, not a measured rate.",
+        "then FNMR and FMR at each threshold, on log axes. "
+        + (f"Bars: FNMR and FMR 95% subject-bootstrap intervals ({n_boot:,} replicates; subjects resampled within their group, "
+           "two-subject bootstrap for FMR, thresholds held at their unperturbed values; docs/protocol.md §5.2-5.3), "
+           "FTA 95% Wilson intervals. " if boot else
+           "Bars are 95% Wilson intervals (comparison-level: a floor on the true uncertainty; docs/protocol.md §5.1). ")
+        + "A point with zero errors is an open triangle at its one-sided 95% upper bound, not a measured rate.",
         "- FNMR and FMR are over probes that were acquired; a probe that fails to acquire is an FTA. `FNMR_incl_FTA` in "
         "`sweep.csv` counts such probes as false non-matches (NIST convention).",
         "- Per-group FMR uses non-mated pairs with both subjects in the group; small groups have few such pairs.",
         f"- Groups with fewer than {min_subjects} subjects are published as counts only"
         + (": " + "; ".join(f"{a}: {', '.join(g)}" for a, g in small.items()) if small else "") + ".",
-        "- Cells: rate (errors/comparisons) [95% Wilson]; † = fewer than 30 errors; `0/n (≤ u)` = zero errors, one-sided 95% bound u.",
+        ("- Cells: rate (errors/comparisons) [95% interval]: subject bootstrap for FNMR and FMR (`boot_low`, `boot_high` in `sweep.csv`), "
+         "Wilson for FTA; the Wilson intervals of every cell (`wilson_low`, `wilson_high`) count comparisons as independent, "
+         "which pairs of one subject are not, so they are narrower (docs/protocol.md §5.1). A percentile bootstrap interval need "
+         "not contain the rate." if boot else
+         "- Cells: rate (errors/comparisons) [95% Wilson]"
+         + ("" if n_boot else "; the subject bootstrap was not run (`sweep.bootstrap_replicates: null`)") + ".")
+        + " † = fewer than 30 errors; `0/n (≤ u)` = zero errors, one-sided 95% bound u (docs/protocol.md §5.5).",
         "",
     ]
     for sw in result.sweeps:

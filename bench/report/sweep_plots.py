@@ -112,8 +112,10 @@ def plot_sweep(rows: pd.DataFrame, sweep: TransformSweep, attribute: str, thresh
     panels = [(axes[0, 0], "FTA", "")]
     for j, t in enumerate(usable):
         panels += [(axes[j, 1], "FNMR", t["name"]), (axes[j, 2], "FMR", t["name"])]
+    capped_any = False
     for ax, metric, tname in panels:
         lows = []
+        bars = []  # drawn once the axis floor is known (a bootstrap lower end can be 0: capped at the floor)
         for k, g in enumerate(shown):
             pts = _points(df, sweep, attribute, g, metric, tname, x0)
             pts = pts[(pts["comparisons"] > 0) & np.isfinite(pts["rate"].astype(float))]
@@ -136,15 +138,23 @@ def plot_sweep(rows: pd.DataFrame, sweep: TransformSweep, attribute: str, thresh
                     bl, bh = pts["boot_low"].astype(float).to_numpy()[meas], pts["boot_high"].astype(float).to_numpy()[meas]
                     use = np.isfinite(bl) & np.isfinite(bh)
                     lo, hi = np.where(use, bl, lo), np.where(use, bh, hi)
-                ax.errorbar(x[meas], y[meas], yerr=[np.maximum(y[meas] - lo, 0), np.maximum(hi - y[meas], 0)], fmt=marker, color=colour,
-                            ms=5.5, capsize=2, lw=0.9)
+                bars.append((x[meas], y[meas], lo, hi, marker, colour))
                 lows += [v for v in lo if v > 0] + list(y[meas])
             if zero.any():
                 ax.plot(x[zero], y[zero], "v", color=colour, mfc="white", ms=6.5, mew=1.2)
                 lows += list(y[zero])
         floor = 10 ** np.floor(np.log10(0.5 * min(lows))) if lows else 1e-3
+        capped = False
+        for bx, by, lo, hi, marker, colour in bars:
+            low = np.maximum(lo, floor)  # log axis: a lower end of 0 (percentile bootstrap) stops at the floor
+            ax.errorbar(bx, by, yerr=[np.maximum(by - low, 0), np.maximum(hi - by, 0)], fmt=marker, color=colour, ms=5.5, capsize=2, lw=0.9)
+            cap = lo <= floor
+            if cap.any():
+                ax.plot(bx[cap], np.full(int(cap.sum()), floor), ls="", marker="_", color=colour, ms=11, mew=2.2)
+                capped = True
+        capped_any |= capped
         ax.set_yscale("log")
-        ax.set_ylim(floor, 1.3)
+        ax.set_ylim(floor / 1.6 if capped else floor, 1.3)  # the flat caps sit just above the axis
         if log_x:
             ax.set_xscale("log")
             ax.minorticks_off()
@@ -193,6 +203,7 @@ def plot_sweep(rows: pd.DataFrame, sweep: TransformSweep, attribute: str, thresh
            if "boot_low" in rows.columns and rows["boot_low"].notna().any() else  # issue #14
            "Bars: 95% Wilson intervals (comparison-level: a floor on the true uncertainty). Dotted segments end at a bound.\n")
         + "FNMR/FMR exclude probes that failed to acquire (see FTA)."
+        + ("\nLog axis: 0 cannot be drawn; a bar whose lower end is 0 stops at the axis floor with a flat cap." if capped_any else "")
     )
     if suppressed:
         note += "\nCounts only, not drawn (fewer subjects than the publication minimum): " + ", ".join(suppressed) + "."
