@@ -534,3 +534,18 @@ def test_sweep_writer_stages_and_swaps(tmp_path, monkeypatch):
     sweep.write_sweep(None, out, run_name="s", config={})
     assert sorted(p.name for p in out.iterdir()) == ["sweep.json", "sweep_jpeg_group.png"]  # nothing of the first
     assert _hidden(out.parent) == []
+
+
+def test_gallery_size_script_never_replaces_a_folder_it_did_not_write(tmp_path):
+    """scripts/identification_gallery_size.py --out X deleted X whole; now it refuses, before computing."""
+    mine = tmp_path / "x"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "identification_gallery_size.py"), "--out", str(mine)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"identification_gallery_size: --out {str(mine)!r} holds files this script did not write (thesis.tex); "
+        "refusing to replace it: choose another --out or move them away"]
+    assert (mine / "thesis.tex").read_text() == "keep"
