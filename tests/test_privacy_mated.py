@@ -57,15 +57,15 @@ def test_failure_to_acquire_and_same_capture_remove_contributors():
     # b0..b4 have two images each, but b1's second image failed to acquire and b2's two
     # images are frames of one capture: 3 contributors in b (< 5) are withheld.
     spec = [(f"a{i}", "a", 2) for i in range(6)] + [("b0", "b", 2), ("b1", "b", 2), ("b2", "b", 2, ["v", "v"]),
-                                                     ("b3", "b", 2), ("b4", "b", 1)]
+                                                     ("b3", "b", 2)] + [(f"b{i}", "b", 1) for i in range(4, 9)]
     t = _table(spec)
     fta = [None] * len(t)
     fta[int(np.flatnonzero(t["path"] == "b1_1.jpg")[0])] = "no_face"
     keep, rec = withhold_small_groups(t["subject_id"], t[["eth"]], 5, mated_contributors(t, fta))
     assert set(t["subject_id"][~keep]) == {"b0", "b3"}
-    assert rec["groups_mated"] == {"eth": {"b": 2}}
+    assert rec["groups_mated"] == {"eth": {"b": 2}} and rec["groups"] == {}
     # all acquired, distinct captures: 4 contributors in b, still < 5
-    t2 = _table([(f"a{i}", "a", 2) for i in range(6)] + [(f"b{i}", "b", 2) for i in range(4)] + [("b4", "b", 1)])
+    t2 = _table([(f"a{i}", "a", 2) for i in range(6)] + [(f"b{i}", "b", 2) for i in range(4)] + [(f"b{i}", "b", 1) for i in range(4, 9)])
     _, rec2 = withhold_small_groups(t2["subject_id"], t2[["eth"]], 5, mated_contributors(t2, [None] * len(t2)))
     assert rec2["groups_mated"] == {"eth": {"b": 4}} and rec2["subjects"] == 4
 
@@ -81,14 +81,15 @@ def test_scenario_roles_count_reference_and_probe():
 
 def test_intersection_and_iteration_with_group_size_rule():
     # b has 5 contributors overall, but b&f only 1 (b0): b0 is withheld; b then has 4 contributors -> all withheld
-    spec = [(f"a{i}", "a", 2) for i in range(6)] + [(f"b{i}", "b", 2) for i in range(5)] + [(f"c{i}", "b", 1) for i in range(5)]
+    spec = [(f"a{i}", "a", 2) for i in range(12)] + [(f"b{i}", "b", 2) for i in range(5)] + [(f"c{i}", "b", 1) for i in range(5)]
+    spec += [(f"d{i}", "b", 1) for i in range(5)]  # keeps b&m at >= 5 members once b1..b4 are withheld
     t = _table(spec)
     t["sex"] = np.where(t["subject_id"] == "b0", "f", "m")
-    t.loc[t["subject_id"].str.startswith("c"), "sex"] = "f"
+    t.loc[t["subject_id"].str.startswith("c") | t["subject_id"].isin([f"a{i}" for i in range(6)]), "sex"] = "f"
     t["eth&sex"] = t["eth"] + "&" + t["sex"]
     keep, rec = withhold_small_groups(t["subject_id"], t[["eth", "sex", "eth&sex"]], 5, mated_contributors(t, [None] * len(t)))
     assert set(t["subject_id"][~keep]) == {f"b{i}" for i in range(5)}
-    assert rec["groups_mated"]["eth&sex"] == {"b&f": 1} and rec["groups_mated"]["eth"] == {"b": 4}
+    assert rec["groups_mated"] == {"eth&sex": {"b&f": 1, "b&m": 4}} and rec["groups"] == {}
     # every published group then has 0 or >= 5 contributors
     contrib = mated_contributors(t, [None] * len(t))(keep)
     for col in ("eth", "sex", "eth&sex"):
@@ -102,7 +103,8 @@ def _run(tmp: Path, name: str, *extra: str) -> Path:
            f"hydra.run.dir={tmp / ('hydra_' + name)}", f"paths.results_dir={tmp / 'results'}"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert "scored mated comparisons" in done.stderr  # the printed warning
+    logs = [p.read_text() for p in (tmp / ("hydra_" + name)).rglob("*.log")]
+    assert "scored mated comparisons" in done.stdout + done.stderr + "".join(logs)  # the printed warning
     return tmp / "results" / name
 
 
@@ -129,7 +131,7 @@ def test_london_pair_list_with_one_mated_black_subject(tmp_path, london):
     lines += [f"{n(a)},{n(b)},0" for a, b in itertools.combinations([i for i in ids if (london / n(i)).is_file()], 2)]
     (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
     out = _run(tmp_path, "one_mated", "experiment=frl_london_dlib", f"protocol.pair_list={tmp_path / 'pairs.csv'}",
-               f"dataset.root={london}", "protocol.bootstrap_replicates=null")
+               f"paths.data_dir={london.parent}", "protocol.bootstrap_replicates=null")
     _assert_no_small_fnmr(out, "black")
 
 
