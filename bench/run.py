@@ -152,7 +152,10 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     attributes = reported_attributes(manifest, protocol)
     labels = manifest.group_labels(attributes)
     full = manifest
-    keep, withheld = withhold_small_groups(manifest.table["subject_id"], labels, min_group_subjects)
+    from bench.protocol.mated_contributors import mated_contributors  # fixprivacy: count the people behind each FNMR too
+
+    contributors = mated_contributors(manifest.table, fta_reason, listed=listed, roles=roles, dataset=manifest.name)
+    keep, withheld = withhold_small_groups(manifest.table["subject_id"], labels, min_group_subjects, contributors)
     if not keep.all():  # the published population: withheld subjects enter no number below
         manifest = dataclasses.replace(manifest, table=manifest.table[keep].reset_index(drop=True), check_files=False)
         labels = labels[keep].reset_index(drop=True)
