@@ -311,3 +311,18 @@ def test_zero_error_cells_use_the_1to1_notation_and_exact_bound():
     assert html_cell(big)[1] == "≤ 0.017 (one-sided exact 95% upper bound)"
     # a cell with errors keeps rate (errors/n) [bootstrap interval]
     assert md_cell(pd.Series({**row, "errors": 3, "rate": 0.5, "boot_low": 0.1, "boot_high": 0.9, "flag": "low_precision"})) == "0.5† (3/6) [0.1, 0.9]"
+
+
+def test_stored_searches_are_not_listed_so_a_clean_clone_verifies(tmp_path):
+    """identification_search/gallery.parquet are git-ignored (scores of people): files.sha256
+    must not list them, or every published folder fails its file check on a fresh clone."""
+    from bench.report.folder import read_file_manifest, write_file_manifest
+
+    (tmp_path / "metrics.json").write_text("{}")
+    for name in ("identification_search.parquet", "identification_gallery.parquet"):
+        (tmp_path / name).write_bytes(b"x")
+    write_file_manifest(tmp_path)
+    assert [ln.split("  ")[1] for ln in (tmp_path / "files.sha256").read_text().splitlines()] == ["metrics.json"]
+    for name in ("identification_search.parquet", "identification_gallery.parquet"):
+        (tmp_path / name).unlink()
+    assert read_file_manifest(tmp_path) == ([], ["metrics.json"])
