@@ -52,6 +52,7 @@ __all__ = [
     "PAIR_LIST_FILE", "PAIR_LIST_HEADER", "FORMATS", "MAX_LINE_CHARS", "MAX_PAIRS", "MAX_TEXT_BYTES",
     "PairList", "ResolvedPairs", "read_pair_list", "read_pair_lists", "resolve_pairs", "write_pair_list",
     "lost_pairs_by_group", "all_pair_design", "rfw_image_key", "PairDesign", "check_protocol_pair_list",
+    "check_pair_list_scenario", "recorded_scenario", "SCENARIO_UNNAMED",
     "load_for_dataset", "write_run_pair_list",
 ]
 
@@ -95,6 +96,10 @@ class PairList:
         SHA-256 of each file's bytes as read (compressed bytes for ``.gz``).
     comments : tuple of str
         ``#`` lines of fvbench-format files (provenance of the writer).
+    scenarios : tuple of (str or None)
+        Per file, the deployment scenario of the run that wrote it (:func:`recorded_scenario`):
+        its name, ``"none"`` (written without a scenario), :data:`SCENARIO_UNNAMED` (a
+        reference x probe design written before the name was recorded) or None (not recorded).
     """
 
     key_a: np.ndarray
@@ -106,6 +111,7 @@ class PairList:
     formats: tuple[str, ...]
     sha256: tuple[str, ...]
     comments: tuple[str, ...] = field(default=())
+    scenarios: tuple[str | None, ...] = field(default=())
 
     def __len__(self) -> int:
         return int(self.mated.size)
@@ -408,6 +414,7 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
         raise ConfigError(f"protocol.pair_list format must be one of {['auto', *FORMATS]}, got {fmt!r}")
     parts: list[pd.DataFrame] = []
     formats, hashes, comments = [], [], []
+    scenarios: list[str | None] = []
     names = []
     total = 0
     for fi, p in enumerate(paths):
@@ -427,12 +434,16 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
                 raise DataError(f"{name}: empty pair list; expected at least one (image, image, mated) line")
             f = _detect(first, name) if fmt == "auto" else fmt
             if f == "fvbench":
+                before = len(comments)
                 got = _parse_fvbench(src, name, first, n, comments)
+                scenarios.append(recorded_scenario(comments[before:]))
             elif f == "rfw":
+                scenarios.append(None)
                 got = _parse_rfw(src, name, first, n)
             else:
                 if not {"p1", "p2", "label"} <= {c.strip() for c in next(csv.reader([first.strip()]))}:
                     raise DataError(f"{name}:{n}: a BFW datatable needs the columns p1, p2, label; got {first.strip()[:80]!r}")
+                scenarios.append(None)
                 got = _parse_bfw(src, name, first)
             hashes.append(source.finish())
         finally:
@@ -450,7 +461,8 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
     kb = allp["b"].to_numpy(dtype=object)
     pl = PairList(key_a=ka, key_b=kb, mated=allp["m"].to_numpy(dtype=bool),
                   file_index=allp["file"].to_numpy(np.int64), line=allp["line"].to_numpy(np.int64),
-                  files=tuple(names), formats=tuple(formats), sha256=tuple(hashes), comments=tuple(comments))
+                  files=tuple(names), formats=tuple(formats), sha256=tuple(hashes), comments=tuple(comments),
+                  scenarios=tuple(scenarios))
     same = np.flatnonzero(ka == kb)
     if same.size:
         raise DataError(f"{pl.where(same[0])}: pair of image {ka[same[0]]!r} with itself; expected two different images")
@@ -603,6 +615,63 @@ def lost_pairs_by_group(labels: pd.Series, acquired: np.ndarray, idx_a: np.ndarr
     return out
 
 
+# --------------------------------------------------------------------------- scenario of a list
+#: :attr:`PairList.scenarios` of a list written by a scenario run before the name was recorded
+#: (its ``# design=reference x probe ...`` line says a scenario formed the pairs, not which).
+SCENARIO_UNNAMED = "<scenario, name not recorded>"
+_REFERENCE_X_PROBE = "design=reference x probe"
+
+
+def recorded_scenario(comments: Sequence[str]) -> str | None:
+    """The scenario a pair list's ``#`` lines record: the value of a ``# scenario=<name>``
+    line (``none``: written without a scenario), else :data:`SCENARIO_UNNAMED` for a
+    reference x probe design line, else None (not recorded, e.g. a third-party list)."""
+    for c in comments:
+        body = c.lstrip("#").strip()
+        if body.startswith("scenario="):
+            return body.split("=", 1)[1].strip()[:100]
+    if any(c.lstrip("#").strip().startswith(_REFERENCE_X_PROBE) for c in comments):
+        return SCENARIO_UNNAMED
+    return None
+
+
+def check_pair_list_scenario(pl: PairList, scenario: str | None) -> None:
+    """Refuse rerunning a pair list under another deployment scenario than the run that wrote it.
+
+    A scenario run degrades enrolment and probe images (bench/protocol/scenario.py); its
+    ``pairs.csv.gz`` rerun without the scenario would compare undegraded images and report
+    other error rates under the same pairs (e.g. FNMR 0/97 instead of 27/93 for
+    ``id_document`` with dlib on FRL London). Lists that record no scenario are accepted.
+
+    Parameters
+    ----------
+    pl : PairList
+    scenario : str or None
+        The name of this run's scenario (``scenario=<name>``), None without one.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the file, the scenario it records and the fix.
+    """
+    for name, rec in zip(pl.files, pl.scenarios or (None,) * len(pl.files)):
+        if rec is None or rec == scenario:
+            continue
+        if rec == "none":
+            if scenario is None:
+                continue
+            raise ConfigError(f"protocol.pair_list {name!r} was written by a run without a scenario; this run has "
+                              f"scenario={scenario}: drop scenario=, or use the pairs.csv.gz of a scenario={scenario} run")
+        if rec == SCENARIO_UNNAMED:
+            if scenario is not None:
+                continue
+            raise ConfigError(f"protocol.pair_list {name!r} was written by a scenario run (reference x probe design); without "
+                              "the scenario the images are not degraded and the rates differ: add scenario=<name> (its report names it)")
+        now = f"scenario={scenario}" if scenario is not None else "no scenario"
+        raise ConfigError(f"protocol.pair_list {name!r} was written by a scenario={rec!s} run; this run has {now}: "
+                          f"add scenario={rec!s} to rerun those comparisons under the same conditions")
+
+
 # --------------------------------------------------------------------------- writing
 def write_pair_list(path: str | Path, keys_a: Sequence[str], keys_b: Sequence[str], mated: np.ndarray, *,
                     comments: Sequence[str] = ()) -> str:
@@ -668,15 +737,18 @@ def check_protocol_pair_list(value: object, engine: str, max_nonmated: int | Non
     return out
 
 
-def load_for_dataset(files: str | Sequence[str], dataset: object) -> PairList:
+def load_for_dataset(files: str | Sequence[str], dataset: object, scenario: str | None = None) -> PairList:
     """Parse ``protocol.pair_list`` and, for a dataset of image files, match it before any embedding.
 
     Synthetic populations are matched after generation (by :func:`resolve_pairs` in
-    :func:`bench.run.evaluate`); their keys are the generated ``path`` column.
+    :func:`bench.run.evaluate`); their keys are the generated ``path`` column. A list
+    recording another scenario than ``scenario`` (this run's, None without one) is refused
+    (:func:`check_pair_list_scenario`).
     """
     from bench.data.manifest import Manifest
 
     pl = read_pair_lists(files)
+    check_pair_list_scenario(pl, scenario)
     if isinstance(dataset, Manifest):
         t = dataset.table
         resolve_pairs(pl, t["path"].astype(str), t["subject_id"].astype(str), dataset=dataset.name)
@@ -787,6 +859,7 @@ def write_run_pair_list(result: object, out_dir: Path, *, enabled: bool = True) 
         "fvbench pair list v1: image keys are paths relative to the dataset root; mated 1/0 (docs/protocol.md §10)",
         f"dataset={result.dataset_info.get('name')} manifest_sha256={result.dataset_info.get('manifest_sha256')}",
         f"design={what}",
+        f"scenario={(getattr(result, 'scenario', None) or {}).get('name') or 'none'}",  # checked on rerun (check_pair_list_scenario)
         "rerun exactly these comparisons: fvbench ... protocol.pair_list=<this file>",
     ]
     sha = write_pair_list(Path(out_dir) / PAIR_LIST_FILE, keys[a], keys[b], m, comments=comments)
