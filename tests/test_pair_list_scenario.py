@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from bench.errors import ConfigError
-from bench.protocol.pair_list import (PAIR_LIST_FILE, SCENARIO_UNNAMED, check_pair_list_scenario, load_for_dataset, read_pair_list,
+from bench.protocol.pair_list import (PAIR_LIST_FILE, load_for_dataset, read_pair_list,
                                       write_pair_list, write_run_pair_list)
+from bench.protocol.pair_list_scenario import SCENARIO_UNNAMED, check_pair_list_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -46,13 +46,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from bench.protocol.pair_list_scenario import check_pair_list_scenario, recorded_scenario
 from bench.errors import ConfigError, DataError
 
 __all__ = [
     "PAIR_LIST_FILE", "PAIR_LIST_HEADER", "FORMATS", "MAX_LINE_CHARS", "MAX_PAIRS", "MAX_TEXT_BYTES",
     "PairList", "ResolvedPairs", "read_pair_list", "read_pair_lists", "resolve_pairs", "write_pair_list",
     "lost_pairs_by_group", "all_pair_design", "rfw_image_key", "PairDesign", "check_protocol_pair_list",
-    "check_pair_list_scenario", "recorded_scenario", "SCENARIO_UNNAMED",
     "load_for_dataset", "write_run_pair_list",
 ]
 
@@ -97,9 +97,7 @@ class PairList:
     comments : tuple of str
         ``#`` lines of fvbench-format files (provenance of the writer).
     scenarios : tuple of (str or None)
-        Per file, the deployment scenario of the run that wrote it (:func:`recorded_scenario`):
-        its name, ``"none"`` (written without a scenario), :data:`SCENARIO_UNNAMED` (a
-        reference x probe design written before the name was recorded) or None (not recorded).
+        Per file, the scenario of the run that wrote it (:mod:`bench.protocol.pair_list_scenario`).
     """
 
     key_a: np.ndarray
@@ -413,10 +411,7 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
     if fmt not in ("auto", *FORMATS):
         raise ConfigError(f"protocol.pair_list format must be one of {['auto', *FORMATS]}, got {fmt!r}")
     parts: list[pd.DataFrame] = []
-    formats, hashes, comments = [], [], []
-    scenarios: list[str | None] = []
-    names = []
-    total = 0
+    formats, hashes, comments, scenarios, names, total = [], [], [], [], [], 0  # scenarios: per file (pair_list_scenario)
     for fi, p in enumerate(paths):
         p = Path(str(p)).expanduser()
         name = str(p)  # messages name the file as given
@@ -433,19 +428,17 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
                 source.finish()
                 raise DataError(f"{name}: empty pair list; expected at least one (image, image, mated) line")
             f = _detect(first, name) if fmt == "auto" else fmt
+            before = len(comments)
             if f == "fvbench":
-                before = len(comments)
                 got = _parse_fvbench(src, name, first, n, comments)
-                scenarios.append(recorded_scenario(comments[before:]))
             elif f == "rfw":
-                scenarios.append(None)
                 got = _parse_rfw(src, name, first, n)
             else:
                 if not {"p1", "p2", "label"} <= {c.strip() for c in next(csv.reader([first.strip()]))}:
                     raise DataError(f"{name}:{n}: a BFW datatable needs the columns p1, p2, label; got {first.strip()[:80]!r}")
-                scenarios.append(None)
                 got = _parse_bfw(src, name, first)
             hashes.append(source.finish())
+            scenarios.append(recorded_scenario(comments[before:]))  # None for rfw/bfw files (no comment lines)
         finally:
             source.close_raw()
         if got.empty:
@@ -461,8 +454,7 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
     kb = allp["b"].to_numpy(dtype=object)
     pl = PairList(key_a=ka, key_b=kb, mated=allp["m"].to_numpy(dtype=bool),
                   file_index=allp["file"].to_numpy(np.int64), line=allp["line"].to_numpy(np.int64),
-                  files=tuple(names), formats=tuple(formats), sha256=tuple(hashes), comments=tuple(comments),
-                  scenarios=tuple(scenarios))
+                  files=tuple(names), formats=tuple(formats), sha256=tuple(hashes), comments=tuple(comments), scenarios=tuple(scenarios))
     same = np.flatnonzero(ka == kb)
     if same.size:
         raise DataError(f"{pl.where(same[0])}: pair of image {ka[same[0]]!r} with itself; expected two different images")
@@ -615,63 +607,6 @@ def lost_pairs_by_group(labels: pd.Series, acquired: np.ndarray, idx_a: np.ndarr
     return out
 
 
-# --------------------------------------------------------------------------- scenario of a list
-#: :attr:`PairList.scenarios` of a list written by a scenario run before the name was recorded
-#: (its ``# design=reference x probe ...`` line says a scenario formed the pairs, not which).
-SCENARIO_UNNAMED = "<scenario, name not recorded>"
-_REFERENCE_X_PROBE = "design=reference x probe"
-
-
-def recorded_scenario(comments: Sequence[str]) -> str | None:
-    """The scenario a pair list's ``#`` lines record: the value of a ``# scenario=<name>``
-    line (``none``: written without a scenario), else :data:`SCENARIO_UNNAMED` for a
-    reference x probe design line, else None (not recorded, e.g. a third-party list)."""
-    for c in comments:
-        body = c.lstrip("#").strip()
-        if body.startswith("scenario="):
-            return body.split("=", 1)[1].strip()[:100]
-    if any(c.lstrip("#").strip().startswith(_REFERENCE_X_PROBE) for c in comments):
-        return SCENARIO_UNNAMED
-    return None
-
-
-def check_pair_list_scenario(pl: PairList, scenario: str | None) -> None:
-    """Refuse rerunning a pair list under another deployment scenario than the run that wrote it.
-
-    A scenario run degrades enrolment and probe images (bench/protocol/scenario.py); its
-    ``pairs.csv.gz`` rerun without the scenario would compare undegraded images and report
-    other error rates under the same pairs (e.g. FNMR 0/97 instead of 27/93 for
-    ``id_document`` with dlib on FRL London). Lists that record no scenario are accepted.
-
-    Parameters
-    ----------
-    pl : PairList
-    scenario : str or None
-        The name of this run's scenario (``scenario=<name>``), None without one.
-
-    Raises
-    ------
-    ConfigError
-        One line naming the file, the scenario it records and the fix.
-    """
-    for name, rec in zip(pl.files, pl.scenarios or (None,) * len(pl.files)):
-        if rec is None or rec == scenario:
-            continue
-        if rec == "none":
-            if scenario is None:
-                continue
-            raise ConfigError(f"protocol.pair_list {name!r} was written by a run without a scenario; this run has "
-                              f"scenario={scenario}: drop scenario=, or use the pairs.csv.gz of a scenario={scenario} run")
-        if rec == SCENARIO_UNNAMED:
-            if scenario is not None:
-                continue
-            raise ConfigError(f"protocol.pair_list {name!r} was written by a scenario run (reference x probe design); without "
-                              "the scenario the images are not degraded and the rates differ: add scenario=<name> (its report names it)")
-        now = f"scenario={scenario}" if scenario is not None else "no scenario"
-        raise ConfigError(f"protocol.pair_list {name!r} was written by a scenario={rec!s} run; this run has {now}: "
-                          f"add scenario={rec!s} to rerun those comparisons under the same conditions")
-
-
 # --------------------------------------------------------------------------- writing
 def write_pair_list(path: str | Path, keys_a: Sequence[str], keys_b: Sequence[str], mated: np.ndarray, *,
                     comments: Sequence[str] = ()) -> str:
@@ -741,9 +676,7 @@ def load_for_dataset(files: str | Sequence[str], dataset: object, scenario: str 
     """Parse ``protocol.pair_list`` and, for a dataset of image files, match it before any embedding.
 
     Synthetic populations are matched after generation (by :func:`resolve_pairs` in
-    :func:`bench.run.evaluate`); their keys are the generated ``path`` column. A list
-    recording another scenario than ``scenario`` (this run's, None without one) is refused
-    (:func:`check_pair_list_scenario`).
+    :func:`bench.run.evaluate`); their keys are the generated ``path`` column; another scenario's list is refused.
     """
     from bench.data.manifest import Manifest
 
