@@ -349,7 +349,8 @@ def check_override_keys(argv: list[str], app: str = "fvbench") -> None:
         return
     groups = set(_PACKAGED_GROUPS[app]) | set(_GLOBAL_GROUPS[app])
     top = _primary_keys(app)
-    extra_dirs = any(a in ("--config-dir", "-cd") or a.startswith("--config-dir=") for a in argv)
+    extra_dirs = any(a in ("--config-dir", "-cd") or a.startswith(("--config-dir=", "hydra.searchpath", "+hydra.searchpath", "++hydra.searchpath"))
+                     for a in argv)  # options may come from another config folder: Hydra checks them
     deep = []
     for o in overrides:
         if o.is_delete() or o.package is not None:

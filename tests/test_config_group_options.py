@@ -70,3 +70,8 @@ def test_python_m_bench_sweep_prints_the_sweep_help():
     done = subprocess.run([sys.executable, "-m", "bench.sweep", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == help_text("fvbench-sweep", "sweep") + "\n"
+
+
+def test_options_from_another_config_folder_are_left_to_hydra(tmp_path):
+    check_override_keys(["--config-dir", str(tmp_path), "dataset=my_own"])
+    check_override_keys([f"hydra.searchpath=[file://{tmp_path}]", "dataset=my_own"])
