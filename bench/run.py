@@ -139,7 +139,7 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     if protocol.pair_list is not None:  # pair-list protocol: parsed and checked before any embedding (bench/protocol/pair_list.py)
         from bench.protocol.pair_list import load_for_dataset
 
-        listed = load_for_dataset(protocol.pair_list, dataset)
+        listed = load_for_dataset(protocol.pair_list, dataset, scenario=getattr(scenario, "name", None))  # refuses another scenario's list
     manifest, emb, fta_reason, n_faces, model_info = _acquire(dataset, model, Path(cache_dir), progress)
     roles = None
     if scenario is not None:  # issue #14: conditions per side, then reference x probe pairs (bench/protocol/scenario.py)
