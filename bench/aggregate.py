@@ -10,7 +10,9 @@ What is read from each source folder: ``metrics.json`` (parsed as JSON, nothing 
 imported or executed) and, when present, ``scores.parquet`` (plain columns) for the score
 shift figure. Nothing is written outside the output folder, which appears whole or not at
 all (:func:`bench.report.folder.staged_folder`) and ends with ``files.sha256``. An existing
-output folder is replaced only if it is a leaderboard (has ``sources.json``).
+output folder is replaced only if it is a leaderboard fvbench wrote (its ``files.sha256``
+lists every file in it and its ``sources.json`` is a leaderboard's); anything else, or a
+leaderboard holding other files, is refused.
 
 Comparability. Runs are grouped by dataset (name + manifest SHA-256). Within a dataset,
 runs whose protocol differs (pair definitions, decision and threshold rules, attributes,
@@ -593,6 +595,43 @@ def _expand(patterns: list[str]) -> list[Path]:
     return out
 
 
+def _check_replaceable(out: Path) -> None:
+    """Refuse to replace ``out`` unless it is a leaderboard fvbench wrote.
+
+    A leaderboard: ``files.sha256`` parses and lists files, ``sources.json`` is a JSON object
+    with ``schema_version`` and a ``sources`` list, and the folder holds nothing besides the
+    files ``files.sha256`` lists and ``files.sha256`` itself (no subfolders, no other files).
+    A missing or empty folder is always writable.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the folder and what it holds.
+    """
+    from bench.report.folder import MANIFEST_FILE, foreign_entries, manifest_names
+
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ConfigError(f"{str(out)!r} (--out) exists and is not a folder; choose another --out")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    held = sorted(p.name + ("/" if p.is_dir() and not p.is_symlink() else "") for p in out.iterdir())
+    shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
+    listed = manifest_names(out)
+    try:
+        rec = json.loads((out / SOURCES_FILE).read_text(encoding="utf-8"))
+        is_board = isinstance(rec, dict) and "schema_version" in rec and isinstance(rec.get("sources"), list)
+    except (OSError, ValueError):
+        is_board = False
+    if listed is None or SOURCES_FILE not in listed or not is_board or (out / SOURCES_FILE).is_symlink():
+        raise ConfigError(f"{str(out)!r} (--out) is not a leaderboard folder fvbench wrote (holds e.g. {shown}); "
+                          "choose another --out or move it away")
+    foreign = foreign_entries(out, listed | {MANIFEST_FILE})
+    if foreign:
+        more = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ConfigError(f"{str(out)!r} (--out) holds files fvbench did not write ({more}); refusing to replace it: "
+                          "move them away or choose another --out")
+
+
 def aggregate(folders: list[str | Path], out: str | Path, *, figures: bool = True) -> Path:
     """Write a leaderboard folder from result folders.
 
@@ -623,8 +662,7 @@ def aggregate(folders: list[str | Path], out: str | Path, *, figures: bool = Tru
     srcs = [Path(f) for f in folders]
     if any(s.resolve() == out.resolve() for s in srcs):
         raise ConfigError(f"the output folder {str(out)!r} is also a source")
-    if out.exists() and not (out / SOURCES_FILE).is_file():
-        raise ConfigError(f"{str(out)!r} exists and is not a leaderboard folder (no {SOURCES_FILE}); choose another --out")
+    _check_replaceable(out)
     runs, refused = _collect(srcs)
     for r in runs:
         if r.folder.resolve().parent != out.resolve().parent:

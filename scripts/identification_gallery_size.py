@@ -51,6 +51,22 @@ REPO = Path(__file__).resolve().parents[1]
 SAVE = {"dpi": 130, "metadata": {"Software": None}, "bbox_inches": "tight"}
 
 
+OWN_FILES = {"gallery_size.csv", "composition.csv", "cross_fmr.csv", "gallery_size.png", "composition.png", "run.json", "README.md"}
+
+
+def _check_out(out: Path) -> None:
+    """Exit with one line unless ``out`` is absent, empty, or holds only this script's files (plain files)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise SystemExit(f"identification_gallery_size: --out {str(out)!r} exists and is not a folder; choose another --out")
+    if not out.exists():
+        return
+    foreign = sorted(p.name + ("/" if p.is_dir() and not p.is_symlink() else "") for p in out.iterdir()
+                     if p.name not in OWN_FILES or p.is_symlink() or not p.is_file())
+    if foreign:
+        raise SystemExit(f"identification_gallery_size: --out {str(out)!r} holds files this script did not write "
+                         f"({', '.join(foreign[:5])}); refusing to replace it: choose another --out or move them away")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", type=float, default=600, help="subjects_scale of the calibrated groups (101 subjects x scale)")
@@ -62,6 +78,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(REPO / "results" / "synthetic_gallery_size"))
     args = ap.parse_args()
+    _check_out(Path(args.out))  # before computing: never replace a folder this script did not write
 
     cfg = OmegaConf.to_container(OmegaConf.load(REPO / "configs/dataset/synthetic_london_dlib.yaml"), resolve=False)
     groups = {g: {**spec, "images_per_subject": 1} for g, spec in cfg["loader"]["groups"].items()}
@@ -150,6 +167,7 @@ def main() -> None:
     comp_df = pd.DataFrame(comp_rows)
 
     out = Path(args.out)
+    _check_out(out)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)

@@ -125,6 +125,39 @@ def test_output_over_a_result_folder_is_refused(runs, tmp_path):
         aggregate([runs["b"], target], target)
 
 
+def test_out_over_a_users_folder_with_a_sources_json_is_refused_and_kept(runs, tmp_path, capsys):
+    """Attack: a project folder that happens to hold a sources.json must not be replaced by --out."""
+    proj = tmp_path / "my_project"
+    (proj / "src").mkdir(parents=True)
+    (proj / "sources.json").write_text("{}\n")
+    (proj / "src" / "main.py").write_text("x\n")
+    assert aggregate_main([str(runs["a"]), "--out", str(proj), "--no-figures"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"fvbench-aggregate: {str(proj)!r} (--out) is not a leaderboard folder fvbench wrote (holds e.g. sources.json, src/); "
+        "choose another --out or move it away"]
+    assert (proj / "src" / "main.py").read_text() == "x\n" and (proj / "sources.json").read_text() == "{}\n"
+    # a real leaderboard's sources.json and files.sha256 copied in do not make it one either (the unlisted src/ stays)
+    board = aggregate([runs["a"]], tmp_path / "lb", figures=False)
+    shutil.copy(board / "sources.json", proj / "sources.json")
+    shutil.copy(board / "files.sha256", proj / "files.sha256")
+    with pytest.raises(ConfigError, match=r"holds files fvbench did not write \(src/\)"):
+        aggregate([runs["a"]], proj, figures=False)
+    assert (proj / "src" / "main.py").read_text() == "x\n"
+
+
+def test_leaderboard_holding_a_users_file_is_not_replaced(runs, tmp_path):
+    board = aggregate([runs["a"]], tmp_path / "lb", figures=False)
+    aggregate([runs["a"], runs["b"]], board, figures=False)  # a leaderboard fvbench wrote: replaced
+    assert len(json.loads((board / "sources.json").read_text())["sources"]) == 2
+    (board / "notes.md").write_text("mine")
+    (board / "extra").mkdir()
+    with pytest.raises(ConfigError) as refusal:
+        aggregate([runs["a"]], board, figures=False)
+    assert str(refusal.value) == (f"{str(board)!r} (--out) holds files fvbench did not write (extra/, notes.md); "
+                                  "refusing to replace it: move them away or choose another --out")
+    assert (board / "notes.md").read_text() == "mine" and (board / "extra").is_dir()
+
+
 def test_cli_exit_codes(runs, tmp_path, capsys):
     results = tmp_path / "results"
     shutil.copytree(runs["a"], results / "syn_a")

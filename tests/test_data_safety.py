@@ -165,7 +165,7 @@ def test_power_refuses_bad_out_before_computing(tmp_path, capsys):
     other.mkdir()
     (other / "thesis.tex").write_text("keep me")
     assert power_main(["--target-fmr", "0.01", "--fmr-ratio", "2", "--out", str(other)]) == 2
-    assert "not a result folder of this command" in capsys.readouterr().err
+    assert "is not an fvbench result folder (holds e.g. thesis.tex)" in capsys.readouterr().err
     assert (other / "thesis.tex").read_text() == "keep me"
 
 
@@ -257,8 +257,9 @@ def test_folder_that_is_not_a_result_is_never_replaced(tmp_path):
     notes = tmp_path / "results" / "r"
     notes.mkdir(parents=True)
     (notes / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not a result folder of this command"):
+    with pytest.raises(ConfigError, match="is not an fvbench result folder") as refusal:
         run_from_config(_smoke(tmp_path, "run_name=r"))
+    assert "overwrite=true" not in str(refusal.value)  # never suggest deleting someone's own folder
     assert (notes / "notes.txt").read_text() == "mine"
     (tmp_path / "results" / "f").write_text("a file")
     with pytest.raises(ConfigError, match="not a folder"):
@@ -266,10 +267,84 @@ def test_folder_that_is_not_a_result_is_never_replaced(tmp_path):
     assert (tmp_path / "results" / "f").read_text() == "a file"
 
 
+def test_overwrite_true_never_deletes_a_folder_fvbench_did_not_write(tmp_path):
+    """Attack: results/proj holds the user's thesis; the refusal must not invite overwrite=true, and
+    overwrite=true must not delete it (the CLI command the review ran, through run_from_config)."""
+    proj = tmp_path / "results" / "proj"
+    proj.mkdir(parents=True)
+    (proj / "thesis.tex").write_text("keep")
+    for extra in ((), ("overwrite=true",)):
+        with pytest.raises(ConfigError) as refusal:
+            run_from_config(_smoke(tmp_path, "run_name=proj", *extra))
+        assert str(refusal.value) == (f"{str(proj)!r} is not an fvbench result folder (holds e.g. thesis.tex); "
+                                      "choose another run_name or move it away")
+    assert _snapshot(proj) == {"thesis.tex": b"keep"}
+    # a metrics.json alone (no files.sha256) does not make it a result folder either
+    (proj / "metrics.json").write_text(json.dumps({"config": {"seed": 0}}))
+    with pytest.raises(ConfigError, match="is not an fvbench result folder"):
+        run_from_config(_smoke(tmp_path, "run_name=proj", "overwrite=true"))
+    assert (proj / "thesis.tex").read_text() == "keep"
+
+
+def test_cli_overwrite_of_a_users_folder_is_one_line_and_keeps_it(tmp_path):
+    proj = tmp_path / "V" / "proj"
+    proj.mkdir(parents=True)
+    (proj / "thesis.tex").write_text("keep")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "bench", "debug=smoke", "progress=false", f"paths.results_dir={tmp_path / 'V'}",
+                           f"paths.cache_dir={tmp_path / 'cache'}", "run_name=proj", "overwrite=true"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"fvbench: error: {str(proj)!r} is not an fvbench result folder (holds e.g. thesis.tex); choose another run_name or move it away"]
+    assert (proj / "thesis.tex").read_text() == "keep"
+
+
+def test_unlisted_files_in_a_result_folder_are_never_deleted(first_run):
+    """The user's notes inside a finished result folder: refused, with or without overwrite, naming them."""
+    tmp, out, before = first_run
+    (out / "my_notes.txt").write_text("mine")
+    (out / "drafts").mkdir()
+    (out / "drafts" / "fig.svg").write_text("<svg/>")
+    for extra in ((), ("overwrite=true",), ("seed=5", "overwrite=true")):
+        with pytest.raises(ConfigError) as refusal:
+            run_from_config(_smoke(tmp, "run_name=r", *extra))
+        assert str(refusal.value) == (f"{str(out)!r} (run_name) holds files fvbench did not write (drafts/, my_notes.txt); "
+                                      "refusing to replace it: move them away or choose another run_name")
+    assert (out / "my_notes.txt").read_text() == "mine" and (out / "drafts" / "fig.svg").exists()
+    (out / "my_notes.txt").unlink()
+    (out / "drafts" / "fig.svg").unlink()
+    (out / "drafts").rmdir()
+    run_from_config(_smoke(tmp, "run_name=r", "seed=5", "overwrite=true"))  # only fvbench's own files: replaced on purpose
+    assert json.loads((out / "metrics.json").read_text())["config"]["seed"] == 5
+
+
+def test_sweep_calibration_power_folders_without_a_manifest_are_recognised(tmp_path):
+    """Those commands write no files.sha256: their folder is theirs only if it holds just their files."""
+    d = tmp_path / "p"
+    d.mkdir()
+    (d / "power.json").write_text(json.dumps({"config": {"seed": 0}}))
+    (d / "power.csv").write_text("x\n")
+    check_replace(d, config={"seed": 1}, overwrite=True, record="power.json", how="--force", key="--out")
+    (d / "analysis.R").write_text("mine")
+    with pytest.raises(ConfigError, match=r"holds files fvbench did not write \(analysis\.R\)"):
+        check_replace(d, config={"seed": 1}, overwrite=True, record="power.json", how="--force", key="--out")
+    s = tmp_path / "s"
+    s.mkdir()
+    (s / "sweep.json").write_text(json.dumps({"config": {}, "files": {"figures": ["sweep_blur_g.png"]}}))
+    for f in ("sweep.csv", "report.md", "sweep_blur_g.png"):
+        (s / f).write_text("x")
+    check_replace(s, config={"seed": 1}, overwrite=True, record="sweep.json")
+    (s / "sweep_mine.png").write_text("x")
+    with pytest.raises(ConfigError, match=r"\(sweep_mine\.png\)"):
+        check_replace(s, config={"seed": 1}, overwrite=True, record="sweep.json")
+
+
 def test_check_replace_names_the_differing_keys(tmp_path):
     d = tmp_path / "x"
     d.mkdir()
     (d / "metrics.json").write_text(json.dumps({"config": {"seed": 1, "progress": True, "paths": {"a": 1}, "model": {"name": "m"}}}))
+    folder.write_file_manifest(d)
     check_replace(d, config={"seed": 1, "progress": False, "paths": {"a": 2}, "model": {"name": "m"}}, overwrite=False)
     with pytest.raises(ConfigError, match=r"config differs in: model\.name"):
         check_replace(d, config={"seed": 1, "model": {"name": "n"}}, overwrite=False)
@@ -459,3 +534,18 @@ def test_sweep_writer_stages_and_swaps(tmp_path, monkeypatch):
     sweep.write_sweep(None, out, run_name="s", config={})
     assert sorted(p.name for p in out.iterdir()) == ["sweep.json", "sweep_jpeg_group.png"]  # nothing of the first
     assert _hidden(out.parent) == []
+
+
+def test_gallery_size_script_never_replaces_a_folder_it_did_not_write(tmp_path):
+    """scripts/identification_gallery_size.py --out X deleted X whole; now it refuses, before computing."""
+    mine = tmp_path / "x"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "identification_gallery_size.py"), "--out", str(mine)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"identification_gallery_size: --out {str(mine)!r} holds files this script did not write (thesis.tex); "
+        "refusing to replace it: choose another --out or move them away"]
+    assert (mine / "thesis.tex").read_text() == "keep"

@@ -178,7 +178,8 @@ def test_good_download_unpacks_the_loader_layout_and_records_hashes(fake, tmp_pa
         assert by_name[name]["md5"] == hashlib.md5(data).hexdigest()
         assert by_name[name]["sha256"] == hashlib.sha256(data).hexdigest()
         assert by_name[name]["size"] == len(data)
-    assert rec["unpacked"]["neutral_front"] == {"files": 3, "skipped_members": 1}  # __MACOSX dropped silently
+    assert rec["unpacked"]["neutral_front"] == {"files": 3, "skipped_members": 1,  # __MACOSX dropped silently
+                                                "names": ["001_03.jpg", "001_03.tem", "002_03.jpg"]}
     assert rec["unpacked"]["london_info.csv"] == {"rows": 2}
     assert str(tmp_path) not in json.dumps(rec)  # no machine path in the record
     assert D.read_download_record(dest) == rec
@@ -386,9 +387,52 @@ def test_existing_data_is_never_overwritten_without_force(fake, tmp_path, capsys
     assert (dest / "neutral_front" / "mine.jpg").read_bytes() == b"user's own file"
     assert sum(fake.hits.values()) == 0
 
+    assert run(fake, dest, "--force") == 1  # --force never deletes a file the user put in a view folder
+    _one_line_error(capsys, "--force would delete files the previous download did not install (neutral_front/mine.jpg)")
+    assert (dest / "neutral_front" / "mine.jpg").read_bytes() == b"user's own file"
+    (dest / "neutral_front" / "mine.jpg").unlink()
     assert run(fake, dest, "--force") == 0  # replaces only the dataset's own entries
     assert (dest / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in (dest / "neutral_front").iterdir()) == ["001_03.jpg", "001_03.tem", "002_03.jpg"]
+
+
+def test_force_replaces_exactly_what_the_record_lists_and_keeps_a_users_photo(fake, tmp_path, capsys):
+    dest = tmp_path / "frl_london"
+    assert run(fake, dest) == 0
+    rec = json.loads((dest / "fvbench_download.json").read_text())
+    assert rec["unpacked"]["neutral_front"]["names"] == ["001_03.jpg", "001_03.tem", "002_03.jpg"]
+    assert run(fake, dest, "--force") == 0  # only recorded files present: replaced
+    (dest / "smiling_front" / "my_own_photo.jpg").write_bytes(b"mine")
+    (dest / "neutral_front" / "album").mkdir()
+    assert run(fake, dest, "--force") == 1
+    line = _one_line_error(capsys)
+    assert line == (f"fvbench-download: frl_london: --dest {str(dest)!r}: --force would delete files the previous download did "
+                    "not install (neutral_front/album/, smiling_front/my_own_photo.jpg); refusing: move them away first")
+    assert (dest / "smiling_front" / "my_own_photo.jpg").read_bytes() == b"mine" and (dest / "neutral_front" / "album").is_dir()
+
+
+def test_user_files_in_the_work_folder_are_never_deleted(fake, tmp_path, capsys):
+    """Attack: DEST/.fvbench-download/ is ignored by the emptiness check and deleted at the end."""
+    dest = tmp_path / "D"
+    (dest / D.WORK_DIR_NAME / "mystuff").mkdir(parents=True)
+    (dest / D.WORK_DIR_NAME / "mystuff" / "thesis.txt").write_text("x")
+    for extra in ((), ("--force",)):
+        assert run(fake, dest, *extra) == 1
+        line = _one_line_error(capsys)
+        assert line == (f"fvbench-download: frl_london: {str(dest / D.WORK_DIR_NAME)!r} holds files this tool did not put there "
+                        "(mystuff); refusing to download: move them away first")
+    assert (dest / D.WORK_DIR_NAME / "mystuff" / "thesis.txt").read_text() == "x"
+    assert sum(fake.hits.values()) == 0
+    (dest / D.WORK_DIR_NAME / "mystuff" / "thesis.txt").unlink()
+    (dest / D.WORK_DIR_NAME / "mystuff").rmdir()
+    (dest / D.WORK_DIR_NAME / "unpack" / "neutral_front").mkdir(parents=True)
+    (dest / D.WORK_DIR_NAME / "unpack" / "neutral_front" / "notes.txt").write_text("x")
+    assert run(fake, dest) == 1
+    _one_line_error(capsys, "(unpack/neutral_front/notes.txt)")
+    (dest / D.WORK_DIR_NAME / "unpack" / "neutral_front" / "notes.txt").unlink()
+    (dest / D.WORK_DIR_NAME / "unpack" / "neutral_front" / "001_03.jpg").write_bytes(b"our own leftover")
+    assert run(fake, dest) == 0  # the tool's own leftovers only: the download proceeds and cleans them
+    assert not (dest / D.WORK_DIR_NAME).exists()
 
 
 def test_dest_that_is_a_file_is_refused(fake, tmp_path, capsys):

@@ -219,10 +219,14 @@ def test_cli_stream_smoke_writes_histograms(tmp_path):
     env = {**os.environ, "FVBENCH_CACHE": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "bench", "debug=smoke", "protocol.engine=stream", "report.figures=true",
            "++protocol.bootstrap_replicates=50", f"paths.results_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'h'}",
-           "overwrite=true"]  # the stale folder below records no experiment: replaced only on purpose
+           "overwrite=true"]  # the stale folder below records another experiment: replaced only on purpose
     out = tmp_path / "synthetic__generator"
     out.mkdir()
-    (out / "scores.parquet").write_bytes(b"stale table of an earlier run")
+    (out / "metrics.json").write_text(json.dumps({"config": {"seed": -1}}))  # an earlier (table-engine) run's folder
+    from bench.report.folder import write_file_manifest
+
+    write_file_manifest(out)
+    (out / "scores.parquet").write_bytes(b"stale table of an earlier run")  # unlisted by design (UNPUBLISHED)
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     files = {p.name for p in out.iterdir()}

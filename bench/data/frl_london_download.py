@@ -23,6 +23,11 @@ Safety rules
   complete earlier download of the same version (then nothing is done) or ``force=True``:
   then only ``neutral_front/``, ``smiling_front/``, ``london_info.csv`` and
   ``fvbench_download.json`` are replaced; other entries of ``DIR`` are never touched.
+  Even with ``force``, a view folder holding files the previous download did not record
+  installing (``fvbench_download.json``: ``unpacked.<view>.names``) is refused, naming them.
+* The work folder is deleted when the download is installed, so it must hold only what
+  this tool puts there (the archives, pooch's temporary files, ``unpack/``): anything
+  else refuses the download, naming it.
 * Downloads go to ``DIR/.fvbench-download/`` (temporary file, MD5 check, move: pooch).
   A file that fails its checksum is deleted; verified archives stay there until the
   whole dataset is installed, so a rerun after an interruption resumes with the files
@@ -145,6 +150,88 @@ def _existing_entries(dest: Path) -> list[str]:
     if not dest.exists():
         return []
     return sorted(e.name for e in dest.iterdir() if e.name != WORK_DIR_NAME)
+
+
+_POOCH_TMP = re.compile(r"tmp[a-z0-9_]{8}")  # pooch's temporary download file (left by a killed download)
+_INSTALLED = re.compile(r"\d{3}_\d{2}\.(jpg|jpeg|tem)", re.IGNORECASE | re.ASCII)
+
+
+def _plain_file(p: Path) -> bool:
+    return p.is_file() and not p.is_symlink()
+
+
+def _foreign_in_work(work: Path) -> list[str]:
+    """Entries of the work folder this tool does not put there (relative to ``work``, sorted).
+
+    The tool's own: the fetched archives (:data:`FILES`), pooch's temporary files and the
+    ``unpack/`` folder holding only the views' ``NNN_SS.jpg|.tem`` files and the info CSV.
+    """
+    if work.is_symlink() or not work.is_dir():
+        return []
+    out = []
+    for e in sorted(work.iterdir()):
+        if e.name in FILES or _POOCH_TMP.fullmatch(e.name):
+            if not _plain_file(e):
+                out.append(e.name)
+        elif e.name == "unpack" and e.is_dir() and not e.is_symlink():
+            for u in sorted(e.iterdir()):
+                rel = f"unpack/{u.name}"
+                if u.name == FILES["london_faces_info.csv"][1] and _plain_file(u):
+                    continue
+                if u.name in VIEWS and u.is_dir() and not u.is_symlink():
+                    out += [f"{rel}/{f.name}" for f in sorted(u.iterdir()) if not (_plain_file(f) and _INSTALLED.fullmatch(f.name))]
+                else:
+                    out.append(rel)
+        else:
+            out.append(e.name)
+    return out
+
+
+def _recorded_names(dest: Path) -> dict[str, set[str]]:
+    """Per view folder, the files the previous download recorded installing (empty when none)."""
+    try:
+        rec = read_download_record(dest) or {}
+    except DataError:
+        return {}
+    out: dict[str, set[str]] = {}
+    unpacked = rec.get("unpacked") if isinstance(rec.get("unpacked"), dict) else {}
+    for local, entry in unpacked.items():
+        names = entry.get("names") if isinstance(entry, dict) else None
+        if isinstance(local, str) and isinstance(names, list):
+            out[local] = {n for n in names if isinstance(n, str)}
+    return out
+
+
+def _unexpected_outputs(dest: Path) -> list[str]:
+    """Files in ``dest``'s own outputs (what ``force`` replaces) that the previous download did not install.
+
+    A view folder may hold exactly the files ``fvbench_download.json`` records (``unpacked.<view>.names``),
+    no subfolder and no link; ``london_info.csv`` and the record must be plain files.
+    """
+    recorded = _recorded_names(dest)
+    out = []
+    for kind, local in FILES.values():
+        p = dest / local
+        if not (p.exists() or p.is_symlink()):
+            continue
+        if kind != "zip":
+            if not _plain_file(p):
+                out.append(local)
+            continue
+        if p.is_symlink() or not p.is_dir():
+            out.append(local)
+            continue
+        names = recorded.get(local, set())
+        out += [f"{local}/{f.name}" + ("/" if f.is_dir() and not f.is_symlink() else "")
+                for f in sorted(p.iterdir()) if not (_plain_file(f) and f.name in names)]
+    rec = dest / RECORD_NAME
+    if (rec.exists() or rec.is_symlink()) and not _plain_file(rec):
+        out.append(RECORD_NAME)
+    return out
+
+
+def _listed(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _already_complete(dest: Path) -> dict | None:
@@ -312,7 +399,21 @@ def download_frl_london(
         raise DownloadError(f"retries={retries}: expected 0 or more")
     if dest.exists() and not dest.is_dir():
         raise DownloadError(f"--dest {str(dest)!r} exists and is not a folder")
+    work = dest / WORK_DIR_NAME
+    foreign = _foreign_in_work(work)
+    if foreign:  # the work folder is deleted at the end: it must hold only what this tool put there
+        raise DownloadError(
+            f"{str(work)!r} holds files this tool did not put there ({_listed(foreign)}); refusing to download: "
+            "move them away first"
+        )
     present = _existing_entries(dest)
+    if present and force:
+        unexpected = _unexpected_outputs(dest)
+        if unexpected:  # --force replaces the dataset's own files, never the user's
+            raise DownloadError(
+                f"--dest {str(dest)!r}: --force would delete files the previous download did not install "
+                f"({_listed(unexpected)}); refusing: move them away first"
+            )
     if present and not force:
         done = _already_complete(dest)
         if done is not None:
@@ -328,7 +429,6 @@ def download_frl_london(
                                 f"{MAX_CSV_BYTES} bytes for the info CSV; refused")
     _check_space(dest, files)
 
-    work = dest / WORK_DIR_NAME
     if work.is_symlink() or (work.exists() and not work.is_dir()):
         raise DownloadError(f"{str(work)!r} is not this tool's work folder (a link or a file); remove it first")
     work.mkdir(parents=True, exist_ok=True)
@@ -356,7 +456,7 @@ def download_frl_london(
             if kind == "zip":
                 plan, skipped = plans[name]
                 _extract(got[name], plan, stage / local)
-                unpacked[local] = {"files": len(plan), "skipped_members": skipped}
+                unpacked[local] = {"files": len(plan), "skipped_members": skipped, "names": sorted(b for _, b in plan)}
             else:
                 shutil.copyfile(got[name], stage / local)
                 info = read_london_info(stage / local)  # refuse a CSV the loader cannot read

@@ -13,7 +13,9 @@ Replacing
     An existing folder is replaced only when it records the same experiment
     (:func:`check_replace`: the recorded config equals the new one apart from the
     run-time keys :data:`RUNTIME_KEYS`), or when the user asks for it on purpose
-    (``overwrite=true``, ``--force``).
+    (``overwrite=true``, ``--force``). Even then only a folder fvbench wrote is replaced
+    (:func:`result_files`: its record and ``files.sha256`` present, nothing in it that
+    ``files.sha256`` does not list): a user's own folder or notes are never deleted.
 
 Writing
     A run writes into a hidden staging folder ``.<name>.partial-<pid>-<tag>`` beside
@@ -56,6 +58,9 @@ __all__ = [
     "result_folder",
     "check_output_path",
     "check_replace",
+    "foreign_entries",
+    "manifest_names",
+    "result_files",
     "experiment_config",
     "recover_folder",
     "staged_folder",
@@ -280,6 +285,111 @@ def _differences(a: Any, b: Any, where: str = "") -> list[str]:
     return [] if a == b else [where or "<root>"]
 
 
+
+#: Files naming the kind of a result folder (run, sweep, calibration, power analysis).
+RECORD_FILES = ("metrics.json", "sweep.json", "calibration.json", "power.json")
+_MANIFEST_LINE = re.compile(r"^[0-9a-f]{64}  (?P<name>[^/].*)$")
+
+
+def manifest_names(folder: str | os.PathLike[str]) -> set[str] | None:
+    """The relative paths ``folder/files.sha256`` lists; None when it is missing, a link, unreadable,
+    has a line that is not ``<64 hex>  <relative path>``, or lists nothing."""
+    path = Path(folder) / MANIFEST_FILE
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    names = set()
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        m = _MANIFEST_LINE.match(line)
+        if not m or any(part in ("", ".", "..") for part in m["name"].split("/")):
+            return None
+        names.add(m["name"])
+    return names or None
+
+
+def _legacy_names(folder: Path, record: str) -> set[str] | None:
+    """Files a sweep, calibration or power folder written without ``files.sha256`` may hold."""
+    if record == "calibration.json":
+        return {"calibration.json", "calibration.png"}
+    if record == "power.json":
+        return {"power.json", "power.csv", "power.png"}
+    if record == "sweep.json":
+        try:
+            figures = json.loads((folder / record).read_text(encoding="utf-8"))["files"]["figures"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(figures, list):
+            return None
+        return {"sweep.json", "sweep.csv", "report.md", "report.html"} | {
+            f for f in figures if isinstance(f, str) and f.startswith("sweep_") and f.endswith(".png") and "/" not in f}
+    return None
+
+
+def result_files(folder: str | os.PathLike[str]) -> set[str] | None:
+    """The files an fvbench result folder may hold (relative paths); None when ``folder`` is not one.
+
+    A result folder has a record file (:data:`RECORD_FILES`, a regular file) and a
+    ``files.sha256`` that parses (:func:`manifest_names`): it may hold the listed files,
+    ``files.sha256`` and, for a run, the unpublished tables (:data:`UNPUBLISHED`). Sweep,
+    calibration and power folders written without ``files.sha256`` may hold only the
+    files those commands write (``sweep.json`` names its figures).
+    """
+    folder = Path(folder)
+    records = [r for r in RECORD_FILES if (folder / r).is_file() and not (folder / r).is_symlink()]
+    if not records:
+        return None
+    listed = manifest_names(folder)
+    if listed is not None:
+        return listed | {MANIFEST_FILE} | (set(UNPUBLISHED) if "metrics.json" in records else set())
+    for r in records:
+        legacy = _legacy_names(folder, r)
+        if legacy is not None:
+            return legacy
+    return None
+
+
+def foreign_entries(folder: str | os.PathLike[str], allowed: set[str]) -> list[str]:
+    """Entries under ``folder`` not in ``allowed`` (relative paths, sorted; folders end in ``/``).
+
+    Symbolic links are never followed and count as foreign unless listed (they are then
+    still only links, removed without touching their target); a folder counts as foreign
+    when no allowed file lies under it.
+    """
+    folder = Path(folder)
+    allowed_dirs = {"/".join(a.split("/")[:i]) for a in allowed for i in range(1, a.count("/") + 1)}
+    out = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        rel_root = Path(root).relative_to(folder).as_posix()
+        prefix = "" if rel_root == "." else rel_root + "/"
+        for d in list(dirs):
+            rel = prefix + d
+            if os.path.islink(os.path.join(root, d)):
+                out.append(rel)
+                dirs.remove(d)
+            elif rel not in allowed_dirs:
+                out.append(rel + "/")
+                dirs.remove(d)  # the whole folder is foreign: its content need not be listed
+        for f in files:
+            rel = prefix + f
+            p = os.path.join(root, f)
+            if rel not in allowed or os.path.islink(p) or not os.path.isfile(p):
+                out.append(rel)
+    return sorted(out)
+
+
+def _examples(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def _top_entries(folder: Path) -> list[str]:
+    return sorted(p.name + ("/" if p.is_dir() and not p.is_symlink() else "") for p in folder.iterdir())
+
+
 def check_replace(
     out_dir: str | os.PathLike[str],
     *,
@@ -314,7 +424,9 @@ def check_replace(
     Raises
     ------
     ConfigError
-        ``out_dir`` is a file or a symbolic link; or it is not a result folder of this
+        ``out_dir`` is a file or a symbolic link; or it is not an fvbench result folder
+        (:func:`result_files`), or holds files its ``files.sha256`` does not list (the
+        user's notes), even with ``overwrite``; or it is not a result folder of this
         kind, or records a different experiment, and ``overwrite`` is false. The message
         names the folder, up to five differing keys and ``how``.
     """
@@ -323,6 +435,18 @@ def check_replace(
         raise ConfigError(f"{str(out)!r} ({key}) exists and is not a folder; remove it or choose another name")
     if not out.exists() or not any(out.iterdir()):
         return
+    allowed = result_files(out)
+    if allowed is None:  # never replaced, not even with overwrite: it may be the user's own work
+        raise ConfigError(
+            f"{str(out)!r} is not an fvbench result folder (holds e.g. {_examples(_top_entries(out))}); "
+            f"choose another {key} or move it away"
+        )
+    foreign = foreign_entries(out, allowed)
+    if foreign:
+        raise ConfigError(
+            f"{str(out)!r} ({key}) holds files fvbench did not write ({_examples(foreign)}); refusing to replace it: "
+            f"move them away or choose another {key}"
+        )
     if overwrite:
         log.warning("replacing %s (%s)", out, how)
         return
