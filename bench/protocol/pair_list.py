@@ -156,7 +156,12 @@ class ResolvedPairs:
 
 # --------------------------------------------------------------------------- reading
 class _Source(io.RawIOBase):
-    """The decompressed bytes of a pair-list file: hashes the raw file, caps the text read."""
+    """The decompressed bytes of a pair-list file: hashes the raw file, caps the text read.
+
+    Line lengths are checked here, as the bytes are decompressed, so a gzip whose one line
+    decompresses to gigabytes is refused after about :data:`MAX_LINE_CHARS` bytes of that line
+    (plus one read buffer), before the CSV parser buffers it.
+    """
 
     def __init__(self, path: Path) -> None:
         try:
@@ -166,6 +171,7 @@ class _Source(io.RawIOBase):
         except OSError as err:
             raise ConfigError(f"protocol.pair_list: cannot read {str(path)!r} ({err.strerror or err})") from None
         self.path, self.digest, self.total = path, hashlib.sha256(), 0
+        self._newlines, self._line_bytes = 0, 0  # newlines seen; bytes of the current line so far
         hashing = io.BufferedReader(_Hashing(self._raw, self.digest))
         self._src: io.BufferedIOBase = gzip.GzipFile(fileobj=hashing, mode="rb") if hashing.peek(2)[:2] == b"\x1f\x8b" else hashing  # type: ignore[assignment]
 
@@ -180,7 +186,28 @@ class _Source(io.RawIOBase):
         self.total += n or 0
         if self.total > MAX_TEXT_BYTES:
             raise DataError(f"{str(self.path)}: more than {MAX_TEXT_BYTES:,} bytes of text; a pair list is expected to be smaller")
+        if n:
+            self._check_lines(bytes(memoryview(b)[:n]))
         return n
+
+    def _check_lines(self, chunk: bytes) -> None:
+        """Refuse a line longer than :data:`MAX_LINE_CHARS` (+1 for a ``\\r``), counted in bytes as read (vectorised)."""
+        limit = MAX_LINE_CHARS + 1
+        nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+        if nl.size == 0:
+            self._line_bytes += len(chunk)
+            bad_line = self._newlines + 1 if self._line_bytes > limit else 0
+        else:
+            lengths = np.diff(nl, prepend=-1) - 1  # bytes of each line ending in this chunk
+            lengths[0] += self._line_bytes
+            over = np.flatnonzero(lengths > limit)
+            bad_line = self._newlines + 1 + int(over[0]) if over.size else 0
+            if not bad_line:
+                self._newlines += int(nl.size)
+                self._line_bytes = len(chunk) - int(nl[-1]) - 1
+                bad_line = self._newlines + 1 if self._line_bytes > limit else 0
+        if bad_line:
+            raise DataError(f"{str(self.path)}:{bad_line}: line longer than {MAX_LINE_CHARS} characters; expected one pair per line")
 
     def finish(self) -> str:
         """Hash the rest of the raw file, close it, return its SHA-256."""
