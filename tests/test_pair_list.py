@@ -259,6 +259,28 @@ def test_fta_pairs_are_counted_per_group_not_dropped(tmp_path):
     assert "counted in the generalized rates" in (out / "report.md").read_text()
 
 
+def test_a_list_touching_some_acquired_images_verifies(tmp_path):
+    """RFW/BFW/user lists leave acquired images out of every pair: fvbench-verify must not call that a mismatch."""
+    from bench.verify import verify_run
+
+    pop = _pop(0.0)
+    manifest, _, acquired = pop.generate()
+    keys = manifest.table["path"].astype(str).to_numpy()
+    subj = manifest.table["subject_id"].astype(str).to_numpy()
+    use = np.flatnonzero(acquired)[::2]  # half of the images are in no listed pair
+    ok_m = [(keys[i], keys[j], 1) for i in use for j in use if i < j and subj[i] == subj[j]]
+    ok_n = [(keys[i], keys[j], 0) for i in use for j in use if i < j and subj[i] != subj[j]][:150]
+    p = tmp_path / "mine.csv"
+    p.write_text(HEAD + "".join(f"{a},{b},{m}\n" for a, b, m in ok_m + ok_n))
+    out = _run(tmp_path, "subset", Protocol(target_fmrs=[0.05], bootstrap_replicates=None, pair_list=str(p)), pop)
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert scores.filter(like="image").stack().nunique() < int(acquired.sum())  # some acquired images are in no pair
+    rep = verify_run(out, check_dataset=False, check_weights=False, check_figures=False)
+    assert not rep.mismatches, [(c.name, c.detail) for c in rep.mismatches]
+    check = [c for c in rep.checks if c.name == "scores"][0]
+    assert check.status == "ok" and "a pair list scores only the images its pairs name" in check.detail
+
+
 def test_withheld_subjects_never_appear_in_the_written_list(tmp_path):
     pop = _pop(small=True)
     out = _run(tmp_path, "w", Protocol(target_fmrs=[0.05], bootstrap_replicates=None), pop, min_group_subjects=3)
