@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import ConfigError, DataError
+from bench.protocol.pair_list_source import PairListSource  # hashing, gzip, text and line-length caps
 
 __all__ = [
     "PAIR_LIST_FILE", "PAIR_LIST_HEADER", "FORMATS", "MAX_LINE_CHARS", "MAX_PAIRS", "MAX_TEXT_BYTES",
@@ -155,87 +156,6 @@ class ResolvedPairs:
 
 
 # --------------------------------------------------------------------------- reading
-class _Source(io.RawIOBase):
-    """The decompressed bytes of a pair-list file: hashes the raw file, caps the text read.
-
-    Line lengths are checked here, as the bytes are decompressed, so a gzip whose one line
-    decompresses to gigabytes is refused after about :data:`MAX_LINE_CHARS` bytes of that line
-    (plus one read buffer), before the CSV parser buffers it.
-    """
-
-    def __init__(self, path: Path) -> None:
-        try:
-            self._raw = path.open("rb")
-        except FileNotFoundError:
-            raise ConfigError(f"protocol.pair_list: file not found: {str(path)!r}") from None
-        except OSError as err:
-            raise ConfigError(f"protocol.pair_list: cannot read {str(path)!r} ({err.strerror or err})") from None
-        self.path, self.digest, self.total = path, hashlib.sha256(), 0
-        self._newlines, self._line_bytes = 0, 0  # newlines seen; bytes of the current line so far
-        hashing = io.BufferedReader(_Hashing(self._raw, self.digest))
-        self._src: io.BufferedIOBase = gzip.GzipFile(fileobj=hashing, mode="rb") if hashing.peek(2)[:2] == b"\x1f\x8b" else hashing  # type: ignore[assignment]
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b):  # type: ignore[override]
-        try:
-            n = self._src.readinto(b)
-        except (OSError, EOFError, gzip.BadGzipFile) as err:
-            raise DataError(f"{str(self.path)}: unreadable or truncated ({err}); expected a pair list (.csv, .txt, or .gz of one)") from None
-        self.total += n or 0
-        if self.total > MAX_TEXT_BYTES:
-            raise DataError(f"{str(self.path)}: more than {MAX_TEXT_BYTES:,} bytes of text; a pair list is expected to be smaller")
-        if n:
-            self._check_lines(bytes(memoryview(b)[:n]))
-        return n
-
-    def _check_lines(self, chunk: bytes) -> None:
-        """Refuse a line longer than :data:`MAX_LINE_CHARS` (+1 for a ``\\r``), counted in bytes as read (vectorised)."""
-        limit = MAX_LINE_CHARS + 1
-        nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
-        if nl.size == 0:
-            self._line_bytes += len(chunk)
-            bad_line = self._newlines + 1 if self._line_bytes > limit else 0
-        else:
-            lengths = np.diff(nl, prepend=-1) - 1  # bytes of each line ending in this chunk
-            lengths[0] += self._line_bytes
-            over = np.flatnonzero(lengths > limit)
-            bad_line = self._newlines + 1 + int(over[0]) if over.size else 0
-            if not bad_line:
-                self._newlines += int(nl.size)
-                self._line_bytes = len(chunk) - int(nl[-1]) - 1
-                bad_line = self._newlines + 1 if self._line_bytes > limit else 0
-        if bad_line:
-            raise DataError(f"{str(self.path)}:{bad_line}: line longer than {MAX_LINE_CHARS} characters; expected one pair per line")
-
-    def finish(self) -> str:
-        """Hash the rest of the raw file, close it, return its SHA-256."""
-        while self._raw.read(1 << 20):
-            pass
-        self._raw.close()
-        return self.digest.hexdigest()
-
-    def close_raw(self) -> None:
-        """Close the file (also after an error)."""
-        if not self._raw.closed:
-            self._raw.close()
-
-
-class _Hashing(io.RawIOBase):
-    def __init__(self, raw, digest) -> None:
-        self._raw, self._digest = raw, digest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b):  # type: ignore[override]
-        n = self._raw.readinto(b)
-        if n:
-            self._digest.update(memoryview(b)[:n])
-        return n
-
-
 def _decode(raw: bytes, name: str, n: int) -> str:
     try:
         return raw.decode("utf-8")
@@ -441,7 +361,7 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
         p = Path(str(p)).expanduser()
         name = str(p)  # messages name the file as given
         names.append(name)
-        source = _Source(p)
+        source = PairListSource(p, max_text_bytes=MAX_TEXT_BYTES, max_line_chars=MAX_LINE_CHARS)
         try:
             src = io.BufferedReader(source, buffer_size=1 << 20)
             n = 1
