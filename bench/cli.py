@@ -400,7 +400,7 @@ def help_text(prog: str = "fvbench", app: str = "fvbench") -> str:
             "Sweep options (sweep.<key>=value), from configs/sweep.yaml:",
             *["    " + line for line in (CONFIG_DIR / "sweep.yaml").read_text().split("\nsweep:\n", 1)[1].split("\nhydra:", 1)[0].strip("\n").splitlines()],
         ]
-        groups = ["dataset", "model", "transforms", "experiment_sweep", "report", "paths"]
+        groups = ["dataset", "model", "detector", "transforms", "experiment_sweep", "report", "paths"]
     else:
         head = [
             f"{prog} {__version__}: per-group FMR, FNMR and FTA of a face-verification model, with differentials and intervals",
@@ -414,7 +414,7 @@ def help_text(prog: str = "fvbench", app: str = "fvbench") -> str:
             "Protocol options (protocol.<key>=value), from configs/protocol/verification.yaml:",
             body(CONFIG_DIR / "protocol" / "verification.yaml"),
         ]
-        groups = ["experiment", "dataset", "model", "protocol", "scenario", "report", "paths", "debug"]  # scenario: issue #14
+        groups = ["experiment", "dataset", "model", "detector", "protocol", "scenario", "report", "paths", "debug"]  # scenario: issue #14
     lines = [
         *head,
         "",

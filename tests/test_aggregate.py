@@ -144,3 +144,39 @@ def test_cli_exit_codes(runs, tmp_path, capsys):
     assert aggregate_main(["--verify", str(results / "lb")]) == 0  # sources are the leaderboard's siblings
     assert aggregate_main([str(tmp_path / "nothing-*"), "--out", str(tmp_path / "lb2")]) == 2
     assert "matches no folder" in capsys.readouterr().err
+
+
+def test_markdown_has_a_run_column_and_zero_cells_as_the_run_report(board):
+    """Two runs of one model/detector are told apart by their folder name; a zero-error cell
+    is written as the 1:1 run report writes it: ``0/n (≤ u)``, u the exact one-sided 95% bound
+    1 - 0.05^(1/n) (Clopper-Pearson at x = 0; docs/protocol.md §5.5), never ``0 [0, 0]``."""
+    from bench.aggregate import _fmt_rate
+    from bench.report.markdown import rate_cell
+
+    md = "\n".join(p.read_text() for p in sorted(board.glob("leaderboard_*.md")))
+    assert md
+    table = [ln for ln in md.splitlines() if ln.startswith("| run | recogniser | detector |")]
+    assert table, "the per-threshold tables start with a run column"
+    assert any(ln.startswith("| syn_a |") for ln in md.splitlines()) and any(ln.startswith("| syn_b |") for ln in md.splitlines())
+    # 0 of 180: 1 - 0.05^(1/180) = 0.01651 -> "0/180 (≤ 0.017)", identical to the run report's cell
+    assert _fmt_rate(0.0, 0.0, 0.0, 0, 180) == "0/180 (≤ 0.017)"
+    assert _fmt_rate(0.0, 0.0, 0.0, 0, 180) == rate_cell(pd.Series({"comparisons": 180, "errors": 0, "upper_bound_95": 1 - 0.05 ** (1 / 180)}))
+    assert _fmt_rate(0.5, 0.25, 0.75, 3, 6) == "0.5 [0.25, 0.75]"
+    assert "[0, 0]" not in md
+
+
+def test_leaderboard_html_zero_cell_uses_the_exact_bound():
+    from bench.report.leaderboard_html import _cell
+
+    lines = _cell({"value": 0.0, "errors": 0, "comparisons": 180, "low": 0.0, "high": 0.011, "group": "west_asian"}, True)
+    assert lines == ["west_asian", "0/180", "≤ 0.017 (one-sided exact 95% upper bound)"]
+
+
+def test_an_identification_folder_is_refused_with_the_reason(tmp_path):
+    ident = tmp_path / "some_identification"
+    ident.mkdir()
+    (ident / "metrics.json").write_text(json.dumps({"schema_version": 1, "model": {}, "dataset": {}, "identification": {}}))
+    msg = f"{str(ident)!r}: an identification run (1:N) is not a leaderboard source; leaderboards compare 1:1 runs"
+    with pytest.raises(DataError) as err:
+        load_run(ident)
+    assert str(err.value) == msg

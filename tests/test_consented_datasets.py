@@ -126,6 +126,25 @@ def test_missing_roots_name_layout_licence_and_how_to_get(tmp_path):
         assert "\n" not in msg and "nowhere" in msg and all(w in msg for w in words), msg
 
 
+def test_fhibe_missing_root_hint_names_the_unpacked_release_folder(tmp_path):
+    # unpacked under paths.data_dir, the release keeps its own name; the default root is <data_dir>/fhibe
+    data_dir = tmp_path / "data"
+    release = _fhibe(data_dir)
+    assert release.name == f"{VERSION}_downsampled_public"
+    with pytest.raises(DataError) as e:
+        load_fhibe(data_dir / "fhibe")
+    msg = str(e.value)
+    assert "\n" not in msg and f"pass dataset.root={release}" in msg and "not found" in msg
+    # a folder named fhibe holding the release one level down: named too
+    holder = tmp_path / "other" / "fhibe"
+    _fhibe(holder)
+    with pytest.raises(DataError, match=rf"holds no .*fhibe_face_crop_align.csv; found the release folder .*pass dataset.root=.*{VERSION}_downsampled_public"):
+        load_fhibe(holder)
+    # nothing there: the generic hint says to pass the unpacked folder as dataset.root
+    with pytest.raises(DataError, match=r"pass dataset.root=<data_dir>/fhibe.<version>_downsampled_public"):
+        load_fhibe(tmp_path / "empty" / "fhibe")
+
+
 def test_parse_list_cell_never_evaluates():
     assert parse_list_cell("['1. He/him/his', '1. He/him/his']", where="x") == ["He/him/his"]
     assert parse_list_cell("Kenya", where="x") == ["Kenya"]

@@ -437,6 +437,35 @@ def test_list_names_the_dataset_and_weights_still_dispatch(capsys):
     assert "facenet_vggface2" in out  # the weights registry, from bench.models.weights
 
 
+@pytest.mark.parametrize("argv", [["frl_londn", "--dest", "X"], ["--dest=X", "frl_londn"]])
+def test_misspelt_dataset_with_dest_names_the_dataset(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fvbench-download: unknown dataset 'frl_londn'; did you mean 'frl_london'? datasets: frl_london")
+    assert "\n" not in err and "unrecognized arguments" not in err
+    assert not (tmp_path / "X").exists()
+
+
+def test_help_shows_the_dataset_form_first(capsys):
+    with pytest.raises(SystemExit) as done:  # the weights part is argparse's help, which exits 0
+        main(["--help"])
+    assert done.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("usage: fvbench-download DATASET --dest DIR")
+    assert "fvbench-download frl_london --dest DIR" in lines[1]
+    assert any("MODEL" in line for line in lines[2:])
+
+
+def test_readme_download_command_does_not_become_root_when_the_variable_is_unset():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    line = next(l for l in readme.splitlines() if l.startswith("fvbench-download frl_london --dest"))
+    assert '"$FVBENCH_DATA_DIR/' not in line
+    assert '"${FVBENCH_DATA_DIR:-../shared/datasets}/frl_london"' in line  # configs/paths/default.yaml's default
+
+
 def test_command_line_refusal_is_one_line_without_traceback(tmp_path):
     import subprocess
     import sys

@@ -308,3 +308,27 @@ def test_report_in_headless_chromium(request, tmp_path, kind):
     finally:
         drv.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_reports_cite_docs_only_and_det_legend_is_not_a_group_name(run_dir, identification_dir, monkeypatch, tmp_path):
+    """Reports cite docs/ (the section report.md cites for the same text), never the reference
+    notes; the DET legend names the overall curve so it cannot be read as the group 'Black'."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from bench.metrics.rates import det_curve
+    from bench.report import plots
+
+    for folder in (run_dir, identification_dir):
+        text = (folder / "report.html").read_text(encoding="utf-8")
+        assert "metrics-reference" not in text and "docs/protocol.md §5" in text
+    # the DET legend of a run with an (all) curve
+    seen = []
+    close = plt.close
+    monkeypatch.setattr(plots.plt, "close", lambda fig: (seen.append([t.get_text() for t in fig.axes[0].get_legend().get_texts()]), close(fig)))
+    det = det_curve([0.8, 0.9], [0.1, 0.2])
+    eer = pd.DataFrame([{"attribute": "a", "group": g, "n_mated": 2, "n_nonmated": 2, "eer": 0.5} for g in ("(all)", "x")])
+    plots.plot_det({("a", "(all)"): det, ("a", "x"): det}, eer, pd.DataFrame(columns=["attribute", "group", "threshold_name", "metric", "rate"]),
+                   "a", [], tmp_path / "det.png", title="t")
+    assert seen and any(t.endswith("(all groups; black dashed line)") for t in seen[0])
+    assert not any("(all groups, black)" in t for t in seen[0])

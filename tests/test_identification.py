@@ -294,3 +294,35 @@ def test_search_ties_straddling_the_list_end():
     for block in (5, 20, 40):
         r = search(g[4:5], g, top_l=3, gallery_block=block, dtype="float64")
         assert r.candidates.tolist() == [[4, 5, 6]], block
+
+
+def test_zero_error_cells_use_the_1to1_notation_and_exact_bound():
+    """``0/n (≤ u)`` with u = 1 - 0.05^(1/n), the one-sided exact 95% bound of the 1:1 report
+    (docs/protocol.md §5.5): 0 of 6 searches -> 1 - 0.05^(1/6) = 0.393; never ``[0, 0]``."""
+    from bench.report.identification import _cell as md_cell
+    from bench.report.identification_html import _cell as html_cell
+
+    row = {"metric": "FNIR_rank1", "n": 6, "errors": 0, "rate": 0.0, "boot_low": 0.0, "boot_high": 0.0,
+           "ci_low": 0.0, "ci_high": 0.39, "redraw_low": float("nan"), "redraw_high": float("nan"), "flag": None}
+    assert md_cell(pd.Series(row)) == "0/6 (≤ 0.39)"
+    assert html_cell(row) == ["0/6", "≤ 0.39 (one-sided exact 95% upper bound)"]
+    big = {**row, "n": 180, "ci_high": 0.0209}  # Wilson's 0.0209 is not the exact 0.0165
+    assert md_cell(pd.Series(big)) == "0/180 (≤ 0.017)"
+    assert html_cell(big)[1] == "≤ 0.017 (one-sided exact 95% upper bound)"
+    # a cell with errors keeps rate (errors/n) [bootstrap interval]
+    assert md_cell(pd.Series({**row, "errors": 3, "rate": 0.5, "boot_low": 0.1, "boot_high": 0.9, "flag": "low_precision"})) == "0.5† (3/6) [0.1, 0.9]"
+
+
+def test_stored_searches_are_not_listed_so_a_clean_clone_verifies(tmp_path):
+    """identification_search/gallery.parquet are git-ignored (scores of people): files.sha256
+    must not list them, or every published folder fails its file check on a fresh clone."""
+    from bench.report.folder import read_file_manifest, write_file_manifest
+
+    (tmp_path / "metrics.json").write_text("{}")
+    for name in ("identification_search.parquet", "identification_gallery.parquet"):
+        (tmp_path / name).write_bytes(b"x")
+    write_file_manifest(tmp_path)
+    assert [ln.split("  ")[1] for ln in (tmp_path / "files.sha256").read_text().splitlines()] == ["metrics.json"]
+    for name in ("identification_search.parquet", "identification_gallery.parquet"):
+        (tmp_path / name).unlink()
+    assert read_file_manifest(tmp_path) == ([], ["metrics.json"])

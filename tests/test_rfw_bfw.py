@@ -202,3 +202,33 @@ def test_bfw_run_and_hostile_datatables(tmp_path):
         load_bfw(tmp_path / "bad.csv", root)
     with pytest.raises(DataError, match=r"BFW data table .* not found; .*facerec-bias-bfw"):
         load_bfw(tmp_path / "none.csv", root)
+
+
+def test_bfw_missing_files_name_layout_and_terms(tmp_path):
+    from bench.data.bfw import LAYOUT, TERMS
+
+    for table, root in ((tmp_path / "none.csv", tmp_path), (None, tmp_path / "no-samples")):
+        if table is None:
+            table = tmp_path / "t.csv"
+            table.write_text("p1,p2,label,id1,id2,g1,g2,e1,e2\n")
+        with pytest.raises(DataError) as e:
+            load_bfw(table, root)
+        msg = str(e.value)
+        assert "\n" not in msg and LAYOUT in msg and TERMS in msg
+        assert "bfw-v0.1.5-datatable.csv" in msg and "ieee-dataport.org/documents/balanced-faces-wild" in msg
+        assert "without consent" in msg
+
+
+def test_docs_and_readme_flag_rfw_bfw_as_collected_without_consent():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    readme = " ".join((repo / "README.md").read_text().split())
+    assert "reads consented face sets only" not in readme
+    assert "plus the RFW and BFW pair-list protocols, whose web images were collected without consent" in readme
+    doc = (repo / "docs" / "datasets.md").read_text()
+    section = doc.split("## RFW and BFW", 1)[1].split("\n## ", 1)[0]
+    for needle in ("http://whdeng.cn/RFW/testing.html", "github.com/visionjo/facerec-bias-bfw", "web_collected_without_consent",
+                   "rfw/test/data/<Race>", "bfw/face-samples/", "fvbench dataset=rfw", "fvbench dataset=bfw"):
+        assert needle in section, needle
+

@@ -26,7 +26,7 @@ import pandas as pd
 from bench.data.manifest import Manifest
 from bench.errors import DataError
 
-__all__ = ["load_bfw", "ETHNICITY", "GENDER", "REQUIRED"]
+__all__ = ["load_bfw", "ETHNICITY", "GENDER", "REQUIRED", "LAYOUT", "TERMS"]
 
 #: BFW ethnicity codes -> group names.
 ETHNICITY = {"A": "asian", "B": "black", "I": "indian", "W": "white"}
@@ -34,6 +34,13 @@ ETHNICITY = {"A": "asian", "B": "black", "I": "indian", "W": "white"}
 GENDER = {"F": "female", "M": "male"}
 #: Columns the loader reads.
 REQUIRED = ("p1", "p2", "label", "id1", "id2", "g1", "g2", "e1", "e2")
+#: Where the data lie by default (configs/dataset/bfw.yaml; BFW-Release.zip unpacked under paths.data_dir).
+LAYOUT = ("<data_dir>/bfw/bfw-v0.1.5-datatable.csv (the data table, set dataset.datatable) and "
+          "<data_dir>/bfw/face-samples/<subgroup>/<vggface2 id>/<NNNN_NN>.jpg (set dataset.root)")
+#: Terms and how to get it (../shared sources §7; no downloader: no published checksum).
+TERMS = ("terms: released for research purposes (README of github.com/visionjo/facerec-bias-bfw; images collected "
+         "without consent); get BFW-Release.zip from the links in that README or IEEE DataPort "
+         "https://ieee-dataport.org/documents/balanced-faces-wild")
 #: Largest data table read (bytes); the v0.1.5 table is about 100 MB.
 MAX_TABLE_BYTES = 4 * 2**30
 
@@ -63,12 +70,11 @@ def load_bfw(datatable: str | Path, root: str | Path, name: str = "bfw") -> Mani
         (``file:line`` named); image files that do not exist (via :class:`Manifest`).
     """
     datatable, root = Path(datatable).expanduser(), Path(root).expanduser()
-    where = "BFW: see github.com/visionjo/facerec-bias-bfw (BFW-Release.zip) or IEEE DataPort 'Balanced Faces in the Wild'"
     if not datatable.is_file():
-        raise DataError(f"BFW data table {str(datatable)!r} not found; expected bfw-<version>-datatable.csv; {where}")
+        raise DataError(f"BFW data table {str(datatable)!r} not found; expected {LAYOUT}; {TERMS}")
     if not root.is_dir():
         raise DataError(f"BFW image root {str(root)!r} not found; expected the face-samples folder holding "
-                        f"<subgroup>/<id>/<NNNN_NN>.jpg; {where}")
+                        f"<subgroup>/<id>/<NNNN_NN>.jpg ({LAYOUT}); {TERMS}")
     if os.stat(datatable).st_size > MAX_TABLE_BYTES:
         raise DataError(f"{datatable.name}: larger than {MAX_TABLE_BYTES:,} bytes; expected a BFW data table")
     try:

@@ -47,7 +47,7 @@ from bench.data.manifest import Manifest
 from bench.data.user_dataset import bin_labels
 from bench.errors import DataError
 
-__all__ = ["load_fhibe", "read_fhibe_metadata", "fhibe_version", "CARD", "ATTRIBUTE_SOURCES", "METADATA", "IMAGES_DIR"]
+__all__ = ["load_fhibe", "read_fhibe_metadata", "fhibe_version", "release_folders", "CARD", "ATTRIBUTE_SOURCES", "METADATA", "IMAGES_DIR"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,9 @@ CARD = DatasetCard(
     layout=f"fhibe.<version>_downsampled_public/ holding {METADATA} and the images under {IMAGES_DIR}/",
     licence_url="https://fairnessbenchmark.ai.sony/ (FHIBE terms of use; no surveillance uses)",
     get="accept the terms and download the *downsampled_public.tar at https://fairnessbenchmark.ai.sony/download, "
-        "unpack it under paths.data_dir (or set dataset.root); a gated set: no downloader",
+        "unpack it under paths.data_dir and pass dataset.root=<data_dir>/fhibe.<version>_downsampled_public "
+        "(the folder it unpacks to; the default root <data_dir>/fhibe is only a link or renamed copy of it); "
+        "a gated set: no downloader",
 )
 
 #: Attribute -> how it was obtained, per the attribute descriptions of
@@ -197,6 +199,18 @@ def read_fhibe_metadata(csv_path: Path, *, drop_multiple_subjects: bool = True) 
     return out.reset_index(drop=True), dropped
 
 
+def release_folders(root: Path) -> list[Path]:
+    """Unpacked FHIBE releases (folders named ``fhibe.<version>_downsampled_public``) next to
+    a missing ``root``, or inside an existing ``root`` that is not itself a release; newest
+    name first. Only names are listed: nothing inside them is read."""
+    where = root if root.is_dir() else root.parent
+    try:
+        found = [p for p in where.iterdir() if _VERSION.match(p.name) and p.is_dir()]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
 def load_fhibe(
     root: str | Path,
     *,
@@ -243,6 +257,12 @@ def load_fhibe(
         malformed metadata (file, line, column), an attribute not in the file, missing images.
     """
     root = Path(root).expanduser()
+    if not root.is_dir() or not (root / METADATA).exists():
+        found = release_folders(root)
+        if found:  # the release unpacked beside (or inside) the configured root: name it
+            raise DataError(f"FHIBE root {str(root)!r} {'not found' if not root.is_dir() else 'holds no ' + METADATA}; "
+                            f"found the release folder {str(found[0])!r}: pass dataset.root={found[0]}"
+                            + (f" (also there: {[p.name for p in found[1:]]})" if len(found) > 1 else ""))
     if not root.is_dir():
         raise missing_root(CARD, root)
     ver = fhibe_version(root, version)

@@ -355,7 +355,7 @@ def cross_group_fmr(
 
 # ----------------------------------------------------------------------------- publication privacy
 def withhold_small_groups(
-    subject_ids: pd.Series | np.ndarray, labels: pd.DataFrame, min_subjects: int
+    subject_ids: pd.Series | np.ndarray, labels: pd.DataFrame, min_subjects: int, contributors=None,
 ) -> tuple[np.ndarray, dict]:
     """Which images may enter published numbers: subjects of small groups are withheld.
 
@@ -385,6 +385,11 @@ def withhold_small_groups(
     min_subjects : int
         Smallest group (distinct subjects) whose members are published; ``<= 1``
         withholds no one.
+    contributors : callable, optional
+        ``published -> contributes``: bool arrays of shape (n_images,); True for published
+        images of a subject with at least one scored mated comparison under the run's
+        design (:func:`bench.protocol.mated_contributors.mated_contributors`). None
+        applies the group-size rule only.
 
     Raises
     ------
@@ -400,7 +405,10 @@ def withhold_small_groups(
     record : dict
         ``min_group_subjects``, ``subjects`` and ``images`` withheld, and ``groups``:
         attribute -> {group: subjects in the manifest} of every group whose subjects
-        were all or partly withheld because it was (or became) small.
+        were all or partly withheld because it was (or became) small; ``groups_mated``:
+        attribute -> {group: subjects contributing scored mated comparisons} of every
+        group (``"(all)"`` included) whose 1 to ``min_subjects - 1`` contributors were
+        withheld. Counts only, never who.
     """
     subj = np.asarray(pd.Series(subject_ids).astype(str))
     if len(subj) != len(labels):
@@ -410,6 +418,7 @@ def withhold_small_groups(
     min_subjects = check_int("report.min_group_subjects", min_subjects, 1, 1_000_000)
     keep = np.ones(len(subj), dtype=bool)
     groups: dict[str, dict[str, int]] = {}
+    mated_groups: dict[str, dict[str, int]] = {}
     full_sizes = {
         a: pd.DataFrame({"s": subj, "g": labels[a].astype(str).to_numpy()}).drop_duplicates().groupby("g")["s"].size().to_dict()
         for a in labels.columns
@@ -428,15 +437,33 @@ def withhold_small_groups(
                 for name in small:
                     groups.setdefault(a, {})[str(name)] = int(full_sizes[a][name])
                 changed = True
+        if contributors is not None and not changed:  # the people behind each FNMR (docs/protocol.md §6.2)
+            contrib = np.asarray(contributors(keep), dtype=bool) & keep
+            cols = [(ALL_GROUP, np.full(len(subj), ALL_GROUP, dtype=object))]
+            cols += [(a, labels[a].astype(str).to_numpy()) for a in labels.columns]
+            for a, g in cols:
+                who = pd.DataFrame({"s": subj[contrib], "g": g[contrib]}).drop_duplicates()
+                sizes = who.groupby("g")["s"].size()
+                few = sizes[(sizes >= 1) & (sizes < min_subjects)].index
+                if len(few):
+                    out = set(who.loc[who["g"].isin(few), "s"])
+                    keep &= ~np.isin(subj, list(out))
+                    for name in few:
+                        mated_groups.setdefault(a, {})[str(name)] = int(sizes[name])
+                    changed = True
+                    break
     record = {
         "min_group_subjects": min_subjects,
         "subjects": int(len(set(subj[~keep]))),
         "images": int((~keep).sum()),
         "groups": {a: dict(sorted(v.items())) for a, v in groups.items()},
+        "groups_mated": {a: dict(sorted(v.items())) for a, v in mated_groups.items()},
     }
     if record["subjects"]:
         logger.warning(
-            "withheld %d subject(s) (%d image(s)) from every published number: they belong to groups with fewer than %d subjects %s",
-            record["subjects"], record["images"], min_subjects, record["groups"],
+            "withheld %d subject(s) (%d image(s)) from every published number: they belong to groups with fewer than %d subjects %s"
+            "%s", record["subjects"], record["images"], min_subjects, record["groups"],
+            f", or are the only 1 to {min_subjects - 1} subjects with scored mated comparisons in groups {record['groups_mated']}"
+            if record["groups_mated"] else "",
         )
     return keep, record

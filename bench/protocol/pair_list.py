@@ -46,6 +46,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from bench.protocol.pair_list_scenario import check_pair_list_scenario, recorded_scenario
 from bench.errors import ConfigError, DataError
 from bench.protocol.pair_list_source import PairListSource  # hashing, gzip, text and line-length caps
 
@@ -96,6 +97,8 @@ class PairList:
         SHA-256 of each file's bytes as read (compressed bytes for ``.gz``).
     comments : tuple of str
         ``#`` lines of fvbench-format files (provenance of the writer).
+    scenarios : tuple of (str or None)
+        Per file, the scenario of the run that wrote it (:mod:`bench.protocol.pair_list_scenario`).
     """
 
     key_a: np.ndarray
@@ -107,6 +110,7 @@ class PairList:
     formats: tuple[str, ...]
     sha256: tuple[str, ...]
     comments: tuple[str, ...] = field(default=())
+    scenarios: tuple[str | None, ...] = field(default=())
 
     def __len__(self) -> int:
         return int(self.mated.size)
@@ -354,9 +358,7 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
     if fmt not in ("auto", *FORMATS):
         raise ConfigError(f"protocol.pair_list format must be one of {['auto', *FORMATS]}, got {fmt!r}")
     parts: list[pd.DataFrame] = []
-    formats, hashes, comments = [], [], []
-    names = []
-    total = 0
+    formats, hashes, comments, scenarios, names, total = [], [], [], [], [], 0  # scenarios: per file (pair_list_scenario)
     for fi, p in enumerate(paths):
         p = Path(str(p)).expanduser()
         name = str(p)  # messages name the file as given
@@ -373,6 +375,7 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
                 source.finish()
                 raise DataError(f"{name}: empty pair list; expected at least one (image, image, mated) line")
             f = _detect(first, name) if fmt == "auto" else fmt
+            before = len(comments)
             if f == "fvbench":
                 got = _parse_fvbench(src, name, first, n, comments)
             elif f == "rfw":
@@ -382,6 +385,7 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
                     raise DataError(f"{name}:{n}: a BFW datatable needs the columns p1, p2, label; got {first.strip()[:80]!r}")
                 got = _parse_bfw(src, name, first)
             hashes.append(source.finish())
+            scenarios.append(recorded_scenario(comments[before:]))  # None for rfw/bfw files (no comment lines)
         finally:
             source.close_raw()
         if got.empty:
@@ -397,7 +401,7 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
     kb = allp["b"].to_numpy(dtype=object)
     pl = PairList(key_a=ka, key_b=kb, mated=allp["m"].to_numpy(dtype=bool),
                   file_index=allp["file"].to_numpy(np.int64), line=allp["line"].to_numpy(np.int64),
-                  files=tuple(names), formats=tuple(formats), sha256=tuple(hashes), comments=tuple(comments))
+                  files=tuple(names), formats=tuple(formats), sha256=tuple(hashes), comments=tuple(comments), scenarios=tuple(scenarios))
     same = np.flatnonzero(ka == kb)
     if same.size:
         raise DataError(f"{pl.where(same[0])}: pair of image {ka[same[0]]!r} with itself; expected two different images")
@@ -615,15 +619,16 @@ def check_protocol_pair_list(value: object, engine: str, max_nonmated: int | Non
     return out
 
 
-def load_for_dataset(files: str | Sequence[str], dataset: object) -> PairList:
+def load_for_dataset(files: str | Sequence[str], dataset: object, scenario: str | None = None) -> PairList:
     """Parse ``protocol.pair_list`` and, for a dataset of image files, match it before any embedding.
 
     Synthetic populations are matched after generation (by :func:`resolve_pairs` in
-    :func:`bench.run.evaluate`); their keys are the generated ``path`` column.
+    :func:`bench.run.evaluate`); their keys are the generated ``path`` column; another scenario's list is refused.
     """
     from bench.data.manifest import Manifest
 
     pl = read_pair_lists(files)
+    check_pair_list_scenario(pl, scenario)
     if isinstance(dataset, Manifest):
         t = dataset.table
         resolve_pairs(pl, t["path"].astype(str), t["subject_id"].astype(str), dataset=dataset.name)
@@ -734,6 +739,7 @@ def write_run_pair_list(result: object, out_dir: Path, *, enabled: bool = True) 
         "fvbench pair list v1: image keys are paths relative to the dataset root; mated 1/0 (docs/protocol.md §10)",
         f"dataset={result.dataset_info.get('name')} manifest_sha256={result.dataset_info.get('manifest_sha256')}",
         f"design={what}",
+        f"scenario={(getattr(result, 'scenario', None) or {}).get('name') or 'none'}",  # checked on rerun (check_pair_list_scenario)
         "rerun exactly these comparisons: fvbench ... protocol.pair_list=<this file>",
     ]
     sha = write_pair_list(Path(out_dir) / PAIR_LIST_FILE, keys[a], keys[b], m, comments=comments)

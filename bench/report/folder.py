@@ -72,7 +72,8 @@ log = logging.getLogger(__name__)
 MANIFEST_FILE = "files.sha256"
 
 #: Files a run may write that are never published (git-ignored) and so not listed.
-UNPUBLISHED = ("scores.parquet", "histograms.npz", "embeddings.npz", "embeddings_WARNING.txt")
+UNPUBLISHED = ("scores.parquet", "histograms.npz", "embeddings.npz", "embeddings_WARNING.txt",
+               "identification_search.parquet", "identification_gallery.parquet")  # as .gitignore: a clean clone lacks them
 
 #: Longest accepted result name (characters, all components); file systems allow 255 bytes per
 #: component, and the staging name adds about 30.

@@ -130,10 +130,10 @@ def limitations(metrics: dict) -> list[str]:
     boot = (metrics.get("config") or {}).get("protocol", {}).get("bootstrap_replicates") if isinstance(metrics.get("config"), dict) else None
     if boot:
         out.append(f"Intervals are {_int(boot)}-replicate subject-level bootstrap percentiles; with few subjects per group they are "
-                   "themselves uncertain. Max-type differential measures are biased upward (metrics-reference §5.4).")
+                   "themselves uncertain. Max-type differential measures are biased upward (docs/protocol.md §5.4).")
     else:
         out.append("Intervals are Wilson intervals over comparisons, which understate the uncertainty because comparisons "
-                   "sharing a subject are correlated (metrics-reference §5.1).")
+                   "sharing a subject are correlated (docs/protocol.md §5.1).")
     small = (metrics.get("suppression") or {}).get("groups_shown_as_counts_only") or {}
     if small:
         out.append("Groups with fewer than "
@@ -291,9 +291,9 @@ def run_page(folder: Path) -> dict:
 
         sections.insert(1, scenario_html_section(mx, bullets=bullets, paragraph=paragraph, section=section, table=table))
     boot = (mx.get("config") or {}).get("protocol", {}).get("bootstrap_replicates") if isinstance(mx.get("config"), dict) else None
-    interval = (f"95% subject-level bootstrap intervals ({_int(boot)} replicates; metrics-reference §5.2-5.4); Wilson and "
+    interval = (f"95% subject-level bootstrap intervals ({_int(boot)} replicates; docs/protocol.md §5.2–5.4); Wilson and "
                 "Clopper-Pearson intervals are in per_group.csv." if boot else
-                "95% Wilson intervals over comparisons (a floor on the uncertainty; metrics-reference §5.1).")
+                "95% Wilson intervals over comparisons (a floor on the uncertainty; docs/protocol.md §5.1).")
     children = []
     for attr in attributes:
         blocks = [_group_table(per_group, attr, names)]
@@ -328,7 +328,7 @@ def run_page(folder: Path) -> dict:
         sections.append(section("Mitigation analysis: per-group thresholds (not an operating point)", [
             paragraph("Each group at its own threshold for the target FMR, calibrated on its own non-mated comparisons. A deployed "
                       "system could do this only by knowing each person's group at decision time, which may be unlawful or "
-                      "unacceptable (metrics-reference §7)."),
+                      "unacceptable (docs/protocol.md §7)."),
             table("Per-group thresholds", ["group", "target FMR", "group threshold", "achieved FMR", "FNMR at group threshold"], rows,
                   numeric=(1, 2, 3, 4))], id="mitigation"))
     sections += [

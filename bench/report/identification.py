@@ -99,7 +99,7 @@ def _protocol_words(result: IdentificationResult) -> dict:
         "candidate_list_length": p.candidate_list_length,
         "ranks": p.ranks,
         "threshold_rule": "order statistic on the top scores of the completed non-mated searches, achieved FPIR never above "
-                          "target, tie-aware (the 1:1 rule of metrics-reference §0)",
+                          "target, tie-aware (the 1:1 rule of docs/protocol.md §0.3)",
         "false_candidates": "list entries scoring >= T in non-mated searches (a reviewer sees at most L of them)",
         "fta": "a probe that failed to acquire is a search not completed (FTA, reported per probe group); a gallery image that "
                "failed to acquire is a failure to enrol: the subject's mated searches are counted as FTE",
@@ -358,6 +358,10 @@ def _cell(r: pd.Series) -> str:
         return "suppressed"
     if r["n"] == 0 or r["rate"] is None or (isinstance(r["rate"], float) and math.isnan(r["rate"])):
         return "n/a (0 searches)"
+    if pd.notna(r["errors"]) and int(r["errors"]) == 0:  # as the 1:1 report: exact one-sided 95% upper bound (docs/protocol.md §5.5)
+        from bench.metrics.intervals import zero_error_upper_bound
+
+        return f"0/{int(r['n']):,} (≤ {float(zero_error_upper_bound(int(r['n']))):.2g})"
     lo, hi = r.get("boot_low"), r.get("boot_high")
     iv = f" [{lo:.3g}, {hi:.3g}]" if lo is not None and isinstance(lo, float) and math.isfinite(lo) else ""
     red = r.get("redraw_low")
@@ -401,7 +405,8 @@ def write_identification_report(path: Path, result: IdentificationResult, *, per
                        f"({t['k']} / {t['n_nonmated_searches']}) | {note} |")
     out += ["", "## Per probe group", "",
             "Cells: rate († fewer than 30 errors) (errors/completed searches) [95% probe-subject bootstrap interval] "
-            "{95% range over re-drawn gallery splits}. FTA and FTE counts and generalized rates are in "
+            "{95% range over re-drawn gallery splits}; `0/n (≤ u)`: no errors, one-sided exact 95% upper bound u "
+            "(docs/protocol.md §5.5). FTA and FTE counts and generalized rates are in "
             "`identification_per_group.csv`.", ""]
     names = [t["name"] for t in result.thresholds if t.get("status") == "ok"]
     metrics = [("FPIR", n) for n in names if n != INVESTIGATION] + [(f"FNIR_rank{r}", n) for n in names for r in p.ranks]

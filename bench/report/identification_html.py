@@ -36,7 +36,7 @@ IDENTIFICATION_GUIDE = [
     "FPIR grows with the gallery: each added person is another chance of a false match, mostly from people of similar "
     "demographics. The gallery-size figure shows measured FPIR beside the prediction from 1:1 FMRs.",
     "Cells: rate, (errors / completed searches), [95% probe-subject bootstrap interval, else Wilson], {range over re-drawn "
-    "gallery splits}; † fewer than 30 errors (rule of 30: imprecise); 0/n: no error, only an upper bound is known.",
+    "gallery splits}; † fewer than 30 errors (rule of 30: imprecise); 0/n: no error, ≤ u is the one-sided exact 95% upper bound (docs/protocol.md §5.5).",
 ]
 
 
@@ -80,7 +80,9 @@ def _cell(r: dict | None) -> Any:
     if metric == "SEL":
         lines.append(f"{_g(r.get('rate'))} candidates / search")
     elif math.isfinite(e) and e == 0:
-        lines += [f"0/{n:,}", f"≤ {_g(r.get('ci_high'), 2)} (95% upper bound)"]
+        from bench.metrics.intervals import zero_error_upper_bound  # the 1:1 report's bound (docs/protocol.md §5.5)
+
+        lines += [f"0/{n:,}", f"≤ {_g(float(zero_error_upper_bound(n)), 2)} (one-sided exact 95% upper bound)"]
         return lines
     else:
         lines += [f"{_g(r.get('rate'))}{' †' if math.isfinite(e) and e < 30 else ''}", f"({_int(e):,} / {n:,})"]

@@ -49,7 +49,7 @@ LEADERBOARD_GUIDE = [
     "overall false match rate; 'nominal' is each model's own published threshold (models without one have no such row).",
     "Cells: rate, then (errors / comparisons) where the rate is a count ratio, then the 95% interval (subject bootstrap "
     "where the run has it, else Wilson over comparisons). † marks fewer than 30 errors (rule of 30, ISO/IEC 19795-1): "
-    "imprecise. 0/n: no error; only an upper bound is known.",
+    "imprecise. 0/n: no error; ≤ u is the one-sided exact 95% upper bound (docs/protocol.md §5.5).",
     "Worst/best group: highest/lowest rate among groups with published rates; groups below a run's minimum size are never "
     "ranked; 'tie' when all groups share one rate.",
     "Max/min ratios and max - min differences are biased upward with few subjects; the fixed-group worst − best "
@@ -78,8 +78,14 @@ def _cell(r: dict | None, with_group: bool) -> Any:
     e, n = _num(r.get("errors")), _num(r.get("comparisons"))
     lines = []
     counted = math.isfinite(e) and math.isfinite(n) and n > 0
-    if counted and e == 0:
+    if counted and e == 0:  # as the run report: exact one-sided 95% upper bound (docs/protocol.md §5.5)
+        from bench.metrics.intervals import zero_error_upper_bound
+
         lines.append(f"0/{int(n):,}")
+        lines.append(f"≤ {_g(float(zero_error_upper_bound(int(n))), 2)} (one-sided exact 95% upper bound)")
+        if with_group:
+            lines.insert(0, str(r.get("group", "")))
+        return lines
     else:
         lines.append(f"{_g(v)}{' †' if counted and e < 30 else ''}")
         if counted:

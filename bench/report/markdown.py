@@ -501,6 +501,7 @@ def _limitations(metrics: dict, per_group: pd.DataFrame) -> str:
         out.append(
             f"- **Small groups** ({PROTOCOL_DOC} §6.2): {withheld} subject(s) in groups with fewer than {min_subj} subjects "
             f"({groups}) are withheld from every number; all rates describe the other subjects."
+            + _mated_sentence(supp)
         )
     elif counts_only:
         groups = "; ".join(f"{a}: {', '.join(map(str, gs))}" for a, gs in counts_only.items())
@@ -677,6 +678,7 @@ def report_sections(metrics: dict, tables: dict[str, pd.DataFrame]) -> list[Sect
             + "; ".join(f"{a}: " + ", ".join(f"{g} ({n})" for g, n in gs.items()) for a, gs in gw.items())
             + f". They enter no number, table or figure of this report ({PROTOCOL_DOC} §6.2), so that no one's result can be "
             "derived by subtracting published cells from a total. Subject counts in brackets are from the manifest."
+            + _mated_sentence(supp)
         )))
     elif supp.get("groups_shown_as_counts_only"):
         small = supp["groups_shown_as_counts_only"]
@@ -788,3 +790,14 @@ def render_report_from_folder(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return render_report(metrics, load_published_tables(run_dir))
+
+
+def _mated_sentence(supp: dict) -> str:
+    """The withholding sentence's part on groups with too few mated contributors (counts only; docs/protocol.md §6.2)."""
+    gm = supp.get("groups_withheld_mated") or {}
+    if not gm:
+        return ""
+    return (" Also withheld: the subjects with scored mated comparisons in groups where fewer than "
+            f"{supp.get('min_group_subjects')} subjects have any ("
+            + "; ".join(f"{a}: " + ", ".join(f"{g} ({_num(n):.0f})" for g, n in gs.items()) for a, gs in gm.items())
+            + "), since such a group's FNMR would describe those few people.")

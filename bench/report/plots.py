@@ -95,7 +95,7 @@ def plot_det(dets: dict, eer: pd.DataFrame, per_group: pd.DataFrame, attribute: 
         fnmr = np.clip(det.fnmr, yfloor, 1)
         label = f"{g}: {r['n_mated']:,} mated / {r['n_nonmated']:,} non-mated, EER {r['eer']:.3f}"
         ax.step(fmr, fnmr, where="post", color=c, lw=2.6 if g == "(all)" else 1.5, ls="--" if g == "(all)" else "-",
-                alpha=0.8 if g == "(all)" else 1.0, label=label + (" (all groups, black)" if g == "(all)" else ""))
+                alpha=0.8 if g == "(all)" else 1.0, label=label + (" (all groups; black dashed line)" if g == "(all)" else ""))
         sel = per_group[(per_group["attribute"] == attribute) & (per_group["group"] == g)]
         for j, t in enumerate(usable):
             pts = sel[sel["threshold_name"] == t["name"]].set_index("metric")["rate"]

@@ -300,10 +300,12 @@ def write_results(
         "suppression": {
             "min_group_subjects": min_group_subjects,
             "rule": "subjects of groups with fewer than min_group_subjects subjects (any reported attribute, intersections "
-                    "included; applied until no group is small) are withheld from every published number",
+                    "included; applied until no group is small) are withheld from every published number; so are the subjects "
+                    "with scored mated comparisons in a group (or overall) where only 1 to min_group_subjects-1 subjects have them",
             "subjects_withheld": withheld["subjects"],
             "images_withheld": withheld["images"],
             "groups_withheld": withheld["groups"],
+            "groups_withheld_mated": withheld.get("groups_mated") or {},  # fixprivacy: contributors of scored mated comparisons
             "groups_shown_as_counts_only": small,
         },
         "privacy": {
