@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.report.markdown import escape_raw_html
+from bench.report.markdown_escape import escape_raw_html
 from bench.report.writer import write_results
 from bench.run import Protocol, evaluate
 from bench.synthetic.generator import SyntheticPopulation

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from bench.report.markdown_escape import escape_raw_html  # labels are untrusted: no raw HTML in report.md
 
 __all__ = [
     "render_report",
@@ -736,25 +737,6 @@ def render_report(metrics: dict, tables: dict[str, pd.DataFrame]) -> str:
             out += [f"{level} {s.title}", ""]
         out += [s.body, ""]
     return escape_raw_html("\n".join(out).rstrip("\n") + "\n")
-
-
-_CODE_SPAN = re.compile(r"(`[^`\n]*`)")
-_RAW_HTML = re.compile(r"<(?=[A-Za-z/!?])|&(?=#?[A-Za-z0-9]+;)")
-
-
-def escape_raw_html(text: str) -> str:
-    """Neutralise raw HTML in Markdown text outside code spans (labels come from untrusted data).
-
-    Markdown renderers pass raw HTML through, so a group label ``<script>...`` would run in a
-    reader's browser. A ``<`` that could open a tag, comment or processing instruction (before a
-    letter, ``/``, ``!``, ``?``) becomes ``&lt;`` and an ``&`` that would form a character reference
-    ``&amp;`` (CommonMark §6.6 raw HTML, §2.5 entity references); a lone ``>`` opens no tag and is
-    kept. ``<30``, ``a < b``, ``R&D`` stay as written, as does everything inside backtick code
-    spans (shown literally by renderers).
-    """
-    esc = {"<": "&lt;", "&": "&amp;"}
-    parts = _CODE_SPAN.split(text)
-    return "".join(p if i % 2 else _RAW_HTML.sub(lambda m: esc[m.group(0)], p) for i, p in enumerate(parts))
 
 
 def load_published_tables(run_dir: str | Path) -> dict[str, pd.DataFrame]:

@@ -258,6 +258,6 @@ def render_sweep_report(result: SweepResult, rows: pd.DataFrame, figs: dict, run
                     lines.append("| " + " | ".join(cells) + " |")
                 lines.append("")
     lines += ["All numbers: `sweep.csv`; configuration, thresholds, hashes and versions: `sweep.json`.", ""]
-    from bench.report.markdown import escape_raw_html  # labels are untrusted: no raw HTML in report.md
+    from bench.report.markdown_escape import escape_raw_html  # labels are untrusted: no raw HTML in report.md
 
     return escape_raw_html("\n".join(lines))
