@@ -67,6 +67,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError, ConfigError, DataError
+from bench.files import loads_json
 
 __all__ = ["RunSummary", "aggregate", "aggregate_main", "load_run", "tidy_rows", "verify_leaderboard"]
 
@@ -164,9 +165,9 @@ def load_run(folder: str | Path) -> RunSummary:
         raise DataError(f"{str(path)!r} is larger than {_MAX_METRICS_BYTES >> 20} MiB; refusing to read it")
     raw = path.read_bytes()
     try:
-        m = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise DataError(f"{str(path)!r} is not valid JSON: {err}") from err
+        m = loads_json(raw)
+    except ValueError as err:  # deep nesting and huge integers included (bench.files.loads_json)
+        raise DataError(f"{str(path)!r}: {err}; expected a result folder's metrics.json") from None
     if not isinstance(m, dict):
         raise DataError(f"{str(path)!r}: expected a JSON object")
     if isinstance(m.get("identification"), dict):  # a 1:N run (bench.protocol.identification) has no 1:1 per_group table
@@ -697,11 +698,18 @@ def verify_leaderboard(folder: str | Path) -> list[str]:
 
     folder = Path(folder)
     problems, _ = read_file_manifest(folder)
+    src_path = folder / SOURCES_FILE
     try:
-        rec = json.loads((folder / SOURCES_FILE).read_text(encoding="utf-8"))
-        entries = rec["sources"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        return problems + [f"{SOURCES_FILE}: unreadable ({err})"]
+        if src_path.is_file() and src_path.stat().st_size > _MAX_METRICS_BYTES:
+            raise ValueError(f"larger than {_MAX_METRICS_BYTES >> 20} MiB")
+        rec = loads_json(src_path.read_bytes())
+    except OSError as err:
+        return problems + [f"{SOURCES_FILE}: unreadable ({err.strerror or type(err).__name__})"]
+    except ValueError as err:  # hostile file (nesting past the recursion limit, huge integers): a refusal, exit 2
+        raise DataError(f"{str(src_path)!r}: {err}; expected a leaderboard's {SOURCES_FILE}") from None
+    entries = rec.get("sources") if isinstance(rec, dict) else None
+    if not isinstance(entries, list):
+        raise DataError(f"{str(src_path)!r}: expected a JSON object with a 'sources' list")
     srcs = []
     for e in entries:
         name = str(e.get("folder", "")) if isinstance(e, dict) else ""

@@ -9,13 +9,42 @@ one implementation of each.
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from bench.errors import StorageError
 
-__all__ = ["paths_as_references", "process_running", "storage_error"]
+__all__ = ["loads_json", "paths_as_references", "process_running", "storage_error"]
+
+
+def loads_json(text: str | bytes) -> Any:
+    """Parse untrusted JSON text; every failure is one :class:`ValueError` line.
+
+    Beyond :func:`json.loads`'s own errors this turns the two that escape its
+    ``JSONDecodeError`` into the same kind: nesting deeper than the interpreter's
+    recursion limit (``RecursionError``) and an integer longer than Python's
+    int-string conversion limit (4300 digits; ``ValueError``). Bytes are decoded as
+    UTF-8 first (a decoding error is a ``ValueError`` too).
+
+    Raises
+    ------
+    ValueError
+        One line saying why the text is not acceptable JSON.
+    """
+    try:
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8")
+        return json.loads(text)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not UTF-8 ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    except RecursionError:
+        raise ValueError("JSON nested deeper than the parser's recursion limit") from None
+    except ValueError as err:  # e.g. an integer past the int-string conversion limit
+        raise ValueError(" ".join(str(err).split("; use sys.")[0].split())[:200]) from None
 
 
 def storage_error(err: OSError, what: str, keep: str = "") -> StorageError:

@@ -103,6 +103,18 @@ def test_hostile_source_names_are_refused(board):
     assert any("not a plain folder name" in p for p in verify_leaderboard(board))
 
 
+@pytest.mark.parametrize("text,needle", [
+    ("[" * 100_000 + "]" * 100_000, "JSON nested deeper than the parser's recursion limit"),
+    ('{"sources": [{"folder": ' + "9" * 5000 + "}]}", "Exceeds the limit (4300 digits)"),
+    ('{"sources": 7}', "expected a JSON object with a 'sources' list"),
+])
+def test_hostile_sources_json_is_a_one_line_refusal(board, capsys, text, needle):
+    (board / "sources.json").write_text(text)
+    assert aggregate_main(["--verify", str(board)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fvbench-aggregate: ") and "sources.json" in err[0] and needle in err[0], err
+
+
 def test_non_result_folders_are_refused_with_the_reason(runs, tmp_path):
     junk = tmp_path / "junk"
     junk.mkdir()

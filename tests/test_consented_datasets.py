@@ -222,6 +222,29 @@ def test_cfd_malformed_inputs(tmp_path):
         load_cfd(root, sets=["CFD"])
 
 
+def test_cfd_damaged_or_hostile_workbook_is_one_line_error(tmp_path):
+    import zipfile
+
+    root = _cfd(tmp_path)
+    wb = root / WORKBOOK
+    with zipfile.ZipFile(wb) as z:
+        items = {i.filename: z.read(i) for i in z.infolist()}
+    (root / WORKBOOK).write_bytes(b"PK\x03\x04garbage" * 10)  # truncated zip
+    with pytest.raises(DataError, match=r"cannot read .*Norming Data and Codebook.xlsx' as an .xlsx workbook \(BadZipFile"):
+        load_cfd(root)
+    # a billion-laughs entity bomb in a sheet: expat refuses the amplification (ParseError), never expands it
+    sheet = sorted(k for k in items if k.startswith("xl/worksheets/sheet"))[0]
+    ents = "".join(f'<!ENTITY l{i} "{("&l%d;" % (i - 1)) * 10 if i else "lol" * 10}">' for i in range(10))
+    body = items[sheet].split(b"?>", 1)[1] if items[sheet].startswith(b"<?xml") else items[sheet]
+    body = body.replace(b"<sheetData>", b'<sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>&l9;</t></is></c></row>', 1)
+    with zipfile.ZipFile(wb, "w") as z:
+        for k, v in items.items():
+            z.writestr(k, f'<?xml version="1.0"?><!DOCTYPE x [{ents}]>'.encode() + body if k == sheet else v)
+    with pytest.raises(DataError, match=r"as an .xlsx workbook \((ParseError|ValueError|.*Entit)") as e:
+        load_cfd(root)
+    assert "\n" not in str(e.value)
+
+
 # ----------------------------------------------------------------------------- CCv2
 def _video(path: Path, n_frames: int, seed: int) -> None:
     """A tiny lossless-enough video whose frame i shows the number i in its pixel values."""
@@ -313,6 +336,14 @@ def test_ccv2_malformed_metadata(tmp_path):
     meta.write_text(json.dumps({"not": "a list"}))
     with pytest.raises(DataError, match="expected a JSON list with one object per video"):
         load_ccv2(root, frames_dir=tmp_path / "f")
+    # hostile metadata: nesting past the recursion limit, an integer past Python's 4300-digit limit
+    meta.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataError, match=r"CasualConversationsV2.json': JSON nested deeper than the parser's recursion limit; expected"):
+        load_ccv2(root, frames_dir=tmp_path / "f")
+    meta.write_text('[{"subject_id": ' + "9" * 5000 + "}]")
+    with pytest.raises(DataError, match=r"CasualConversationsV2.json': Exceeds the limit \(4300 digits\).*; expected") as e:
+        load_ccv2(root, frames_dir=tmp_path / "f")
+    assert "\n" not in str(e.value) and "sys.set_int_max_str_digits" not in str(e.value)
 
 
 class _PixelAligner:

@@ -73,6 +73,7 @@ class Fake:
         self.article_overrides: dict = {}
         self.truncate: Counter = Counter()  # name -> how many more responses to cut short
         self.hits: Counter = Counter()
+        self.raw_api: bytes | None = None  # a hostile API answer sent as is
 
     def listing(self) -> dict:
         files = []
@@ -99,7 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - http.server API
         fake = self.server.fake  # type: ignore[attr-defined]
         if self.path == API_PATH:
-            body = json.dumps(fake.listing()).encode()
+            body = fake.raw_api if fake.raw_api is not None else json.dumps(fake.listing()).encode()
         elif self.path.startswith("/files/") and self.path[7:] in fake.files:
             name = self.path[7:]
             fake.hits[name] += 1
@@ -363,6 +364,18 @@ def test_api_describing_another_version_is_refused(fake, tmp_path, capsys):
     fake.article_overrides["version"] = 4
     assert run(fake, tmp_path / "d") == 1
     _one_line_error(capsys, "version 4", "expected 5047666 version 5")
+
+
+@pytest.mark.parametrize("body,needle", [
+    (b"[" * 100_000 + b"]" * 100_000, "JSON nested deeper than the parser's recursion limit"),
+    (b'{"files": [{"size": ' + b"9" * 5000 + b"}]}", "Exceeds the limit (4300 digits)"),
+    (b'{"x": "\xff"}', "not UTF-8"),
+])
+def test_hostile_api_json_is_refused_in_one_line(fake, tmp_path, capsys, body, needle):
+    fake.raw_api = body
+    assert run(fake, tmp_path / "d") == 1
+    _one_line_error(capsys, "response is not acceptable JSON", needle)
+    _no_dataset(tmp_path / "d")
 
 
 @pytest.mark.parametrize(

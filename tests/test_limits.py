@@ -27,6 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
     ({"seed": 1.5}, r"protocol.seed must be an integer"),
     ({"seed": True}, r"protocol.seed must be an integer"),
     ({"max_nonmated": 0}, r"protocol.max_nonmated must be an integer >= 1 \(or null for all\), got 0"),
+    # 1e400 on the command line is float('inf'): refused in one line, never int(inf) -> OverflowError
+    ({"table_max_comparisons": float("inf")}, r"protocol.table_max_comparisons must be an integer >= 0 \(a non-negative count of comparisons\), got inf"),
+    ({"table_max_comparisons": float("nan")}, r"protocol.table_max_comparisons must be an integer >= 0"),
+    ({"table_max_comparisons": 2.5}, r"protocol.table_max_comparisons must be an integer >= 0"),
+    ({"bootstrap_replicates": float("inf")}, r"protocol.bootstrap_replicates must be an integer \[1, 100,000\] \(or null to skip the bootstrap\), got inf"),
 ])
 def test_absurd_protocol_values_are_refused(kw, msg):
     with pytest.raises(ConfigError, match=msg):

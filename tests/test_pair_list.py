@@ -82,7 +82,7 @@ HEAD = "image_a,image_b,mated\n"
     ("p.csv", HEAD + "../x.jpg,b.jpg,0\n", r"p\.csv:2: image key '\.\./x\.jpg' leaves the dataset root"),
     ("p.csv", HEAD + "a.jpg,b.jpg,1\nc.jpg,c.jpg,1\n", r"p\.csv:3: pair of image 'c\.jpg' with itself"),
     ("p.csv", HEAD + "a.jpg,b.jpg,1\nc.jpg,d.jpg,0\nb.jpg,a.jpg,1\n", r"p\.csv:4: pair \('b\.jpg', 'a\.jpg'\) repeats .*p\.csv:2"),
-    ("p.csv", HEAD + "a.jpg," + "b" * 5000 + ",1\n", r"p\.csv:2: image key longer than 4096 characters"),
+    ("p.csv", HEAD + "a.jpg," + "b" * 5000 + ",1\n", r"p\.csv:2: line longer than 4096 characters; expected one pair per line"),
     ("African_pairs.txt", "m.1\t1\t2\n" + "x" * 5000 + "\n", r"African_pairs\.txt:2: line longer than 4096 characters"),
     ("p.csv", "", r"p\.csv: empty pair list"),
     ("p.csv", "# only a comment\n" + HEAD, r"p\.csv: no pairs"),
@@ -123,6 +123,35 @@ def test_gzip_bomb_is_capped(tmp_path, monkeypatch):
     (tmp_path / "bomb.csv.gz").write_bytes(gzip.compress((HEAD + "a.jpg,b.jpg,0\n" + "\n" * 10_000).encode()))
     with pytest.raises(DataError, match=r"bomb\.csv\.gz: more than 1,000 bytes of text"):
         read_pair_list(tmp_path / "bomb.csv.gz")
+
+
+@pytest.mark.parametrize("second", ["0" * (50 << 20), "a.jpg,b.jpg,1\n" + "0" * (50 << 20)])
+def test_gzip_of_one_huge_line_is_refused_while_reading(tmp_path, second):
+    """A short gzip whose one line decompresses to 50 MB: refused within about one read buffer (1 MiB),
+    before the CSV parser buffers the line (the 4 GiB text cap alone let a 6 GB line reach 5 GB RSS)."""
+    import tracemalloc
+
+    (tmp_path / "long.csv.gz").write_bytes(gzip.compress((HEAD + second).encode(), compresslevel=1))
+    line = 2 if second.startswith("0") else 3
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=rf"long\.csv\.gz:{line}: line longer than 4096 characters; expected one pair per line"):
+            read_pair_list(tmp_path / "long.csv.gz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20, f"peak {peak / 2**20:.1f} MiB while refusing a 50 MB line"
+
+
+def test_lines_split_across_read_buffers_are_counted_whole(tmp_path):
+    """Lines of 4,000 bytes that straddle the 1 MiB read buffers pass; line numbers stay exact."""
+    rows = [f"{'d' * 1990}/{i}.jpg,{'e' * 1990}/{i}.jpg,0" for i in range(600)]  # ~2.4 MB, every line < 4096
+    ok = _write(tmp_path / "ok.csv", HEAD + "\n".join(rows) + "\n")
+    assert len(read_pair_list(ok)) == 600
+    rows[400] = rows[400] + "x" * 200  # line 402 (header is line 1) > 4096 bytes, in the second buffer
+    bad = _write(tmp_path / "bad.csv", HEAD + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"bad\.csv:402: line longer than 4096 characters"):
+        read_pair_list(bad)
 
 
 def test_duplicates_across_files_are_refused(tmp_path):
@@ -228,6 +257,28 @@ def test_fta_pairs_are_counted_per_group_not_dropped(tmp_path):
     fnmr = pg[(pg["group"] == "(all)") & (pg["metric"] == "FNMR")].iloc[0]
     assert allrow["fnmr_nist"] == pytest.approx((fnmr["errors"] + 1) / (fnmr["comparisons"] + 1))
     assert "counted in the generalized rates" in (out / "report.md").read_text()
+
+
+def test_a_list_touching_some_acquired_images_verifies(tmp_path):
+    """RFW/BFW/user lists leave acquired images out of every pair: fvbench-verify must not call that a mismatch."""
+    from bench.verify import verify_run
+
+    pop = _pop(0.0)
+    manifest, _, acquired = pop.generate()
+    keys = manifest.table["path"].astype(str).to_numpy()
+    subj = manifest.table["subject_id"].astype(str).to_numpy()
+    use = np.flatnonzero(acquired)[::2]  # half of the images are in no listed pair
+    ok_m = [(keys[i], keys[j], 1) for i in use for j in use if i < j and subj[i] == subj[j]]
+    ok_n = [(keys[i], keys[j], 0) for i in use for j in use if i < j and subj[i] != subj[j]][:150]
+    p = tmp_path / "mine.csv"
+    p.write_text(HEAD + "".join(f"{a},{b},{m}\n" for a, b, m in ok_m + ok_n))
+    out = _run(tmp_path, "subset", Protocol(target_fmrs=[0.05], bootstrap_replicates=None, pair_list=str(p)), pop)
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert scores.filter(like="image").stack().nunique() < int(acquired.sum())  # some acquired images are in no pair
+    rep = verify_run(out, check_dataset=False, check_weights=False, check_figures=False)
+    assert not rep.mismatches, [(c.name, c.detail) for c in rep.mismatches]
+    check = [c for c in rep.checks if c.name == "scores"][0]
+    assert check.status == "ok" and "a pair list scores only the images its pairs name" in check.detail
 
 
 def test_withheld_subjects_never_appear_in_the_written_list(tmp_path):

@@ -51,6 +51,7 @@ from bench.data.consented import DatasetCard, label_source_text, missing_root
 from bench.data.manifest import Manifest
 from bench.data.user_dataset import bin_labels
 from bench.errors import DataError
+from bench.files import loads_json
 
 __all__ = ["load_ccv2", "read_ccv2_metadata", "sample_frame_indices", "extract_frames", "CARD", "METADATA", "ATTRIBUTE_SOURCES"]
 
@@ -125,9 +126,9 @@ def read_ccv2_metadata(path: Path) -> pd.DataFrame:
     if path.stat().st_size > _MAX_METADATA_BYTES:
         raise DataError(f"{where!r} is larger than {_MAX_METADATA_BYTES >> 20} MiB; not a CCv2 metadata file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{where!r} is not UTF-8 JSON: {err}") from err
+        data = loads_json(path.read_bytes())
+    except ValueError as err:  # deep nesting and huge integers included (bench.files.loads_json)
+        raise DataError(f"{where!r}: {err}; expected a UTF-8 JSON list with one object per video") from None
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
         raise DataError(f"{where!r}: expected a JSON list with one object per video")
     rows = []

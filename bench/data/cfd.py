@@ -32,8 +32,11 @@ from __future__ import annotations
 
 import logging
 import re
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Sequence
+from xml.etree.ElementTree import ParseError
 
 import pandas as pd
 
@@ -94,8 +97,14 @@ def read_norming(workbook: Path, sets: Sequence[str]) -> pd.DataFrame:
         raise DataError(f"CFD norming workbook not found: {str(workbook)!r}; expected {WORKBOOK!r} in the root")
     try:
         sheets = pd.read_excel(workbook, sheet_name=None, header=HEADER_ROW, dtype=str)
-    except (ValueError, OSError, KeyError) as err:
-        raise DataError(f"cannot read {str(workbook)!r} as an .xlsx workbook: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from err
+    # a damaged or hostile workbook: not a zip (BadZipFile), a truncated member (EOFError,
+    # zlib.error), malformed or entity-bomb sheet XML (ParseError), missing parts (KeyError),
+    # openpyxl's InvalidFileException (an OSError)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, zipfile.LargeZipFile, ParseError, EOFError,
+            IndexError, TypeError, AttributeError, RecursionError, MemoryError, zlib.error) as err:
+        first = str(err).splitlines()[0] if str(err).strip() else ""
+        raise DataError(f"cannot read {str(workbook)!r} as an .xlsx workbook ({type(err).__name__}: {first}); "
+                        "expected the CFD norming workbook as distributed") from None
     parts = []
     for s in sets:
         sheet = SHEETS[s]

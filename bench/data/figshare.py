@@ -43,6 +43,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.errors import ConfigError, DownloadError
+from bench.files import loads_json
 
 __all__ = [
     "FIGSHARE_API",
@@ -195,9 +196,9 @@ def _get_json(url: str) -> dict:
     except requests.exceptions.RequestException as err:
         raise DownloadError(f"figshare API {url} unreachable: {type(err).__name__}: {err}".replace("\n", " ")) from err
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DownloadError(f"figshare API {url}: response is not JSON ({err})") from err
+        data = loads_json(bytes(body))
+    except ValueError as err:  # deep nesting and huge integers included (bench.files.loads_json)
+        raise DownloadError(f"figshare API {url}: response is not acceptable JSON ({err})") from None
     if not isinstance(data, dict):
         raise DownloadError(f"figshare API {url}: expected a JSON object, got {type(data).__name__}")
     return data

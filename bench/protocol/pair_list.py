@@ -48,6 +48,7 @@ import pandas as pd
 
 from bench.protocol.pair_list_scenario import check_pair_list_scenario, recorded_scenario
 from bench.errors import ConfigError, DataError
+from bench.protocol.pair_list_source import PairListSource  # hashing, gzip, text and line-length caps
 
 __all__ = [
     "PAIR_LIST_FILE", "PAIR_LIST_HEADER", "FORMATS", "MAX_LINE_CHARS", "MAX_PAIRS", "MAX_TEXT_BYTES",
@@ -159,60 +160,6 @@ class ResolvedPairs:
 
 
 # --------------------------------------------------------------------------- reading
-class _Source(io.RawIOBase):
-    """The decompressed bytes of a pair-list file: hashes the raw file, caps the text read."""
-
-    def __init__(self, path: Path) -> None:
-        try:
-            self._raw = path.open("rb")
-        except FileNotFoundError:
-            raise ConfigError(f"protocol.pair_list: file not found: {str(path)!r}") from None
-        except OSError as err:
-            raise ConfigError(f"protocol.pair_list: cannot read {str(path)!r} ({err.strerror or err})") from None
-        self.path, self.digest, self.total = path, hashlib.sha256(), 0
-        hashing = io.BufferedReader(_Hashing(self._raw, self.digest))
-        self._src: io.BufferedIOBase = gzip.GzipFile(fileobj=hashing, mode="rb") if hashing.peek(2)[:2] == b"\x1f\x8b" else hashing  # type: ignore[assignment]
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b):  # type: ignore[override]
-        try:
-            n = self._src.readinto(b)
-        except (OSError, EOFError, gzip.BadGzipFile) as err:
-            raise DataError(f"{str(self.path)}: unreadable or truncated ({err}); expected a pair list (.csv, .txt, or .gz of one)") from None
-        self.total += n or 0
-        if self.total > MAX_TEXT_BYTES:
-            raise DataError(f"{str(self.path)}: more than {MAX_TEXT_BYTES:,} bytes of text; a pair list is expected to be smaller")
-        return n
-
-    def finish(self) -> str:
-        """Hash the rest of the raw file, close it, return its SHA-256."""
-        while self._raw.read(1 << 20):
-            pass
-        self._raw.close()
-        return self.digest.hexdigest()
-
-    def close_raw(self) -> None:
-        """Close the file (also after an error)."""
-        if not self._raw.closed:
-            self._raw.close()
-
-
-class _Hashing(io.RawIOBase):
-    def __init__(self, raw, digest) -> None:
-        self._raw, self._digest = raw, digest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b):  # type: ignore[override]
-        n = self._raw.readinto(b)
-        if n:
-            self._digest.update(memoryview(b)[:n])
-        return n
-
-
 def _decode(raw: bytes, name: str, n: int) -> str:
     try:
         return raw.decode("utf-8")
@@ -416,7 +363,7 @@ def read_pair_lists(paths: Sequence[str | Path] | str | Path, *, fmt: str = "aut
         p = Path(str(p)).expanduser()
         name = str(p)  # messages name the file as given
         names.append(name)
-        source = _Source(p)
+        source = PairListSource(p, max_text_bytes=MAX_TEXT_BYTES, max_line_chars=MAX_LINE_CHARS)
         try:
             src = io.BufferedReader(source, buffer_size=1 << 20)
             n = 1

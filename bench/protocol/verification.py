@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import warnings
+from numbers import Real
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -145,10 +146,8 @@ class Protocol:
             object.__setattr__(self, "pair_list", check_protocol_pair_list(self.pair_list, self.engine, self.max_nonmated))
         if self.engine not in ENGINES:
             raise ConfigError(f"protocol.engine must be one of {list(ENGINES)}, got {self.engine!r}")
-        limit = self.table_max_comparisons
-        if isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit != int(limit) or limit < 0:
-            raise ConfigError(f"protocol.table_max_comparisons must be a non-negative integer, got {limit!r}")
-        object.__setattr__(self, "table_max_comparisons", int(limit))
+        object.__setattr__(self, "table_max_comparisons", check_int(  # 1e400 (inf) or NaN refused, not int(inf)
+            "protocol.table_max_comparisons", self.table_max_comparisons, 0, None, "a non-negative count of comparisons"))
         if not self.target_fmrs and not self.use_nominal_threshold:
             raise ConfigError("protocol: give at least one target_fmrs value or use_nominal_threshold: true")
         for f in self.target_fmrs:
@@ -165,7 +164,8 @@ class Protocol:
             raise ConfigError(f"protocol.nonmated_policy {self.nonmated_policy!r} is not supported; valid: ['same_group']")
         if not 0 < self.confidence < 1:
             raise ConfigError(f"protocol.confidence must be in (0, 1), got {self.confidence}")
-        if self.bootstrap_replicates is not None and int(self.bootstrap_replicates) < 1:
+        b = self.bootstrap_replicates  # compared as given: int(1e400) would raise OverflowError
+        if isinstance(b, Real) and not isinstance(b, bool) and b < 1:
             raise ConfigError(
                 f"protocol.bootstrap_replicates must be >= 1 (or null to skip the bootstrap), got {self.bootstrap_replicates}"
             )

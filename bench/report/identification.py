@@ -438,4 +438,6 @@ def write_identification_report(path: Path, result: IdentificationResult, *, per
                 out += [f"![{cap}]({figures[attr][key]})", ""]
     if small:
         out += [f"Groups with fewer than the minimum subjects are shown as counts only: {small}.", ""]
-    path.write_text("\n".join(out) + "\n")
+    from bench.report.markdown_escape import escape_raw_html  # labels are untrusted: no raw HTML in report.md
+
+    path.write_text(escape_raw_html("\n".join(out) + "\n"))

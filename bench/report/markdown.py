@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.report.markdown_escape import escape_raw_html  # labels are untrusted: no raw HTML in report.md
+
 __all__ = [
     "render_report",
     "render_report_from_folder",
@@ -734,7 +736,7 @@ def render_report(metrics: dict, tables: dict[str, pd.DataFrame]) -> str:
             level = "###" if s.id.startswith("attribute:") else "##"
             out += [f"{level} {s.title}", ""]
         out += [s.body, ""]
-    return "\n".join(out).rstrip("\n") + "\n"
+    return escape_raw_html("\n".join(out).rstrip("\n") + "\n")
 
 
 def load_published_tables(run_dir: str | Path) -> dict[str, pd.DataFrame]:

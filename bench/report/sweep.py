@@ -258,4 +258,6 @@ def render_sweep_report(result: SweepResult, rows: pd.DataFrame, figs: dict, run
                     lines.append("| " + " | ".join(cells) + " |")
                 lines.append("")
     lines += ["All numbers: `sweep.csv`; configuration, thresholds, hashes and versions: `sweep.json`.", ""]
-    return "\n".join(lines)
+    from bench.report.markdown_escape import escape_raw_html  # labels are untrusted: no raw HTML in report.md
+
+    return escape_raw_html("\n".join(lines))
