@@ -22,14 +22,14 @@ from typing import Any
 from bench.errors import DataError
 from bench.report.html_blocks import (_g, _int, _jsonload, _num, bullets, figure, key_values, note, page, paragraph, section, table)
 
-__all__ = ["leaderboard_page", "figure_suffix", "slug", "LEADERBOARD_GUIDE", "SOURCES_FILE", "CSV_FILE"]
+__all__ = ["leaderboard_page", "figure_suffix", "slug", "LEADERBOARD_COLUMNS", "LEADERBOARD_GUIDE", "SOURCES_FILE", "CSV_FILE"]
 
 SOURCES_FILE = "sources.json"
 CSV_FILE = "leaderboard.csv"
 _MAX_CSV_BYTES = 64 << 20
 
 #: Columns of the per-attribute table: (header, quantity, shows the group).
-_COLUMNS = (
+LEADERBOARD_COLUMNS = (
     ("FMR", "FMR", False),
     ("FNMR", "FNMR", False),
     ("worst FMR group", "worst_FMR", True),
@@ -163,7 +163,7 @@ def leaderboard_page(folder: Path) -> dict:
                 tnames = [t for t in dict.fromkeys(str(r["threshold_name"]) for r in arows if r["threshold_name"])]
                 for tname in tnames:
                     at = [r for r in arows if str(r["threshold_name"]) == tname]
-                    head = ["run", "recogniser / detector", "subjects", "FTA", *[c[0] for c in _COLUMNS]]
+                    head = ["run", "recogniser / detector", "subjects", "FTA", *[c[0] for c in LEADERBOARD_COLUMNS]]
                     body = []
                     for run in runs:
                         mine = [r for r in at if str(r["run"]) == run]
@@ -174,7 +174,7 @@ def leaderboard_page(folder: Path) -> dict:
                         cells: list[Any] = [run, [str(first.get("recogniser", "")), str(first.get("detector", ""))],
                                             f"{_int((subjects.get(run) or {}).get('value')):,}" if run in subjects else "–",
                                             _cell(fta, False)]
-                        for _, q, grp in _COLUMNS:
+                        for _, q, grp in LEADERBOARD_COLUMNS:
                             cells.append(_cell(next((r for r in mine if r["quantity"] == q), None), grp))
                         body.append(cells)
                     thr = next((r for r in at if _fin_num(r.get("target_fmr"))), None)
